@@ -1,0 +1,1 @@
+"""Text adapter: hyperfitting causal language models on the shared core."""

@@ -1,0 +1,6 @@
+import click
+
+
+@click.group()
+def text():
+    """Hyperfit causal LMs and measure their continuations."""

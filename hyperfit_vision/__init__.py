@@ -1,0 +1,1 @@
+"""Vision adapter: hyperfitting ImageGPT and completing images from a prefix."""
