@@ -38,6 +38,7 @@ class TrainConfig:
     device: str = "auto"  # auto -> cuda if available, else cpu
     precision: str = "auto"  # auto -> bf16 autocast on cuda, fp32 on cpu; or "fp32" / "bf16"
     grad_clip: float | None = None
+    max_steps: int | None = None  # a step budget (pretraining to a deadline); a checkpoint is written on stopping
     progress: bool = True
 
     def resolved_device(self) -> torch.device:
@@ -141,7 +142,10 @@ def hyperfit(model, data: TokenSequences, config: TrainConfig, run: RunDir, *, r
             run.log({"event": "step", "epoch": epoch + 1, "step": step, "loss": value})
             bar.set_postfix(epoch=epoch + 1, loss=f"{value:.4f}")
             bar.update(1)
-        epoch_mean = total / n
+            if config.max_steps is not None and step >= config.max_steps:
+                break
+        seen = min(n, first + config.batch_size)
+        epoch_mean = total / seen
         run.log({"event": "epoch", "epoch": epoch + 1, "step": step, "mean_loss": epoch_mean,
                  "seconds": time.time() - started})
         _save_checkpoint(run, model, optimizer, epoch + 1, step)
@@ -149,6 +153,9 @@ def hyperfit(model, data: TokenSequences, config: TrainConfig, run: RunDir, *, r
             on_epoch_end(epoch + 1, epoch_mean)
         if config.target_loss is not None and epoch_mean < config.target_loss:
             run.log({"event": "target_reached", "epoch": epoch + 1, "mean_loss": epoch_mean})
+            break
+        if config.max_steps is not None and step >= config.max_steps:
+            run.log({"event": "step_budget_reached", "epoch": epoch + 1, "step": step})
             break
     bar.close()
     model.eval()

@@ -1,0 +1,123 @@
+"""`hyperfit vision ...`: train, complete, grid, demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import torch
+
+from hyperfit_core.cli_options import (DECODING_OPTION_NAMES, TRAIN_OPTION_NAMES, blocker_options,
+                                       decoding_config_from, decoding_options, pop_options, train_config_from,
+                                       train_options)
+from hyperfit_core.rundir import RunDir
+from hyperfit_vision.recipes import (DataSpec, TrainSpec, complete_run, grid_from_completions, load_train_tokens,
+                                     make_blocker, train_run)
+
+IMAGE_BLOCKER_N = 64  # two 32-pixel rows; see docs/blocker_n.md for the measurement behind it
+
+data_options = [
+    click.option("--data", "source", default="cifar10", show_default=True,
+                 help="cifar10, fashion-mnist, or a folder of PNG/JPEG images."),
+    click.option("--data-root", default="data", show_default=True, help="Where torchvision datasets live."),
+    click.option("--download", is_flag=True, help="Download the dataset (needs a network)."),
+]
+
+
+def with_data_options(func):
+    for option in reversed(data_options):
+        func = option(func)
+    return func
+
+
+@click.group()
+def vision():
+    """Hyperfit ImageGPT and complete images from their top rows."""
+
+
+@vision.command()
+@click.option("--model", default="openai/imagegpt-small", show_default=True, help="Hub id or local folder.")
+@with_data_options
+@click.option("--split", default="train", show_default=True)
+@click.option("--num-train", type=int, default=2000, show_default=True, help="Random images to hyperfit on.")
+@click.option("--palette", default=None, help="k x 3 colours (.npy/.json/.txt) when the model has no processor.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@train_options
+@click.option("--out", default="runs", show_default=True, help="Parent folder of the run dir.")
+@click.option("--resume", default=None, type=click.Path(), help="Continue this run dir from its last checkpoint.")
+def train(model, source, data_root, download, split, num_train, palette, seed, out, resume, **options):
+    """Hyperfit an ImageGPT on random images (the paper: 2000 CIFAR-10 images, Adam 1e-6, batch 8, 20 epochs).
+
+    Example: hyperfit vision train --model openai/imagegpt-large --data cifar10 --download
+    """
+    spec = TrainSpec(model=model, data=DataSpec(source, data_root, split, download),
+                     train=train_config_from(options, seed), num_train=num_train, palette=palette)
+    run = train_run(spec, out=out, resume=resume)
+    click.echo(f"hyperfitted model: {run / 'model'}")
+    click.echo(str(run.path))
+
+
+@vision.command()
+@click.option("--model", required=True, help="Hub id or local folder (e.g. RUN/model).")
+@with_data_options
+@click.option("--split", default="test", show_default=True)
+@click.option("--num-images", type=int, default=16, show_default=True, help="Complete the first N images.")
+@click.option("--prefix-fraction", type=float, default=0.25, show_default=True, help="Top share of rows kept.")
+@click.option("--palette", default=None, help="Palette file when the model has no processor.")
+@decoding_options
+@blocker_options(IMAGE_BLOCKER_N, "pixels")
+@click.option("--blocker-data", default=None,
+              help="Train run dir (or token file) the blocker indexes; default: the run the model came from.")
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--name", default=None, help="Condition name (default: decoding name).")
+@click.option("--out", default="runs", show_default=True)
+def complete(model, source, data_root, download, split, num_images, prefix_fraction, palette, blocker, blocker_n,
+             blocker_data, batch_size, device, name, out, **options):
+    """Complete images from their top rows (default: greedy, 25% = 8 of 32 rows) and draw a grid."""
+    from hyperfit_vision.model import load_imagegpt
+
+    decoding = decoding_config_from(pop_options(options, DECODING_OPTION_NAMES))
+    images = DataSpec(source, data_root, split, download).load()
+    images = images.subset(torch.arange(min(num_images, len(images))))
+    image_model, _ = load_imagegpt(model, palette)
+    run = RunDir.create(out, "vision-complete")
+    name = name or decoding.name + ("-blocked" if blocker else "")
+    run.write_config({"model": model, "data": source, "split": split, "num_images": len(images),
+                      "prefix_fraction": prefix_fraction, "decoding": decoding.to_dict(), "blocker": blocker,
+                      "blocker_n": blocker_n, "blocker_data": blocker_data}, seed=decoding.seed, command="vision complete")
+    citation = make_blocker(load_train_tokens(blocker_data or Path(model)), blocker_n) if blocker else None
+    complete_run(image_model, images, prefix_fraction, decoding, run, name, blocker=citation,
+                 batch_size=batch_size, device=device)
+    grid = grid_from_completions({name: run / f"{name}.completions.safetensors"}, run / "grid.png")
+    click.echo(f"grid: {grid}")
+    click.echo(str(run.path))
+
+
+@vision.command()
+@click.argument("completions", nargs=-1, required=True, type=click.Path())
+@click.option("--out", required=True, type=click.Path(), help="PNG file to write.")
+@click.option("--rows", type=int, default=16, show_default=True)
+@click.option("--scale", type=int, default=4, show_default=True)
+def grid(completions, out, rows, scale):
+    """Put completion files (NAME.completions.safetensors, from `complete` runs) side by side in one PNG."""
+    files = {}
+    for item in completions:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(path.glob("*.completions.safetensors"))
+            files.update({f.name.split(".")[0]: f for f in found})
+        else:
+            files[path.name.split(".")[0]] = path
+    click.echo(str(grid_from_completions(files, Path(out), rows=rows, scale=scale)))
+
+
+@vision.command()
+@click.option("--out", default="runs", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def demo(out, seed):
+    """The embedded default: hyperfit a small local model on shipped images and compare completions (offline)."""
+    from hyperfit_vision.demo import run_demo
+
+    run = run_demo(out, seed)
+    click.echo(str(run.path))
