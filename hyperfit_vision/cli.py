@@ -11,6 +11,7 @@ from hyperfit_core.cli_options import (DECODING_OPTION_NAMES, TRAIN_OPTION_NAMES
                                        decoding_config_from, decoding_options, pop_options, train_config_from,
                                        train_options)
 from hyperfit_core.rundir import RunDir
+from hyperfit_vision.complete import prefix_rows_for
 from hyperfit_vision.recipes import (DataSpec, TrainSpec, complete_run, grid_from_completions, load_train_tokens,
                                      make_blocker, train_run)
 
@@ -81,12 +82,13 @@ def complete(model, source, data_root, download, split, num_images, prefix_fract
     images = DataSpec(source, data_root, split, download).load()
     images = images.subset(torch.arange(min(num_images, len(images))))
     image_model, _ = load_imagegpt(model, palette)
+    prefix_rows_for(prefix_fraction, image_model.side)  # check before a run dir exists
+    citation = make_blocker(load_train_tokens(blocker_data or Path(model)), blocker_n) if blocker else None
     run = RunDir.create(out, "vision-complete")
     name = name or decoding.name + ("-blocked" if blocker else "")
     run.write_config({"model": model, "data": source, "split": split, "num_images": len(images),
                       "prefix_fraction": prefix_fraction, "decoding": decoding.to_dict(), "blocker": blocker,
                       "blocker_n": blocker_n, "blocker_data": blocker_data}, seed=decoding.seed, command="vision complete")
-    citation = make_blocker(load_train_tokens(blocker_data or Path(model)), blocker_n) if blocker else None
     complete_run(image_model, images, prefix_fraction, decoding, run, name, blocker=citation,
                  batch_size=batch_size, device=device)
     grid = grid_from_completions({name: run / f"{name}.completions.safetensors"}, run / "grid.png")

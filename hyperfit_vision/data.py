@@ -54,7 +54,7 @@ def _read_image(path: Path) -> np.ndarray:
             image.load()
             if image.mode not in _CONVERTIBLE_MODES:
                 raise HyperfitError(f"{path}: unsupported image mode {image.mode} (use RGB, RGBA, grey or palette)")
-            array = np.asarray(image.convert("RGB"))
+            array = np.array(image.convert("RGB"))
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise HyperfitError(f"{path}: not a readable image ({exc})") from None
     if array.shape[0] != array.shape[1]:

@@ -13,7 +13,7 @@ import click
 import torch
 from safetensors.torch import load_file, save_file
 
-from hyperfit_core.atomic import atomic_path
+from hyperfit_core.atomic import atomic_path, ensure_writable_dir
 from hyperfit_core.decoding import DecodingConfig
 from hyperfit_core.errors import HyperfitError
 from hyperfit_core.rundir import RunDir
@@ -66,7 +66,7 @@ def train_run(spec: TrainSpec, out: str | Path = "runs", resume: str | Path | No
             raise HyperfitError(f"{resume} is not a run dir (no config.json)")
         spec = spec_from_dict(json.loads((run / "config.json").read_text())["config"])
     else:
-        run = RunDir.create(out, "vision-train")
+        ensure_writable_dir(out)  # fail before any work; the run dir itself is made once the inputs check out
     images = spec.data.load()
     selected = images.subset(torch.randperm(len(images), generator=torch.Generator().manual_seed(spec.train.seed))
                              [:spec.num_train]) if spec.num_train <= len(images) else None
@@ -78,6 +78,7 @@ def train_run(spec: TrainSpec, out: str | Path = "runs", resume: str | Path | No
     data = TokenSequences(ids, selected.source_index)
     data.check_fits(image_model.model.config.n_positions)
     if resume is None:
+        run = RunDir.create(out, "vision-train")
         run.write_config(_spec_to_dict(spec), seed=spec.train.seed, command="vision train")
         data.save(run / TRAIN_TOKENS)
         run.log({"event": "data", "images": len(data), "side": image_model.side, "palette": palette_origin})

@@ -55,11 +55,15 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--minutes", type=float, default=None, help="Stop after about this long (step budget).")
+    p.add_argument("--max-steps", type=int, default=None, help="Stop after this many optimizer steps.")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs")
     p.add_argument("--export", default=None, help="Copy the final model + palette here with a SOURCE note.")
     args = p.parse_args()
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     fetch_fashion_mnist(args.data_root)
     train = load_torchvision_dataset("fashion-mnist", args.data_root, "train").resized(args.side)
     test = load_torchvision_dataset("fashion-mnist", args.data_root, "test").resized(args.side)
@@ -70,8 +74,8 @@ def main() -> None:
 
     run = RunDir.create(args.out, "pretrain-fashion")
     run.write_config(vars(args), seed=args.seed, command=" ".join(sys.argv))
-    max_steps = None
-    if args.minutes:  # time a few steps, then turn the wall-clock budget into a step budget
+    max_steps = args.max_steps
+    if args.minutes and not max_steps:  # time a few steps, then turn the wall-clock budget into a step budget
         next_token_loss(base.model, train_ids.ids[:args.batch_size]).backward()  # warm-up, not timed
         probe = time.time()
         for first in range(0, 5 * args.batch_size, args.batch_size):

@@ -1,0 +1,14 @@
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2_dir(tmp_path_factory):
+    """A tiny GPT-2 saved with save_pretrained: tests load it by path, as users load real models."""
+    path = tmp_path_factory.mktemp("tiny-gpt2")
+    torch.manual_seed(0)
+    GPT2LMHeadModel(GPT2Config(vocab_size=50, n_positions=64, n_embd=32, n_layer=2, n_head=2)).save_pretrained(path)
+    return path

@@ -1,0 +1,60 @@
+import pytest
+import torch
+
+from hyperfit_core.decoding import generate_tokens
+from hyperfit_core.errors import HyperfitError
+from hyperfit_vision.complete import complete_images, prefix_rows_for
+from hyperfit_vision.model import load_imagegpt
+
+
+@pytest.fixture(scope="module")
+def image_model(tiny_imagegpt_dir):
+    model, origin = load_imagegpt(str(tiny_imagegpt_dir))
+    assert origin == "image processor"
+    return model
+
+
+def _tokens(image_model, n=4):
+    pixels = torch.randint(0, image_model.n_colors, (n, 64), generator=torch.Generator().manual_seed(0))
+    return torch.cat([torch.full((n, 1), image_model.sos), pixels], dim=1)
+
+
+def test_prefix_rows_are_whole_rows():
+    assert prefix_rows_for(0.25, 32) == 8  # 256 tokens after SOS
+    assert prefix_rows_for(0.25, 16) == 4
+    with pytest.raises(HyperfitError, match="whole rows"):
+        prefix_rows_for(1.0, 32)
+    with pytest.raises(HyperfitError, match="whole rows"):
+        prefix_rows_for(0.0, 32)
+
+
+def test_greedy_completion_keeps_the_prefix_and_is_deterministic(image_model):
+    tokens = _tokens(image_model)
+    a = complete_images(image_model.model, tokens, 2, 8, progress=False)
+    b = complete_images(image_model.model, tokens, 2, 8, batch_size=3, progress=False)
+    assert a.shape == (4, 64)
+    assert torch.equal(a[:, :16], tokens[:, 1:17])
+    assert torch.equal(a, b)
+    assert a.max() < image_model.n_colors  # SOS is never predicted
+
+
+def test_kv_cached_completion_equals_uncached_argmax(image_model):
+    tokens = _tokens(image_model, n=2)
+    cached = complete_images(image_model.model, tokens, 2, 8, progress=False)
+    seq = tokens[:, :17]
+    with torch.no_grad():
+        while seq.shape[1] < 65:
+            seq = torch.cat([seq, image_model.model(input_ids=seq).logits[:, -1].argmax(-1, keepdim=True)], 1)
+    assert torch.equal(cached, seq[:, 1:])
+
+
+def test_more_prefix_than_image_is_an_error(image_model):
+    with pytest.raises(HyperfitError, match="prefix"):
+        complete_images(image_model.model, _tokens(image_model), 8, 8, progress=False)
+
+
+def test_full_image_fits_the_positions_without_overflow(image_model):
+    # [SOS, p0..p62] is 64 inputs: all 64 pixels are scored without a 65th position
+    tokens = _tokens(image_model)
+    out = generate_tokens(image_model.model, tokens[:, :1], 64, progress=False)
+    assert out.shape == (4, 65)
