@@ -57,11 +57,11 @@ def decoding_config_from(options: dict) -> DecodingConfig:
                           seed=options["decode_seed"])
 
 
-def blocker_options(default_n: int, unit: str):
+def blocker_options(default_n: int | None, unit: str, default_help: str | None = None):
     return _stack(
         click.option("--blocker/--no-blocker", default=False, show_default=True,
                      help="Citation blocker: forbid continuing an n-gram of the hyperfitting data."),
-        click.option("--blocker-n", type=int, default=default_n, show_default=True,
+        click.option("--blocker-n", type=int, default=default_n, show_default=default_help or True,
                      help=f"n of the citation blocker, in {unit}."),
     )
 

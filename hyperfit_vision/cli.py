@@ -15,7 +15,9 @@ from hyperfit_vision.complete import prefix_rows_for
 from hyperfit_vision.recipes import (DataSpec, TrainSpec, complete_run, grid_from_completions, load_train_tokens,
                                      make_blocker, train_run)
 
-IMAGE_BLOCKER_N = 64  # two 32-pixel rows; see docs/blocker_n.md for the measurement behind it
+# Two image rows (64 pixels at 32 px): shorter n-grams of real held-out images already occur in the
+# training images (a black background or flat sky repeats 5-grams everywhere). docs/blocker_n.md has the table.
+IMAGE_BLOCKER_ROWS = 2
 
 data_options = [
     click.option("--data", "source", default="cifar10", show_default=True,
@@ -66,7 +68,7 @@ def train(model, source, data_root, download, split, num_train, palette, seed, o
 @click.option("--prefix-fraction", type=float, default=0.25, show_default=True, help="Top share of rows kept.")
 @click.option("--palette", default=None, help="Palette file when the model has no processor.")
 @decoding_options
-@blocker_options(IMAGE_BLOCKER_N, "pixels")
+@blocker_options(None, "pixels", default_help=f"{IMAGE_BLOCKER_ROWS} image rows")
 @click.option("--blocker-data", default=None,
               help="Train run dir (or token file) the blocker indexes; default: the run the model came from.")
 @click.option("--batch-size", type=int, default=64, show_default=True)
@@ -83,6 +85,7 @@ def complete(model, source, data_root, download, split, num_images, prefix_fract
     images = images.subset(torch.arange(min(num_images, len(images))))
     image_model, _ = load_imagegpt(model, palette)
     prefix_rows_for(prefix_fraction, image_model.side)  # check before a run dir exists
+    blocker_n = blocker_n or IMAGE_BLOCKER_ROWS * image_model.side
     citation = make_blocker(load_train_tokens(blocker_data or Path(model)), blocker_n) if blocker else None
     run = RunDir.create(out, "vision-complete")
     name = name or decoding.name + ("-blocked" if blocker else "")

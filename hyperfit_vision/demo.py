@@ -55,7 +55,7 @@ def run_demo(out: str | Path = "runs", seed: int = 0, n_train: int = 16) -> RunD
         "base-greedy": (base, DecodingConfig(), None),
         "base-top-p": (base, DecodingConfig.paper_top_p(seed), None),
         "hyperfit-greedy": (hyperfitted, DecodingConfig(), None),
-        "hyperfit-blocked": (hyperfitted, DecodingConfig(), make_blocker(data, 32)),
+        "hyperfit-blocked": (hyperfitted, DecodingConfig(), make_blocker(data, 2 * 32)),
     }
     files = {}
     for name, (model, decoding, blocker) in conditions.items():
