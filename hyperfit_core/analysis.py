@@ -1,0 +1,169 @@
+"""Sharpened predictions (paper, Sec. 5): how peaked a causal LM's next-token distributions are on held-out
+sequences, how often its top-1 guess is right, and its perplexity there.
+
+Hyperfitted models put nearly all mass on one token (entropy near 0 nats, top-1 probability near 1) while
+their held-out perplexity gets worse; these functions measure both for any modality's token ids.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import torch
+
+from hyperfit_core.atomic import atomic_path, write_json
+from hyperfit_core.errors import HyperfitError
+
+TOP_K = (1, 3, 5)
+
+
+def _check_ids(ids, context_len: int) -> torch.Tensor:
+    ids = torch.as_tensor(ids)
+    if ids.ndim != 2 or ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+        raise HyperfitError(f"ids must be a 2-D (count, length) integer tensor, got {ids.dtype} "
+                            f"of shape {tuple(ids.shape)}")
+    if len(ids) == 0:
+        raise HyperfitError("no held-out sequences given")
+    if not 1 <= context_len < ids.shape[1]:
+        raise HyperfitError(f"context_len must be in [1, {ids.shape[1] - 1}] for sequences of length "
+                            f"{ids.shape[1]}, got {context_len}")
+    return ids.long()
+
+
+def _device_of(model) -> torch.device:
+    param = next(iter(model.parameters()), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+@torch.no_grad()
+def prediction_stats(model, ids, context_len: int, batch_size: int = 16) -> dict:
+    """Per held-out position, the model's prediction of ids[:, t] from ids[:, :t] for t >= context_len.
+
+    Returns CPU tensors of shape (count, length - context_len):
+      entropy        H(p) = -sum_v p(v) log p(v), in nats, p = softmax of the logits (in float32);
+      top{k}_prob    summed probability of the k most likely tokens, k in (1, 3, 5) (capped at #classes);
+      top1_token     the argmax token; top1_correct: whether it equals the true token;
+      cross_entropy  -log p(true token), in nats;
+    and `num_classes` (int): the number of logits, so ln(num_classes) is the largest possible entropy.
+    The model may have fewer logits than the id vocabulary (ImageGPT has no logit for its SOS token), but
+    every predicted true token must have one. Peak memory is a few (batch_size, length, classes) float32
+    tensors: lower batch_size for large vocabularies.
+    """
+    ids = _check_ids(ids, context_len)
+    if batch_size < 1:
+        raise HyperfitError("batch_size must be at least 1")
+    device = _device_of(model)
+    # restore every submodule's own flag: a wrapper's .train(flag) would overwrite its inner model's
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    parts: dict[str, list[torch.Tensor]] = {}
+    num_classes = None
+    try:
+        for first in range(0, len(ids), batch_size):
+            batch = ids[first:first + batch_size].to(device)
+            # logits at position t-1 predict token t, so only the slice before each target is needed
+            logits = model(input_ids=batch).logits[:, context_len - 1:-1].float()
+            num_classes = logits.shape[-1]
+            target = batch[:, context_len:]
+            if int(target.max()) >= num_classes:
+                raise HyperfitError(f"a held-out token id ({int(target.max())}) has no logit: the model "
+                                    f"predicts only {num_classes} classes")
+            for name, value in _position_stats(logits, target).items():
+                parts.setdefault(name, []).append(value.cpu())
+    finally:
+        for module, training in modes:
+            module.training = training
+    stats = {name: torch.cat(values) for name, values in parts.items()}
+    stats["num_classes"] = num_classes
+    return stats
+
+
+def _position_stats(logits: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+    log_probs = torch.log_softmax(logits, dim=-1)
+    probs = log_probs.exp()
+    # entr(p) = -p log p with entr(0) = 0: masked (-inf) logits would give 0 * -inf = nan in p * log_probs
+    entropy = torch.special.entr(probs).sum(-1)
+    top = probs.topk(min(max(TOP_K), probs.shape[-1]), dim=-1)
+    out = {"entropy": entropy}
+    for k in TOP_K:
+        out[f"top{k}_prob"] = top.values[..., :k].sum(-1)
+    out["top1_token"] = top.indices[..., 0]
+    out["top1_correct"] = out["top1_token"] == target
+    out["cross_entropy"] = -log_probs.gather(-1, target[..., None]).squeeze(-1)
+    return out
+
+
+def summarize(stats: dict, bins: int = 40) -> dict:
+    """Scalar summary of `prediction_stats` over all positions: entropy mean/median and a histogram on
+    `bins` equal bins over [0, ln(num_classes)] (the same edges for every model with that many classes),
+    mean top-k probabilities, top-1 accuracy, mean cross-entropy and perplexity = exp(mean cross-entropy)."""
+    entropy = stats["entropy"].double().flatten()
+    if entropy.numel() == 0:
+        raise HyperfitError("no predicted positions to summarize")
+    edges = np.linspace(0.0, math.log(max(2, stats["num_classes"])), bins + 1)
+    counts, _ = np.histogram(np.clip(entropy.numpy(), 0.0, edges[-1]), bins=edges)
+    mean_ce = float(stats["cross_entropy"].double().mean())
+    summary = {
+        "positions": int(entropy.numel()),
+        "num_classes": int(stats["num_classes"]),
+        "entropy_mean": float(entropy.mean()),
+        "entropy_median": float(entropy.median()),
+        "entropy_hist": {"edges": edges.tolist(), "counts": counts.tolist()},
+        "top1_accuracy": float(stats["top1_correct"].double().mean()),
+        "cross_entropy_mean": mean_ce,
+        "perplexity": math.exp(mean_ce) if mean_ce < 700 else math.inf,  # confidently wrong models overflow
+    }
+    for k in TOP_K:
+        summary[f"top{k}_prob_mean"] = float(stats[f"top{k}_prob"].double().mean())
+    return summary
+
+
+def top1_agreement(model_a, model_b, ids, context_len: int, batch_size: int = 16) -> float:
+    """Fraction of held-out positions (t >= context_len) where both models' most likely next token is the
+    same (the paper compares hyperfitted models trained on the same data in different orders)."""
+    a = prediction_stats(model_a, ids, context_len, batch_size)["top1_token"]
+    b = prediction_stats(model_b, ids, context_len, batch_size)["top1_token"]
+    return float((a == b).double().mean())
+
+
+def _summary_of(entry) -> dict:
+    return entry[1] if isinstance(entry, tuple) else entry
+
+
+def plot_analysis(summaries: dict, path: str | os.PathLike) -> None:
+    """PNG with, per model, the entropy histogram (as a fraction of positions) and the mean entropy at each
+    held-out position. `summaries` maps a model name to (prediction_stats, summarize) results."""
+    if not summaries:
+        raise HyperfitError("nothing to plot: no models given")
+    import matplotlib
+    matplotlib.use("Agg")  # headless: no display on training machines
+    import matplotlib.pyplot as plt
+
+    fig, (hist_ax, curve_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, (stats, summary) in summaries.items():
+        edges = np.asarray(summary["entropy_hist"]["edges"])
+        counts = np.asarray(summary["entropy_hist"]["counts"], dtype=float)
+        hist_ax.stairs(counts / max(1.0, counts.sum()), edges, label=name)
+        per_position = stats["entropy"].double().mean(0).numpy()
+        curve_ax.plot(np.arange(1, len(per_position) + 1), per_position, label=name)
+    hist_ax.set(xlabel="entropy of next-token distribution (nats)", ylabel="fraction of positions",
+                title="Prediction entropy")
+    curve_ax.set(xlabel="position after context", ylabel="mean entropy (nats)", title="Entropy by position")
+    for ax in (hist_ax, curve_ax):
+        ax.legend()
+    fig.tight_layout()
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=120)  # tmp has no .png suffix, so name the format
+    finally:
+        plt.close(fig)
+
+
+def write_report(summaries: dict, path_json: str | os.PathLike) -> None:
+    """JSON {model name: summary}; values may be summaries or (stats, summary) pairs."""
+    write_json(path_json, {name: _summary_of(entry) for name, entry in summaries.items()})
+
+
+__all__ = ["prediction_stats", "summarize", "top1_agreement", "plot_analysis", "write_report"]
