@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 import torch
 
-from hyperfit_core.cli_options import (DECODING_OPTION_NAMES, TRAIN_OPTION_NAMES, blocker_options,
+from hyperfit_core.cli_options import (DECODING_OPTION_NAMES, blocker_options,
                                        decoding_config_from, decoding_options, pop_options, train_config_from,
                                        train_options)
 from hyperfit_core.rundir import RunDir
@@ -125,4 +125,44 @@ def demo(out, seed):
     from hyperfit_vision.demo import run_demo
 
     run = run_demo(out, seed)
+    click.echo(str(run.path))
+
+
+@vision.command()
+@click.option("--base", required=True, help="Base model: hub id or folder.")
+@click.option("--hyperfit", "hyperfitted", required=True, help="Hyperfitted model folder (RUN/model) or hub id.")
+@click.option("--train-tokens", default=None,
+              help="Hyperfitting tokens for the blocker and overlap (default: the run --hyperfit came from).")
+@with_data_options
+@click.option("--split", default="test", show_default=True)
+@click.option("--num-images", type=int, default=10000, show_default=True, help="Complete the first N images.")
+@click.option("--prefix-fraction", type=float, default=0.25, show_default=True)
+@click.option("--blocker-n", type=int, default=None, help="Citation blocker n in pixels (default: two rows).")
+@click.option("--fid/--no-fid", default=True, show_default=True, help="FID/KID with the Inception weights.")
+@click.option("--fid-weights", default=None, help="Inception weights file (default: $HYPERFIT_INCEPTION, cache).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the top-p baseline.")
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--out", default="runs", show_default=True)
+@click.option("--resume", default=None, type=click.Path(), help="Finish an interrupted benchmark run dir.")
+def benchmark(base, hyperfitted, train_tokens, source, data_root, download, split, num_images, prefix_fraction,
+              blocker_n, fid, fid_weights, seed, batch_size, device, out, resume):
+    """Base greedy / base top-p / hyperfitted greedy / hyperfitted + blocker on the same held-out images:
+    FID, KID, patch repetition (beside the real images' own), overlap with the hyperfitting data."""
+    from hyperfit_vision.benchmark import paper_conditions, run_benchmark
+    from hyperfit_vision.model import load_imagegpt
+
+    images = DataSpec(source, data_root, split, download).load()
+    images = images.subset(torch.arange(min(num_images, len(images))))
+    models = {"base": load_imagegpt(base)[0], "hyperfit": load_imagegpt(hyperfitted)[0]}
+    prefix_rows_for(prefix_fraction, models["base"].side)
+    tokens = load_train_tokens(train_tokens or Path(hyperfitted))
+    run = RunDir(resume) if resume else RunDir.create(out, "vision-benchmark")
+    if not resume:
+        run.write_config({"base": base, "hyperfit": hyperfitted, "data": source, "split": split,
+                          "num_images": len(images), "prefix_fraction": prefix_fraction, "blocker_n": blocker_n,
+                          "fid": fid}, seed=seed, command="vision benchmark")
+    run_benchmark(models, images, paper_conditions(seed), run, train_tokens=tokens, prefix_fraction=prefix_fraction,
+                  blocker_n=blocker_n, fid=fid, fid_weights=fid_weights, batch_size=batch_size, device=device)
+    click.echo((run / "results.md").read_text(), err=True)
     click.echo(str(run.path))

@@ -1,4 +1,9 @@
-"""The embedded default (README command 1): the whole vision slice offline, on shipped images, in minutes."""
+"""The embedded default (README command 1): the whole vision slice offline, on shipped data, in minutes.
+
+A small ImageGPT pretrained by this project on Fashion-MNIST (assets/fashion-base, scripts/pretrain_base.py)
+is hyperfitted on 128 shipped training images; base and hyperfitted models then complete 16 held-out test
+images from their top 25% under the paper's conditions, scored and drawn side by side.
+"""
 
 from __future__ import annotations
 
@@ -6,63 +11,52 @@ import time
 from pathlib import Path
 
 import click
-import torch
 
-from hyperfit_core.decoding import DecodingConfig
 from hyperfit_core.errors import HyperfitError
 from hyperfit_core.rundir import RunDir
 from hyperfit_core.sequences import TokenSequences
 from hyperfit_core.train import TrainConfig, hyperfit
+from hyperfit_vision.benchmark import paper_conditions, run_benchmark
 from hyperfit_vision.data import load_image_folder
-from hyperfit_vision.model import build_imagegpt
-from hyperfit_vision.palette import kmeans_palette
-from hyperfit_vision.recipes import TRAIN_TOKENS, complete_run, grid_from_completions, make_blocker
+from hyperfit_vision.model import load_imagegpt
+from hyperfit_vision.recipes import TRAIN_TOKENS
 from hyperfit_vision.tokens import images_to_tokens
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
-CIFAR_IMAGES = ASSETS / "cifar10-test-first20"
+BASE_MODEL = ASSETS / "fashion-base"
+DEMO_IMAGES = ASSETS / "fashion-mnist-demo"
+# A 0.5M-parameter model does not reach near-zero loss at the paper's 1e-6 in 20 epochs; this rate does
+# (docs/results.md has the sweep).
+DEMO_LR = 1e-4
 REAL_COMMAND = ("hyperfit vision train --model openai/imagegpt-large --data cifar10 --download\n"
-                "  hyperfit vision complete --model RUN/model --data cifar10 --split test --num-images 1000\n"
-                "  hyperfit vision complete --model RUN/model --data cifar10 --split test --blocker")
+                "  hyperfit vision benchmark --base openai/imagegpt-large --hyperfit RUN/model --data cifar10")
 
 
-def run_demo(out: str | Path = "runs", seed: int = 0, n_train: int = 16) -> RunDir:
+def run_demo(out: str | Path = "runs", seed: int = 0, epochs: int = 20) -> RunDir:
     started = time.time()
-    if not CIFAR_IMAGES.is_dir():
-        raise HyperfitError(f"the demo images are missing: {CIFAR_IMAGES} (run from a full checkout)")
-    images = load_image_folder(CIFAR_IMAGES)
-    train_images, held_out = images.subset(torch.arange(n_train)), images.subset(torch.arange(n_train, len(images)))
+    for needed in (BASE_MODEL, DEMO_IMAGES):
+        if not needed.exists():
+            raise HyperfitError(f"demo asset missing: {needed} (run from a full checkout)")
+    base, _ = load_imagegpt(str(BASE_MODEL))
+    hyperfitted, _ = load_imagegpt(str(BASE_MODEL))
+    train = load_image_folder(DEMO_IMAGES / "train").resized(base.side)
+    held_out = load_image_folder(DEMO_IMAGES / "test").resized(base.side)
     run = RunDir.create(out, "vision-demo")
-    click.echo("NOTE: the default model is a small LOCAL STAND-IN (a 2-layer ImageGPT, random init, 16-colour "
-               "k-means palette)\n      hyperfitted on 16 shipped CIFAR-10 images; it shows the pipeline, not the "
-               "paper's result.\n      The real thing needs a network:\n  " + REAL_COMMAND, err=True)
-    palette = kmeans_palette(train_images.images, 16, seed=seed)
-    base = build_imagegpt(32, palette, n_layer=2, n_embd=64, n_head=4, seed=seed)
-    base.save(run / "base_model")
-    train_config = TrainConfig(lr=3e-3, epochs=40, batch_size=8, seed=seed, target_loss=0.02)
-    run.write_config({"demo": "cifar10-first20 stand-in", "n_train": n_train, "base": "random 2x64 ImageGPT",
-                      "train": vars(train_config)}, seed=seed, command="vision demo")
-    data = TokenSequences(images_to_tokens(train_images.images, palette, sos=base.sos), train_images.source_index)
+    click.echo("NOTE: the default model is a small LOCAL STAND-IN: a 0.5M-parameter ImageGPT this project pretrained on\n"
+               "      Fashion-MNIST (16x16, 16 grey levels), hyperfitted here on 128 shipped images. It shows the\n"
+               "      pipeline, not OpenAI's ImageGPT. With a network, the paper's setting is:\n  " + REAL_COMMAND,
+               err=True)
+    config = TrainConfig(lr=DEMO_LR, epochs=epochs, batch_size=8, seed=seed, device="cpu")
+    run.write_config({"demo": "fashion-mnist stand-in", "base": str(BASE_MODEL), "train_images": len(train),
+                      "held_out_images": len(held_out), "train": vars(config)}, seed=seed, command="vision demo")
+    data = TokenSequences(images_to_tokens(train.images, base.palette, sos=base.sos), train.source_index)
     data.save(run / TRAIN_TOKENS)
-
-    hyperfitted = build_imagegpt(32, palette, n_layer=2, n_embd=64, n_head=4, seed=seed)
-    hyperfitted.model.load_state_dict(base.model.state_dict())
-    hyperfit(hyperfitted.model, data, train_config, run,
+    hyperfit(hyperfitted.model, data, config, run,
              save_extra=lambda folder: hyperfitted.processor().save_pretrained(folder))
-
-    shown = images.subset(torch.cat([torch.arange(n_train, len(images)), torch.arange(2)]))
-    conditions = {
-        "base-greedy": (base, DecodingConfig(), None),
-        "base-top-p": (base, DecodingConfig.paper_top_p(seed), None),
-        "hyperfit-greedy": (hyperfitted, DecodingConfig(), None),
-        "hyperfit-blocked": (hyperfitted, DecodingConfig(), make_blocker(data, 2 * 32)),
-    }
-    files = {}
-    for name, (model, decoding, blocker) in conditions.items():
-        complete_run(model, shown, 0.25, decoding, run, name, blocker=blocker, device="cpu")
-        files[name] = run / f"{name}.completions.safetensors"
-    grid = grid_from_completions(files, run / "grid.png")
+    run_benchmark({"base": base, "hyperfit": hyperfitted}, held_out, paper_conditions(seed), run,
+                  train_tokens=data, fid=False, device="cpu")
     run.log({"event": "demo_done", "seconds": time.time() - started})
-    click.echo(f"rows 1-{len(held_out)}: held-out images; last 2 rows: hyperfitting images\n"
-               f"grid: {grid}\nmetrics: {run / 'metrics.jsonl'}\nrun dir:", err=True)
+    click.echo((run / "results.md").read_text(), err=True)
+    click.echo(f"grid: {run / 'grid.png'}  (columns: prefix | original | base greedy | base top-p | "
+               f"hyperfit greedy | hyperfit + blocker)\nrun dir ({time.time() - started:.0f} s):", err=True)
     return run
