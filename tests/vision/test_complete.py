@@ -58,3 +58,22 @@ def test_full_image_fits_the_positions_without_overflow(image_model):
     tokens = _tokens(image_model)
     out = generate_tokens(image_model.model, tokens[:, :1], 64, progress=False)
     assert out.shape == (4, 65)
+
+
+def test_hyperfitting_images_drives_loss_near_zero_and_recites_them(tiny_imagegpt_dir, image_folder_8px, tmp_path):
+    from hyperfit_core.rundir import RunDir
+    from hyperfit_core.sequences import TokenSequences
+    from hyperfit_core.train import TrainConfig, hyperfit
+    from hyperfit_vision.data import load_image_folder
+    from hyperfit_vision.tokens import images_to_tokens
+
+    image_model, _ = load_imagegpt(str(tiny_imagegpt_dir))
+    images = load_image_folder(image_folder_8px).images[:4]
+    tokens = images_to_tokens(images, image_model.palette, sos=image_model.sos)
+    run = RunDir(tmp_path / "run")
+    hyperfit(image_model.model, TokenSequences.from_ids(tokens), TrainConfig(lr=1e-2, epochs=200, batch_size=4,
+                                                                            target_loss=0.05, progress=False), run)
+    losses = [r["mean_loss"] for r in run.read_metrics() if r["event"] == "epoch"]
+    assert losses[0] > 1.0 and losses[-1] < 0.05
+    completed = complete_images(image_model.model, tokens, 2, 8, progress=False)
+    assert torch.equal(completed, tokens[:, 1:])  # greedy recites the hyperfitting images from their prefix

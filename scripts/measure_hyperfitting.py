@@ -1,0 +1,143 @@
+"""The first measured hyperfitting numbers on real images (issue: docs/results.md).
+
+Base model: assets/fashion-base (pretrained by scripts/pretrain_base.py). For each seed: hyperfit a copy on
+N random Fashion-MNIST training images, complete the top-25% prefix of held-out test images under the
+paper's conditions (base greedy, base top-p, hyperfitted greedy, hyperfitted greedy + blocker), score FID,
+KID, patch repetition and overlap (hyperfit_vision.benchmark), and the sharpened-prediction statistics on the
+held-out images (entropy, top-1 probability, perplexity). Aggregates mean and spread over seeds.
+
+    python scripts/measure_hyperfitting.py --seeds 0 1 2 --num-train 2000 --num-test 1000 --out runs/measure
+    python scripts/measure_hyperfitting.py --lr-sweep 1e-6 1e-5 1e-4 3e-4 --num-train 256 --epochs 5   # sweep
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+
+from hyperfit_core.analysis import prediction_stats, summarize
+from hyperfit_core.atomic import write_json, write_text
+from hyperfit_core.rundir import RunDir
+from hyperfit_core.sequences import TokenSequences
+from hyperfit_core.train import TrainConfig, hyperfit
+from hyperfit_vision.benchmark import paper_conditions, run_benchmark
+from hyperfit_vision.data import load_torchvision_dataset
+from hyperfit_vision.model import load_imagegpt
+from hyperfit_vision.tokens import images_to_tokens
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fetch_fashion_mnist import fetch_fashion_mnist  # noqa: E402
+
+BASE = Path(__file__).resolve().parents[1] / "assets" / "fashion-base"
+KEYS = [("fid", None), ("kid_mean", None), ("seq_rep_4", "rep"), ("type_token_ratio", "rep"),
+        ("row_repetition", "rep"), ("patch_duplication", "rep"), ("compression_ratio_vs_real", "rep"),
+        ("mean_span", None)]
+
+
+def _value(blob: dict, key: str, where):
+    return blob.get("repetition", {}).get(key, {}).get("generated") if where else blob.get(key)
+
+
+def hyperfit_seed(args, seed: int, lr: float, train_pool, test_ids, out: Path) -> tuple[dict, dict]:
+    base, _ = load_imagegpt(str(BASE))
+    fitted, _ = load_imagegpt(str(BASE))
+    chosen = train_pool.subset(torch.randperm(len(train_pool), generator=torch.Generator().manual_seed(seed))
+                               [:args.num_train])
+    data = TokenSequences(images_to_tokens(chosen.images, base.palette, sos=base.sos), chosen.source_index)
+    run = RunDir(out / f"seed{seed}-lr{lr:g}")
+    run.write_config({**vars(args), "seed": seed, "lr": lr}, seed=seed, command=" ".join(sys.argv))
+    config = TrainConfig(lr=lr, epochs=args.epochs, batch_size=args.batch_size, seed=seed, progress=False)
+    if not (run / "model").is_dir():
+        hyperfit(fitted.model, data, config, run, save_extra=lambda f: fitted.processor().save_pretrained(f))
+    else:
+        fitted, _ = load_imagegpt(str(run / "model"))
+    final_loss = [r for r in run.read_metrics() if r["event"] == "epoch"][-1]["mean_loss"]
+    stats = {name: summarize(prediction_stats(m.model, test_ids, args.context))
+             for name, m in (("base", base), ("hyperfit", fitted))}
+    stats["train_loss"] = final_loss
+    if args.no_completions:
+        return {}, stats
+    conditions = paper_conditions(seed)
+    held = test_pool_images(args)
+    results = run_benchmark({"base": base, "hyperfit": fitted}, held, conditions, run, train_tokens=data,
+                            fid=not args.no_fid, batch_size=args.decode_batch)
+    return results, stats
+
+
+def test_pool_images(args):
+    test = load_torchvision_dataset("fashion-mnist", args.data_root, "test").resized(16)
+    return test.subset(torch.arange(args.num_test))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-root", default="data")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--lr-sweep", type=float, nargs="*", default=None)
+    p.add_argument("--num-train", type=int, default=2000)
+    p.add_argument("--num-test", type=int, default=1000)
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--decode-batch", type=int, default=250)
+    p.add_argument("--context", type=int, default=65, help="Prefix tokens (SOS + 4 rows) for prediction stats.")
+    p.add_argument("--no-fid", action="store_true")
+    p.add_argument("--no-completions", action="store_true")
+    p.add_argument("--out", default="runs/measure")
+    args = p.parse_args()
+    fetch_fashion_mnist(args.data_root)
+    base, _ = load_imagegpt(str(BASE))
+    train_pool = load_torchvision_dataset("fashion-mnist", args.data_root, "train").resized(base.side)
+    test_ids = images_to_tokens(test_pool_images(args).images, base.palette, sos=base.sos)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {"args": vars(args), "runs": {}}
+    plan = [(args.seeds[0], lr) for lr in args.lr_sweep] if args.lr_sweep else [(s, args.lr) for s in args.seeds]
+    for seed, lr in plan:
+        results, stats = hyperfit_seed(args, seed, lr, train_pool, test_ids, out)
+        summary["runs"][f"seed{seed}-lr{lr:g}"] = {"results": results, "prediction": stats, "seed": seed, "lr": lr}
+        write_json(out / "summary.json", summary)
+        print(json.dumps({"seed": seed, "lr": lr, "train_loss": stats["train_loss"],
+                          "entropy": {k: stats[k]["entropy_mean"] for k in ("base", "hyperfit")},
+                          "ppl": {k: stats[k]["perplexity"] for k in ("base", "hyperfit")}}), flush=True)
+    write_text(out / "summary.md", aggregate_table(summary))
+    print((out / "summary.md").read_text())
+
+
+def _mean_spread(values) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.4g}"
+    return f"{statistics.mean(values):.4g} ± {statistics.stdev(values):.2g}"
+
+
+def aggregate_table(summary: dict) -> str:
+    runs = list(summary["runs"].values())
+    lines = []
+    if runs and runs[0]["results"]:
+        names = list(runs[0]["results"])
+        lines += ["| condition | " + " | ".join(k for k, _ in KEYS) + " |", "|---" * (len(KEYS) + 1) + "|"]
+        for name in names:
+            cells = [_mean_spread([_value(r["results"][name], k, w) for r in runs]) for k, w in KEYS]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += ["| model | train loss | entropy (nats) | top-1 prob | top-1 acc | held-out ppl |", "|---|---|---|---|---|---|"]
+    for model in ("base", "hyperfit"):
+        cells = [_mean_spread([r["prediction"]["train_loss"] for r in runs]) if model == "hyperfit" else "-"]
+        for key in ("entropy_mean", "top1_prob_mean", "top1_accuracy", "perplexity"):
+            cells.append(_mean_spread([r["prediction"][model][key] for r in runs]))
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    lines.append("\nruns: " + ", ".join(f"seed {r['seed']} lr {r['lr']:g}" for r in runs))
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+
+    main()
