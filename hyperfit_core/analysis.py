@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from hyperfit_core.atomic import atomic_path, write_json
+from hyperfit_core.decoding import model_max_positions
 from hyperfit_core.errors import HyperfitError
 
 TOP_K = (1, 3, 5)
@@ -54,6 +55,10 @@ def prediction_stats(model, ids, context_len: int, batch_size: int = 16) -> dict
     ids = _check_ids(ids, context_len)
     if batch_size < 1:
         raise HyperfitError("batch_size must be at least 1")
+    limit = model_max_positions(model)
+    if limit is not None and ids.shape[1] - 1 > limit:
+        raise HyperfitError(f"sequences of {ids.shape[1]} tokens need {ids.shape[1] - 1} positions; "
+                            f"the model has {limit}")
     device = _device_of(model)
     # restore every submodule's own flag: a wrapper's .train(flag) would overwrite its inner model's
     modes = [(module, module.training) for module in model.modules()]
@@ -63,8 +68,9 @@ def prediction_stats(model, ids, context_len: int, batch_size: int = 16) -> dict
     try:
         for first in range(0, len(ids), batch_size):
             batch = ids[first:first + batch_size].to(device)
-            # logits at position t-1 predict token t, so only the slice before each target is needed
-            logits = model(input_ids=batch).logits[:, context_len - 1:-1].float()
+            # logits at position t-1 predict token t; the last token is never an input, so a 1025-token
+            # ImageGPT sequence needs only its 1024 positions
+            logits = model(input_ids=batch[:, :-1]).logits[:, context_len - 1:].float()
             num_classes = logits.shape[-1]
             target = batch[:, context_len:]
             if int(target.max()) >= num_classes:

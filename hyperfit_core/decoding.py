@@ -74,7 +74,8 @@ def _cache_kwarg(model) -> str:
 
 
 def model_max_positions(model) -> int | None:
-    config = model.config
+    """The model's position limit from its HF config, or None when it has no config (a plain wrapper)."""
+    config = getattr(model, "config", None)
     for name in ("n_positions", "max_position_embeddings"):
         value = getattr(config, name, None)
         if isinstance(value, int):

@@ -1,0 +1,160 @@
+"""`hyperfit text train -> generate -> evaluate` end to end through the root CLI, and its input errors."""
+
+import json
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from hyperfit_core.cli import main
+from hyperfit_core.sequences import TokenSequences
+from hyperfit_text.sampling import HeldOut
+
+SMALL = ["--num-train", "16", "--window", "64", "--num-prompts", "6", "--context", "32", "--reference", "32"]
+
+
+def run_cli(args, capsys) -> Path:
+    """Run a successful command; its last stdout line is the run dir."""
+    capsys.readouterr()
+    main(args)
+    return Path(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def fails(args, capsys, out: Path, message: str) -> None:
+    """A bad input: `error: ...` on stderr, exit status 2, and no run dir left behind."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2, err
+    last = err.strip().splitlines()[-1]  # progress bars of model loading may come first
+    assert last.startswith("error: ") and message in last, err
+    assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.fixture(scope="module")
+def llama_train_run(tiny_llama_dir, corpus_txt, tmp_path_factory):
+    """One hyperfitted tiny Llama, shared by the tests below (capsys is per test, so find the run by name)."""
+    out = tmp_path_factory.mktemp("runs")
+    main(["text", "train", "--model", str(tiny_llama_dir), "--data", str(corpus_txt), *SMALL,
+          "--epochs", "4", "--lr", "3e-3", "--out", str(out)])
+    (run,) = out.glob("*-text-train")
+    return run
+
+
+def test_train_writes_windows_prompts_and_model(llama_train_run, tiny_llama_dir):
+    run = llama_train_run
+    train = TokenSequences.load(run / "train_tokens.safetensors")
+    held, _ = HeldOut.load(run / "prompts.safetensors")
+    config = json.loads((run / "config.json").read_text())["config"]
+    bos = config["tokenizer"]["bos_id"]
+    assert config["tokenizer"]["tokenizer_adds_bos"] is True
+    assert train.ids.shape == (16, 65) and (train.ids[:, 0] == bos).all() and not (train.ids[:, 1:] == bos).any()
+    assert held.contexts.shape == (6, 32) and held.references.shape == (6, 32)
+    windows = {int(s) + i for s in train.source_index for i in range(64)}
+    prompts = {int(s) + i for s in held.starts for i in range(64)}
+    assert not windows & prompts
+    assert {"model.safetensors", "config.json", "tokenizer.json"} <= {p.name for p in (run / "model").iterdir()}
+    epochs = [r["mean_loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+              if r["event"] == "epoch"]
+    assert len(epochs) == 4 and epochs[-1] < epochs[0]
+
+
+def test_generate_and_evaluate_end_to_end(llama_train_run, tiny_llama_dir, tmp_path, capsys):
+    out = tmp_path / "runs"
+    model = str(llama_train_run / "model")
+    greedy = run_cli(["text", "generate", "--model", model, "--max-new-tokens", "40", "--out", str(out)], capsys)
+    blocked = run_cli(["text", "generate", "--model", model, "--max-new-tokens", "40", "--blocker",
+                       "--blocker-n", "3", "--out", str(out)], capsys)
+    base = run_cli(["text", "generate", "--model", str(tiny_llama_dir), "--train-run", str(llama_train_run),
+                    "--max-new-tokens", "40", "--decoding", "top-p", "--num-prompts", "4", "--out", str(out)], capsys)
+
+    tensors = load_file(str(greedy / "greedy.generations.safetensors"))
+    assert tensors["generated"].shape == (6, 40) and tensors["contexts"].shape == (6, 32)
+    lines = (greedy / "greedy.generations.jsonl").read_text().splitlines()
+    assert len(lines) == 6 and set(json.loads(lines[0])) == {"index", "context", "continuation", "reference"}
+    assert load_file(str(base / "sample-T0.7-k50-p0.9.generations.safetensors"))["generated"].shape == (4, 40)
+    blocker = [json.loads(line) for line in (blocked / "metrics.jsonl").read_text().splitlines()][-1]["blocker"]
+    assert blocker["n"] == 3 and blocker["steps"] == 6 * 40
+
+    evaluation = run_cli(["text", "evaluate", str(greedy), str(blocked), str(base), "--out", str(out)], capsys)
+    results = json.loads((evaluation / "results.json").read_text())
+    assert set(results["runs"]) == {"greedy", "greedy-blocked3", "sample-T0.7-k50-p0.9"}
+    entry = results["runs"]["greedy"]
+    for key in ("ttr_tokens_last96", "ttr_words_last96", "self_bleu4", "dataset_bleu4", "seq_rep_4"):
+        assert 0.0 <= entry[key] <= 1.0, key
+    assert entry["overlap"]["count"] == 6 and entry["analysis"]["positions"] == 6 * 32
+    assert entry["analysis"]["perplexity"] > 1.0
+    assert results["runs"]["greedy-blocked3"]["blocker_stats"]["n"] == 3
+    table = (evaluation / "results.md").read_text().splitlines()
+    assert len(table) == 2 + 4 and "human reference" in table[-1]
+    assert (evaluation / "analysis.png").stat().st_size > 0 and (evaluation / "analysis.json").is_file()
+
+
+def test_gpt2_without_automatic_bos(tiny_gpt2_text_dir, corpus_txt, tmp_path, capsys):
+    out = tmp_path / "runs"
+    run = run_cli(["text", "train", "--model", str(tiny_gpt2_text_dir), "--data", str(corpus_txt), *SMALL,
+                   "--epochs", "1", "--out", str(out)], capsys)
+    config = json.loads((run / "config.json").read_text())["config"]
+    assert config["tokenizer"]["tokenizer_adds_bos"] is False
+    train = TokenSequences.load(run / "train_tokens.safetensors")
+    assert ((train.ids == config["tokenizer"]["bos_id"]).sum(1) == 1).all()
+    generated = run_cli(["text", "generate", "--model", str(run / "model"), "--max-new-tokens", "16",
+                         "--out", str(out)], capsys)
+    evaluation = run_cli(["text", "evaluate", str(generated), "--no-analysis", "--ttr-last", "8", "--out", str(out)],
+                         capsys)
+    results = json.loads((evaluation / "results.json").read_text())["runs"]["greedy"]
+    assert "analysis" not in results and 0 < results["ttr_tokens_last8"] <= 1
+    # resuming a finished run trains no further epoch and keeps the model
+    assert run_cli(["text", "train", "--resume", str(run)], capsys) == run
+
+
+def test_bad_inputs_are_clear_errors(tiny_llama_dir, tiny_gpt2_text_dir, corpus_txt, tmp_path, capsys,
+                                     offline_hub, monkeypatch):
+    out = tmp_path / "runs"
+    model = ["--model", str(tiny_llama_dir)]
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    fails(["text", "train", *model, "--data", str(empty), "--out", str(out)], capsys, out, "is empty")
+    short = tmp_path / "short.txt"
+    short.write_text("The river city.")
+    fails(["text", "train", *model, "--data", str(short), "--out", str(out)], capsys, out,
+          "shorter than one 256-token window")
+    fails(["text", "train", *model, "--data", str(corpus_txt), "--num-train", "2000", "--out", str(out)],
+          capsys, out, "distinct token positions")
+    fails(["text", "train", *model, "--data", "no_such_dataset_hyperfit:x:train", "--out", str(out)], capsys, out,
+          "cannot load dataset 'no_such_dataset_hyperfit'")
+    fails(["text", "train", "--model", str(tmp_path / "missing-model"), "--data", str(corpus_txt), "--out", str(out)],
+          capsys, out, "model folder not found")
+    # a window longer than the model's positions is refused before any run dir exists
+    fails(["text", "train", "--model", str(tiny_gpt2_text_dir), "--data", str(corpus_txt), "--num-train", "2",
+           "--window", "200", "--num-prompts", "1", "--out", str(out)], capsys, out, "the model has 128")
+    fails(["text", "generate", *model, "--out", str(out)], capsys, out, "is not a text train run")
+    fails(["text", "evaluate", str(tmp_path), "--out", str(out)], capsys, out, "holds no *.generations")
+
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"GGUF")
+    real_find_spec = __import__("importlib.util").util.find_spec
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None if name == "gguf" else real_find_spec(name, *a))
+    fails(["text", "train", "--model", str(gguf), "--data", str(corpus_txt), "--out", str(out)], capsys, out,
+          "needs the gguf package")
+
+
+def test_gguf_model_trains_and_generates(tiny_gguf_path, corpus_txt, tmp_path, capsys):
+    out = tmp_path / "runs"
+    run = run_cli(["text", "train", "--model", str(tiny_gguf_path), "--data", str(corpus_txt), *SMALL,
+                   "--epochs", "1", "--out", str(out)], capsys)
+    config = json.loads((run / "config.json").read_text())["config"]
+    assert config["spec"]["gguf_file"] == tiny_gguf_path.name
+    assert config["tokenizer"]["tokenizer_adds_bos"] is False  # BOS comes from us, exactly once
+    train = TokenSequences.load(run / "train_tokens.safetensors")
+    assert ((train.ids == config["tokenizer"]["bos_id"]).sum(1) == 1).all()
+    # the hyperfitted model is a plain HF folder now; the GGUF base continues the same prompts
+    hyperfitted = run_cli(["text", "generate", "--model", str(run / "model"), "--max-new-tokens", "8",
+                           "--out", str(out)], capsys)
+    base = run_cli(["text", "generate", "--model", str(tiny_gguf_path.parent), "--gguf-file", tiny_gguf_path.name,
+                    "--train-run", str(run), "--max-new-tokens", "8", "--name", "base", "--out", str(out)], capsys)
+    evaluation = run_cli(["text", "evaluate", str(hyperfitted), str(base), "--ttr-last", "8", "--out", str(out)],
+                         capsys)
+    results = json.loads((evaluation / "results.json").read_text())["runs"]
+    assert set(results) == {"greedy", "base"} and results["base"]["analysis"]["positions"] == 6 * 32

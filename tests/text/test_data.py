@@ -1,0 +1,67 @@
+import json
+
+import pytest
+
+from hyperfit_core.errors import HyperfitError
+from hyperfit_text.data import TextSource, parse_dataset_spec
+
+
+def test_txt_documents_are_split_at_blank_lines(tmp_path):
+    path = tmp_path / "a.txt"
+    path.write_text("First doc line one.\nline two.\n\n\n  \nSecond doc.\n\nThird.\n", encoding="utf-8")
+    assert TextSource(str(path)).load() == ["First doc line one.\nline two.", "Second doc.", "Third."]
+
+
+def test_jsonl_reads_the_text_field_and_skips_blank_lines(tmp_path):
+    path = tmp_path / "a.jsonl"
+    path.write_text("\n".join([json.dumps({"text": "one", "id": 1}), "", json.dumps({"text": "  "}),
+                               json.dumps({"body": "two", "text": "three"})]), encoding="utf-8")
+    assert TextSource(str(path)).load() == ["one", "three"]
+    with pytest.raises(HyperfitError, match="a.jsonl:1: no field 'body'"):
+        TextSource(str(path), text_field="body").load()
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", "is empty"),
+    ("   \n\n  \n", "is empty"),
+])
+def test_empty_txt_is_an_error(tmp_path, content, message):
+    path = tmp_path / "empty.txt"
+    path.write_text(content)
+    with pytest.raises(HyperfitError, match=message):
+        TextSource(str(path)).load()
+
+
+@pytest.mark.parametrize("lines, message", [
+    (["{not json"], "not a JSON line"),
+    ([json.dumps({"body": "x"})], "no field 'text'"),
+    ([json.dumps({"text": 3})], "is not a string"),
+    ([json.dumps({"text": ""})], "holds no text"),
+])
+def test_bad_jsonl_is_an_error(tmp_path, lines, message):
+    path = tmp_path / "bad.jsonl"
+    path.write_text("\n".join(lines))
+    with pytest.raises(HyperfitError, match=message):
+        TextSource(str(path)).load()
+
+
+def test_missing_file_and_unsupported_type(tmp_path):
+    with pytest.raises(HyperfitError, match="text file not found"):
+        TextSource(str(tmp_path / "nope.txt")).load()
+    other = tmp_path / "a.csv"
+    other.write_text("x")
+    with pytest.raises(HyperfitError, match="unsupported text file type"):
+        TextSource(str(other)).load()
+
+
+def test_dataset_spec_parsing():
+    assert parse_dataset_spec("wikitext:wikitext-103-raw-v1:train") == ("wikitext", "wikitext-103-raw-v1", "train")
+    assert parse_dataset_spec("imdb::test") == ("imdb", None, "test")
+    assert parse_dataset_spec("imdb") == ("imdb", None, "train")
+    with pytest.raises(HyperfitError, match="name\\[:config"):
+        parse_dataset_spec("a:b:c:d")
+
+
+def test_unknown_dataset_is_a_clear_error(offline_hub):
+    with pytest.raises(HyperfitError, match="cannot load dataset 'no_such_dataset_hyperfit'"):
+        TextSource("no_such_dataset_hyperfit:cfg:train").load()
