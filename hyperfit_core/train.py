@@ -40,6 +40,9 @@ class TrainConfig:
     grad_clip: float | None = None
     max_steps: int | None = None  # a step budget (pretraining to a deadline); a checkpoint is written on stopping
     progress: bool = True
+    # speed options, off by default so the default run is unchanged
+    compile: bool = False  # torch.compile the training forward (first steps pay the compile time)
+    gradient_checkpointing: bool | None = None  # True: recompute activations in backward; None: leave the model as is
 
     def resolved_device(self) -> torch.device:
         if self.device == "auto":
@@ -94,6 +97,26 @@ def _load_checkpoint(run: RunDir, model, optimizer) -> tuple[int, int]:
     return state["epochs_done"], state["step"]
 
 
+def _is_checkpointing(model) -> bool:
+    # transformers 5 deprecates is_gradient_checkpointing (a FutureWarning on every read)
+    name = "is_activation_checkpointing" if hasattr(model, "is_activation_checkpointing") \
+        else "is_gradient_checkpointing"
+    return bool(getattr(model, name, False))
+
+
+def _set_checkpointing(model, enable: bool) -> None:
+    """transformers 5 renamed gradient_checkpointing_* to activation_checkpointing_*; use whichever exists."""
+    if enable:
+        if not getattr(model, "supports_gradient_checkpointing", False):
+            raise HyperfitError(f"{type(model).__name__} does not support gradient checkpointing")
+        name = "activation_checkpointing_enable" if hasattr(model, "activation_checkpointing_enable") \
+            else "gradient_checkpointing_enable"
+    else:
+        name = "activation_checkpointing_disable" if hasattr(model, "activation_checkpointing_disable") \
+            else "gradient_checkpointing_disable"
+    getattr(model, name)()
+
+
 def hyperfit(model, data: TokenSequences, config: TrainConfig, run: RunDir, *, resume: bool = False,
              loss_fn: Callable = next_token_loss, save_extra: Callable[[Path], None] | None = None,
              on_epoch_end: Callable[[int, float], None] | None = None):
@@ -114,6 +137,13 @@ def hyperfit(model, data: TokenSequences, config: TrainConfig, run: RunDir, *, r
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
                                  fused=device.type == "cuda")
     start_epoch, step = _load_checkpoint(run, model, optimizer) if resume else (0, 0)
+    checkpointing_was = None
+    if config.gradient_checkpointing is not None:
+        checkpointing_was = _is_checkpointing(model)
+        _set_checkpointing(model, config.gradient_checkpointing)
+    # the compiled wrapper shares the model's parameters; only the loss goes through it, so the model that is
+    # saved and returned (and later used for decoding) is the plain one
+    train_model = torch.compile(model) if config.compile else model
 
     n = len(data)
     steps_per_epoch = math.ceil(n / config.batch_size)
@@ -126,7 +156,7 @@ def hyperfit(model, data: TokenSequences, config: TrainConfig, run: RunDir, *, r
         for first in range(0, n, config.batch_size):
             ids = data.ids[order[first:first + config.batch_size]].to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                loss = loss_fn(model, ids)
+                loss = loss_fn(train_model, ids)
             if not torch.isfinite(loss):
                 bar.close()
                 raise HyperfitError(f"training loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; "
@@ -158,6 +188,8 @@ def hyperfit(model, data: TokenSequences, config: TrainConfig, run: RunDir, *, r
             run.log({"event": "step_budget_reached", "epoch": epoch + 1, "step": step})
             break
     bar.close()
+    if checkpointing_was is not None and config.gradient_checkpointing != checkpointing_was:
+        _set_checkpointing(model, checkpointing_was)  # a training-only setting: hand the model back as it came
     model.eval()
     with atomic_dir(run / "model") as tmp:
         model.save_pretrained(tmp)
