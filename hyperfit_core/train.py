@@ -147,7 +147,8 @@ def hyperfit(model, data: TokenSequences, config: TrainConfig, run: RunDir, *, r
 
     n = len(data)
     steps_per_epoch = math.ceil(n / config.batch_size)
-    bar = tqdm(total=config.epochs * steps_per_epoch, initial=start_epoch * steps_per_epoch,
+    total_steps = config.epochs * steps_per_epoch
+    bar = tqdm(total=min(total_steps, config.max_steps or total_steps), initial=start_epoch * steps_per_epoch,
                disable=not config.progress, desc="hyperfit", unit="step")
     epoch_mean = float("nan")
     for epoch in range(start_epoch, config.epochs):
