@@ -166,3 +166,50 @@ def benchmark(base, hyperfitted, train_tokens, source, data_root, download, spli
                   blocker_n=blocker_n, fid=fid, fid_weights=fid_weights, batch_size=batch_size, device=device)
     click.echo((run / "results.md").read_text(), err=True)
     click.echo(str(run.path))
+
+
+@vision.command()
+@click.option("--model", "models", multiple=True, required=True,
+              help="Model to analyse (repeat: e.g. the base and the hyperfitted one). NAME=PATH names a column.")
+@with_data_options
+@click.option("--split", default="test", show_default=True)
+@click.option("--num-images", type=int, default=500, show_default=True)
+@click.option("--prefix-fraction", type=float, default=0.25, show_default=True,
+              help="Predictions are scored on the rows after this prefix.")
+@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--out", default="runs", show_default=True)
+def analyze(models, source, data_root, download, split, num_images, prefix_fraction, batch_size, out):
+    """Sharpened predictions on held-out images: per-position entropy, top-1/3/5 probability, top-1 accuracy,
+    perplexity of the true pixels, and top-1 agreement between the first two models. JSON + PNG."""
+    from hyperfit_core.analysis import plot_analysis, prediction_stats, summarize, top1_agreement, write_report
+    from hyperfit_core.atomic import write_json
+    from hyperfit_vision.model import load_imagegpt
+    from hyperfit_vision.tokens import images_to_tokens
+
+    named = dict(m.split("=", 1) if "=" in m else (Path(m).name or m, m) for m in models)
+    loaded = {name: load_imagegpt(path)[0] for name, path in named.items()}
+    first = next(iter(loaded.values()))
+    images = DataSpec(source, data_root, split, download).load().resized(first.side)
+    images = images.subset(torch.arange(min(num_images, len(images))))
+    context = 1 + prefix_rows_for(prefix_fraction, first.side) * first.side
+    ids = images_to_tokens(images.images, first.palette, sos=first.sos)
+    run = RunDir.create(out, "vision-analyze")
+    run.write_config({"models": named, "data": source, "split": split, "num_images": len(images),
+                      "context_tokens": context}, command="vision analyze")
+    summaries = {}
+    for name, image_model in loaded.items():
+        stats = prediction_stats(image_model.model, ids, context, batch_size=batch_size)
+        summaries[name] = (stats, summarize(stats))
+        run.log({"event": "analysis", "model": name, **{k: v for k, v in summaries[name][1].items()
+                                                        if not isinstance(v, dict)}})
+    write_report(summaries, run / "analysis.json")
+    plot_analysis(summaries, run / "analysis.png")
+    if len(loaded) >= 2:
+        a, b = list(loaded)[:2]
+        agreement = top1_agreement(loaded[a].model, loaded[b].model, ids, context, batch_size=batch_size)
+        write_json(run / "agreement.json", {"models": [a, b], "top1_agreement": agreement})
+        click.echo(f"top-1 agreement {a} vs {b}: {agreement:.4f}", err=True)
+    for name, (_, summary) in summaries.items():
+        click.echo(f"{name}: entropy {summary['entropy_mean']:.4f} nats, top-1 prob {summary['top1_prob_mean']:.4f}, "
+                   f"top-1 acc {summary['top1_accuracy']:.4f}, perplexity {summary['perplexity']:.4f}", err=True)
+    click.echo(str(run.path))

@@ -128,3 +128,14 @@ def test_too_many_training_images(tiny_imagegpt_dir, image_folder_8px, tmp_path,
     code, _, err = run_cli(["vision", "train", "--model", str(tiny_imagegpt_dir), "--data", str(image_folder_8px),
                             "--out", str(tmp_path)], capsys)
     assert code == 2 and "asked for 2000 training images" in err
+
+
+def test_analyze_reports_entropy_and_agreement(tiny_imagegpt_dir, image_folder_8px, tmp_path, capsys):
+    out = ok_cli(["vision", "analyze", "--model", f"a={tiny_imagegpt_dir}", "--model", f"b={tiny_imagegpt_dir}",
+                  "--data", str(image_folder_8px), "--num-images", "4", "--out", str(tmp_path)], capsys)
+    run = Path(out.out.strip().splitlines()[-1])
+    report = json.loads((run / "analysis.json").read_text())
+    assert set(report) == {"a", "b"} and report["a"]["positions"] == 4 * (64 - 16)
+    assert report["a"]["entropy_mean"] == report["b"]["entropy_mean"]
+    assert json.loads((run / "agreement.json").read_text())["top1_agreement"] == 1.0  # a model agrees with itself
+    assert (run / "analysis.png").is_file()
