@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+import torch
 
 from hyperfit_core.cli_options import (DECODING_OPTION_NAMES, blocker_options, decoding_config_from,
                                        decoding_options, pop_options, train_config_from, train_options)
@@ -106,4 +107,50 @@ def evaluate(generations, train_data, ttr_last, bleu_order, rep_n, overlap_thres
                             device=device, train_tokens=train_data)
     run = evaluate_runs(generations, settings, out=out)
     click.echo((run / "results.md").read_text(), nl=False)
+    click.echo(str(run.path))
+
+
+@text.command()
+@click.option("--model", "models", multiple=True, required=True,
+              help="Model to analyse (repeat for base and hyperfitted). NAME=PATH names it.")
+@click.option("--train-run", required=True, type=click.Path(), help="Train run whose held-out prompts are scored.")
+@click.option("--num-prompts", type=int, default=None, help="Score the first N held-out spans (default: all).")
+@click.option("--batch-size", type=int, default=8, show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--out", default="runs", show_default=True)
+def analyze(models, train_run, num_prompts, batch_size, device, out):
+    """Sharpened predictions on held-out text: entropy, top-1/3/5 probability, top-1 accuracy and perplexity of
+    the true continuation after each 32-token context, and top-1 agreement between the first two models."""
+    from pathlib import Path
+
+    from hyperfit_core.analysis import plot_analysis, prediction_stats, summarize, top1_agreement, write_report
+    from hyperfit_core.atomic import write_json
+    from hyperfit_core.rundir import RunDir
+    from hyperfit_text.model import load_text_model
+    from hyperfit_text.recipes import PROMPTS, find_train_run
+    from hyperfit_text.sampling import HeldOut
+
+    source = find_train_run(train_run)
+    held_out, _ = HeldOut.load(source / PROMPTS)
+    held_out = held_out.first(num_prompts)
+    named = dict(m.split("=", 1) if "=" in m else (Path(m).name or m, m) for m in models)
+    loaded = {name: load_text_model(path, device=device) for name, path in named.items()}
+    run = RunDir.create(out, "text-analyze")
+    run.write_config({"models": named, "train_run": str(source), "prompts": len(held_out)}, command="text analyze")
+    summaries, ids = {}, None
+    for name, text_model in loaded.items():
+        ids = text_model.with_bos(torch.cat([held_out.contexts, held_out.references], dim=1))
+        stats = prediction_stats(text_model.model, ids, 1 + held_out.contexts.shape[1], batch_size=batch_size)
+        summaries[name] = (stats, summarize(stats))
+    write_report(summaries, run / "analysis.json")
+    plot_analysis(summaries, run / "analysis.png")
+    if len(loaded) >= 2:
+        a, b = list(loaded)[:2]
+        agreement = top1_agreement(loaded[a].model, loaded[b].model, ids, 1 + held_out.contexts.shape[1],
+                                   batch_size=batch_size)
+        write_json(run / "agreement.json", {"models": [a, b], "top1_agreement": agreement})
+        click.echo(f"top-1 agreement {a} vs {b}: {agreement:.4f}", err=True)
+    for name, (_, summary) in summaries.items():
+        click.echo(f"{name}: entropy {summary['entropy_mean']:.4f} nats, top-1 prob {summary['top1_prob_mean']:.4f}, "
+                   f"perplexity {summary['perplexity']:.4f}", err=True)
     click.echo(str(run.path))

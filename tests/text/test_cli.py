@@ -158,3 +158,14 @@ def test_gguf_model_trains_and_generates(tiny_gguf_path, corpus_txt, tmp_path, c
                          capsys)
     results = json.loads((evaluation / "results.json").read_text())["runs"]
     assert set(results) == {"greedy", "base"} and results["base"]["analysis"]["positions"] == 6 * 32
+
+
+def test_analyze_compares_base_and_hyperfitted(llama_train_run, tiny_llama_dir, tmp_path, capsys):
+    run = run_cli(["text", "analyze", "--model", f"base={tiny_llama_dir}", "--model",
+                   f"hyperfit={llama_train_run / 'model'}", "--train-run", str(llama_train_run),
+                   "--out", str(tmp_path)], capsys)
+    report = json.loads((run / "analysis.json").read_text())
+    assert set(report) == {"base", "hyperfit"} and report["base"]["positions"] == 6 * 32
+    assert report["base"]["entropy_mean"] != report["hyperfit"]["entropy_mean"]
+    assert 0.0 <= json.loads((run / "agreement.json").read_text())["top1_agreement"] <= 1.0
+    assert (run / "analysis.png").is_file()
