@@ -172,4 +172,23 @@ def write_report(summaries: dict, path_json: str | os.PathLike) -> None:
     write_json(path_json, {name: _summary_of(entry) for name, entry in summaries.items()})
 
 
-__all__ = ["prediction_stats", "summarize", "top1_agreement", "plot_analysis", "write_report"]
+def save_analysis(folder, summaries: dict, agreement: tuple[str, str, float] | None = None) -> str:
+    """analysis.json, analysis.png and (for two models) agreement.json in `folder`; returns a short text summary."""
+    from pathlib import Path
+
+    folder = Path(folder)
+    write_report(summaries, folder / "analysis.json")
+    plot_analysis(summaries, folder / "analysis.png")
+    lines = []
+    if agreement is not None:
+        a, b, value = agreement
+        write_json(folder / "agreement.json", {"models": [a, b], "top1_agreement": value})
+        lines.append(f"top-1 agreement {a} vs {b}: {value:.4f}")
+    for name, entry in summaries.items():
+        summary = _summary_of(entry)
+        lines.append(f"{name}: entropy {summary['entropy_mean']:.4f} nats, top-1 prob {summary['top1_prob_mean']:.4f}, "
+                     f"top-1 acc {summary['top1_accuracy']:.4f}, perplexity {summary['perplexity']:.4f}")
+    return "\n".join(lines)
+
+
+__all__ = ["prediction_stats", "summarize", "top1_agreement", "plot_analysis", "write_report", "save_analysis"]

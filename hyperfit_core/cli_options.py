@@ -72,3 +72,10 @@ def pop_options(kwargs: dict, names) -> dict:
 
 TRAIN_OPTION_NAMES = ("epochs", "lr", "batch_size", "weight_decay", "target_loss", "device", "precision")
 DECODING_OPTION_NAMES = ("decoding", "temperature", "top_k", "top_p", "decode_seed")
+
+
+def named_paths(values) -> dict[str, str]:
+    """Repeated `--model NAME=PATH` (or a bare PATH, named by its last part) -> {name: path}."""
+    from pathlib import Path
+
+    return dict(v.split("=", 1) if "=" in v else (Path(v).name or v, v) for v in values)

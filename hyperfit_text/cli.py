@@ -121,10 +121,8 @@ def evaluate(generations, train_data, ttr_last, bleu_order, rep_n, overlap_thres
 def analyze(models, train_run, num_prompts, batch_size, device, out):
     """Sharpened predictions on held-out text: entropy, top-1/3/5 probability, top-1 accuracy and perplexity of
     the true continuation after each 32-token context, and top-1 agreement between the first two models."""
-    from pathlib import Path
-
-    from hyperfit_core.analysis import plot_analysis, prediction_stats, summarize, top1_agreement, write_report
-    from hyperfit_core.atomic import write_json
+    from hyperfit_core.analysis import prediction_stats, save_analysis, summarize, top1_agreement
+    from hyperfit_core.cli_options import named_paths
     from hyperfit_core.rundir import RunDir
     from hyperfit_text.model import load_text_model
     from hyperfit_text.recipes import PROMPTS, find_train_run
@@ -133,7 +131,7 @@ def analyze(models, train_run, num_prompts, batch_size, device, out):
     source = find_train_run(train_run)
     held_out, _ = HeldOut.load(source / PROMPTS)
     held_out = held_out.first(num_prompts)
-    named = dict(m.split("=", 1) if "=" in m else (Path(m).name or m, m) for m in models)
+    named = named_paths(models)
     loaded = {name: load_text_model(path, device=device) for name, path in named.items()}
     run = RunDir.create(out, "text-analyze")
     run.write_config({"models": named, "train_run": str(source), "prompts": len(held_out)}, command="text analyze")
@@ -142,15 +140,10 @@ def analyze(models, train_run, num_prompts, batch_size, device, out):
         ids = text_model.with_bos(torch.cat([held_out.contexts, held_out.references], dim=1))
         stats = prediction_stats(text_model.model, ids, 1 + held_out.contexts.shape[1], batch_size=batch_size)
         summaries[name] = (stats, summarize(stats))
-    write_report(summaries, run / "analysis.json")
-    plot_analysis(summaries, run / "analysis.png")
+    agreement = None
     if len(loaded) >= 2:
         a, b = list(loaded)[:2]
-        agreement = top1_agreement(loaded[a].model, loaded[b].model, ids, 1 + held_out.contexts.shape[1],
-                                   batch_size=batch_size)
-        write_json(run / "agreement.json", {"models": [a, b], "top1_agreement": agreement})
-        click.echo(f"top-1 agreement {a} vs {b}: {agreement:.4f}", err=True)
-    for name, (_, summary) in summaries.items():
-        click.echo(f"{name}: entropy {summary['entropy_mean']:.4f} nats, top-1 prob {summary['top1_prob_mean']:.4f}, "
-                   f"perplexity {summary['perplexity']:.4f}", err=True)
+        agreement = (a, b, top1_agreement(loaded[a].model, loaded[b].model, ids, 1 + held_out.contexts.shape[1],
+                                          batch_size=batch_size))
+    click.echo(save_analysis(run.path, summaries, agreement), err=True)
     click.echo(str(run.path))

@@ -1,4 +1,4 @@
-"""`hyperfit vision ...`: train, complete, grid, demo."""
+"""`hyperfit vision ...`: train, complete, grid, benchmark, analyze, demo."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 import torch
 
-from hyperfit_core.cli_options import (DECODING_OPTION_NAMES, blocker_options,
+from hyperfit_core.cli_options import (DECODING_OPTION_NAMES, blocker_options, named_paths,
                                        decoding_config_from, decoding_options, pop_options, train_config_from,
                                        train_options)
 from hyperfit_core.rundir import RunDir
@@ -181,12 +181,11 @@ def benchmark(base, hyperfitted, train_tokens, source, data_root, download, spli
 def analyze(models, source, data_root, download, split, num_images, prefix_fraction, batch_size, out):
     """Sharpened predictions on held-out images: per-position entropy, top-1/3/5 probability, top-1 accuracy,
     perplexity of the true pixels, and top-1 agreement between the first two models. JSON + PNG."""
-    from hyperfit_core.analysis import plot_analysis, prediction_stats, summarize, top1_agreement, write_report
-    from hyperfit_core.atomic import write_json
+    from hyperfit_core.analysis import prediction_stats, save_analysis, summarize, top1_agreement
     from hyperfit_vision.model import load_imagegpt
     from hyperfit_vision.tokens import images_to_tokens
 
-    named = dict(m.split("=", 1) if "=" in m else (Path(m).name or m, m) for m in models)
+    named = named_paths(models)
     loaded = {name: load_imagegpt(path)[0] for name, path in named.items()}
     first = next(iter(loaded.values()))
     images = DataSpec(source, data_root, split, download).load().resized(first.side)
@@ -202,14 +201,9 @@ def analyze(models, source, data_root, download, split, num_images, prefix_fract
         summaries[name] = (stats, summarize(stats))
         run.log({"event": "analysis", "model": name, **{k: v for k, v in summaries[name][1].items()
                                                         if not isinstance(v, dict)}})
-    write_report(summaries, run / "analysis.json")
-    plot_analysis(summaries, run / "analysis.png")
+    agreement = None
     if len(loaded) >= 2:
         a, b = list(loaded)[:2]
-        agreement = top1_agreement(loaded[a].model, loaded[b].model, ids, context, batch_size=batch_size)
-        write_json(run / "agreement.json", {"models": [a, b], "top1_agreement": agreement})
-        click.echo(f"top-1 agreement {a} vs {b}: {agreement:.4f}", err=True)
-    for name, (_, summary) in summaries.items():
-        click.echo(f"{name}: entropy {summary['entropy_mean']:.4f} nats, top-1 prob {summary['top1_prob_mean']:.4f}, "
-                   f"top-1 acc {summary['top1_accuracy']:.4f}, perplexity {summary['perplexity']:.4f}", err=True)
+        agreement = (a, b, top1_agreement(loaded[a].model, loaded[b].model, ids, context, batch_size=batch_size))
+    click.echo(save_analysis(run.path, summaries, agreement), err=True)
     click.echo(str(run.path))
