@@ -51,7 +51,8 @@ def load_config(name_or_path: str) -> ImageGPTConfig:
     try:
         config = AutoConfig.from_pretrained(name_or_path)
     except (OSError, ValueError) as exc:
-        raise HyperfitError(f"cannot load a model config from {name_or_path!r}: {str(exc).splitlines()[0]}") from None
+        raise HyperfitError(f"cannot load a model config from {name_or_path!r}: {str(exc).splitlines()[0]} "
+                            "(offline? pass a local model folder, e.g. assets/fashion-base)") from None
     if config.model_type != "imagegpt":
         raise HyperfitError(f"{name_or_path} is a {config.model_type!r} model, not ImageGPT")
     return config
