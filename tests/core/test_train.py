@@ -93,3 +93,14 @@ def test_sequences_save_load_round_trip(tmp_path):
     (tmp_path / "bad.safetensors").write_bytes(b"not a tensor file")
     with pytest.raises(HyperfitError, match="cannot read"):
         TokenSequences.load(tmp_path / "bad.safetensors")
+
+
+def test_gradient_checkpointing_gives_the_same_weights(tiny_gpt2_dir, tmp_path):
+    data = _data(n=8)
+    plain = AutoModelForCausalLM.from_pretrained(tiny_gpt2_dir)
+    hyperfit(plain, data, TrainConfig(lr=1e-3, epochs=2, batch_size=4, progress=False), RunDir(tmp_path / "a"))
+    checkpointed = AutoModelForCausalLM.from_pretrained(tiny_gpt2_dir)
+    hyperfit(checkpointed, data, TrainConfig(lr=1e-3, epochs=2, batch_size=4, progress=False,
+                                             gradient_checkpointing=True), RunDir(tmp_path / "b"))
+    for (name, a), (_, b) in zip(plain.state_dict().items(), checkpointed.state_dict().items()):
+        assert torch.allclose(a, b, atol=1e-6), name
