@@ -8,6 +8,10 @@ held-out images (entropy, top-1 probability, perplexity). Aggregates mean and sp
 
     python scripts/measure_hyperfitting.py --seeds 0 1 2 --num-train 2000 --num-test 1000 --out runs/measure
     python scripts/measure_hyperfitting.py --lr-sweep 1e-6 1e-5 1e-4 3e-4 --num-train 256 --epochs 5   # sweep
+
+Seeds are independent, so they can run as separate processes (one core each) and be merged afterwards:
+    python scripts/measure_hyperfitting.py --seeds 0 --out runs/full-s0    # ... and s1, s2 in parallel
+    python scripts/measure_hyperfitting.py --merge runs/full-s0 runs/full-s1 runs/full-s2 --out runs/full
 """
 
 from __future__ import annotations
@@ -89,7 +93,12 @@ def main() -> None:
     p.add_argument("--no-fid", action="store_true")
     p.add_argument("--no-completions", action="store_true")
     p.add_argument("--out", default="runs/measure")
+    p.add_argument("--merge", nargs="+", default=None, metavar="DIR",
+                   help="Only aggregate the summary.json of earlier runs (e.g. one process per seed) into --out.")
     args = p.parse_args()
+    if args.merge:
+        merge_summaries([Path(d) for d in args.merge], Path(args.out))
+        return
     fetch_fashion_mnist(args.data_root)
     base, _ = load_imagegpt(str(BASE))
     train_pool = load_torchvision_dataset("fashion-mnist", args.data_root, "train").resized(base.side)
@@ -106,6 +115,25 @@ def main() -> None:
                           "entropy": {k: stats[k]["entropy_mean"] for k in ("base", "hyperfit")},
                           "ppl": {k: stats[k]["perplexity"] for k in ("base", "hyperfit")}}), flush=True)
     write_text(out / "summary.md", aggregate_table(summary))
+    print((out / "summary.md").read_text())
+
+
+def merge_summaries(dirs: list[Path], out: Path) -> None:
+    summaries = []
+    for d in dirs:
+        path = d / "summary.json"
+        if not path.is_file():
+            raise SystemExit(f"error: {path} does not exist (has that run finished?)")
+        summaries.append(json.loads(path.read_text()))
+    merged = {"args": summaries[0]["args"], "merged_from": [str(d) for d in dirs], "runs": {}}
+    for summary in summaries:
+        for name, run in summary["runs"].items():
+            if name in merged["runs"]:
+                raise SystemExit(f"error: run {name} appears in more than one of {', '.join(map(str, dirs))}")
+            merged["runs"][name] = run
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "summary.json", merged)
+    write_text(out / "summary.md", aggregate_table(merged))
     print((out / "summary.md").read_text())
 
 
