@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from hyperfit_core.analysis import prediction_stats, summarize
-from hyperfit_core.atomic import write_json, write_text
+from hyperfit_core.atomic import atomic_path, write_json, write_text
 from hyperfit_core.rundir import RunDir
 from hyperfit_core.sequences import TokenSequences
 from hyperfit_core.train import TrainConfig, hyperfit
@@ -41,6 +41,14 @@ BASE = Path(__file__).resolve().parents[1] / "assets" / "fashion-base"
 KEYS = [("fid", None), ("kid_mean", None), ("seq_rep_4", "rep"), ("type_token_ratio", "rep"),
         ("row_repetition", "rep"), ("patch_duplication", "rep"), ("compression_ratio_vs_real", "rep"),
         ("mean_span", None)]
+
+
+ORDER = ["base-greedy", "base-top-p", "hyperfit-greedy", "hyperfit-blocked", "real"]
+
+
+def _ordered(names) -> list[str]:
+    """The paper's order (JSON round trips sort the keys)."""
+    return sorted(names, key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER))
 
 
 def _value(blob: dict, key: str, where):
@@ -115,6 +123,7 @@ def main() -> None:
                           "entropy": {k: stats[k]["entropy_mean"] for k in ("base", "hyperfit")},
                           "ppl": {k: stats[k]["perplexity"] for k in ("base", "hyperfit")}}), flush=True)
     write_text(out / "summary.md", aggregate_table(summary))
+    plot_aggregate(summary, out / "summary.png")
     print((out / "summary.md").read_text())
 
 
@@ -134,7 +143,37 @@ def merge_summaries(dirs: list[Path], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "summary.json", merged)
     write_text(out / "summary.md", aggregate_table(merged))
+    plot_aggregate(merged, out / "summary.png")
     print((out / "summary.md").read_text())
+
+
+def plot_aggregate(summary: dict, path: Path) -> None:
+    """One bar per condition and metric: mean over seeds, error bar = standard deviation, grey = real images."""
+    runs = [r for r in summary["runs"].values() if r["results"]]
+    if not runs:
+        return
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = _ordered(runs[0]["results"])
+    keys = [k for k, _ in KEYS if k not in ("kid_mean",)]
+    fig, axes = plt.subplots(1, len(keys), figsize=(3 * len(keys), 3.6))
+    for ax, (key, where) in zip(axes, [(k, w) for k, w in KEYS if k in keys]):
+        means, errs = [], []
+        for name in names:
+            values = [v for v in (_value(r["results"][name], key, where) for r in runs) if v is not None]
+            means.append(statistics.mean(values) if values else 0.0)
+            errs.append(statistics.stdev(values) if len(values) > 1 else 0.0)
+        ax.bar(range(len(names)), means, yerr=errs, capsize=3,
+               color=["grey" if n == "real" else "tab:blue" for n in names])
+        ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
+        ax.set_title(key, fontsize=10)
+    fig.suptitle(f"mean ± sd over {len(runs)} seeds")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
 
 
 def _mean_spread(values) -> str:
@@ -150,7 +189,7 @@ def aggregate_table(summary: dict) -> str:
     runs = list(summary["runs"].values())
     lines = []
     if runs and runs[0]["results"]:
-        names = list(runs[0]["results"])
+        names = _ordered(runs[0]["results"])
         lines += ["| condition | " + " | ".join(k for k, _ in KEYS) + " |", "|---" * (len(KEYS) + 1) + "|"]
         for name in names:
             cells = [_mean_spread([_value(r["results"][name], k, w) for r in runs]) for k, w in KEYS]
