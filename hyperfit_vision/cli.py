@@ -12,6 +12,7 @@ from hyperfit_core.cli_options import (DECODING_OPTION_NAMES, blocker_options, n
                                        train_options)
 from hyperfit_core.rundir import RunDir
 from hyperfit_vision.complete import prefix_rows_for
+from hyperfit_vision.demo import DEMO_EPOCHS, DEMO_LR, DEMO_TRAIN_IMAGES, run_demo
 from hyperfit_vision.recipes import (DataSpec, TrainSpec, complete_run, grid_from_completions, load_train_tokens,
                                      make_blocker, train_run)
 
@@ -120,11 +121,13 @@ def grid(completions, out, rows, scale):
 @vision.command()
 @click.option("--out", default="runs", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-def demo(out, seed):
+@click.option("--epochs", type=click.IntRange(min=1), default=DEMO_EPOCHS, show_default=True)
+@click.option("--lr", type=float, default=DEMO_LR, show_default=True)
+@click.option("--num-train", type=int, default=DEMO_TRAIN_IMAGES, show_default=True,
+              help="How many of the shipped training images to hyperfit on.")
+def demo(out, seed, epochs, lr, num_train):
     """The embedded default: hyperfit a small local model on shipped images and compare completions (offline)."""
-    from hyperfit_vision.demo import run_demo
-
-    run = run_demo(out, seed)
+    run = run_demo(out, seed, epochs=epochs, lr=lr, num_train=num_train)
     click.echo(str(run.path))
 
 
