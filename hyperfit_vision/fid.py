@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
 from hyperfit_core.errors import HyperfitError
 
@@ -142,7 +143,10 @@ class InceptionFeatures(nn.Module):
         images = check_images(images)
         # fp32 means fp32: cuDNN's default TF32 convolutions (10-bit mantissa) would perturb the features.
         with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
-            feats = [self._features(images[i:i + self.batch_size]) for i in range(0, len(images), self.batch_size)]
+            starts = range(0, len(images), self.batch_size)
+            # thousands of 299 px images take minutes on a CPU: show progress for anything but a few batches
+            bar = tqdm(starts, desc="inception features", unit="batch", leave=False, disable=len(starts) < 8)
+            feats = [self._features(images[i:i + self.batch_size]) for i in bar]
         return torch.cat(feats)
 
     def train(self, mode: bool = True) -> "InceptionFeatures":
