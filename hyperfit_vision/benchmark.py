@@ -2,15 +2,19 @@
 FID/KID against the real images, patch-repetition metrics beside the real images' own, overlap with the
 hyperfitting data. Used by `hyperfit vision benchmark`, scripts/fid_benchmark.py and the demo.
 
-Each condition's completions are cached in the run dir, so an interrupted benchmark resumes where it stopped.
+Each condition's completions and Inception features are cached in the run dir, so an interrupted benchmark
+resumes where it stopped.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from hyperfit_core.atomic import atomic_path, write_json, write_text
 from hyperfit_core.decoding import DecodingConfig
@@ -24,6 +28,7 @@ from hyperfit_vision.recipes import COMPLETIONS, complete_run, grid_from_complet
 from hyperfit_vision.repetition import repetition_report
 from hyperfit_vision.tokens import tokens_to_images
 
+FEATURES = "inception.safetensors"  # cached FID features beside each condition's completions
 # Columns of the Markdown table: (result key, header, metric lives under "repetition")
 TABLE = [("fid", "FID", False), ("kid_mean", "KID", False), ("seq_rep_4", "seq-rep-4", True),
          ("type_token_ratio", "TTR", True), ("row_repetition", "row rep.", True),
@@ -92,6 +97,20 @@ def run_benchmark(models: dict[str, ImageModel], images: LabelledImages, conditi
     return results
 
 
+def _cached_features(extractor, images: torch.Tensor, cache: Path) -> torch.Tensor:
+    """Inception features of `images`, reused from `cache` when it holds features of exactly these pixels from
+    the same weights (thousands of images take tens of minutes on a CPU; an interrupted benchmark keeps them)."""
+    key = hashlib.sha256(images.contiguous().numpy().tobytes()).hexdigest() + f"|{extractor.weights_path}"
+    if cache.is_file():
+        with safe_open(str(cache), framework="pt") as f:
+            if (f.metadata() or {}).get("key") == key:
+                return f.get_tensor("features")
+    features = extractor(images)
+    with atomic_path(cache) as tmp:
+        save_file({"features": features.contiguous()}, str(tmp), metadata={"key": key})
+    return features
+
+
 def _add_fid(results: dict, files: dict, weights: str | None) -> None:
     """FID/KID of each condition against the real images through the same palette (features extracted once)."""
     from hyperfit_vision.fid import InceptionFeatures, check_images, fid_kid_from_features
@@ -102,10 +121,11 @@ def _add_fid(results: dict, files: dict, weights: str | None) -> None:
         data = load_completions(path)
         side = int(data["real_tokens"].shape[1] ** 0.5)
         if real_features is None:  # every condition completes the same images
-            real_features = extractor(check_images(tokens_to_images(data["real_tokens"], data["palette"], side),
-                                                   "real images", 2))
+            real = check_images(tokens_to_images(data["real_tokens"], data["palette"], side), "real images", 2)
+            real_features = _cached_features(extractor, real, path.with_name(f"real.{FEATURES}"))
         fake = check_images(tokens_to_images(data["tokens"], data["palette"], side), "generated images", 2)
-        results[name].update(fid_kid_from_features(real_features, extractor(fake)))
+        fake_features = _cached_features(extractor, fake, path.with_name(f"{name}.{FEATURES}"))
+        results[name].update(fid_kid_from_features(real_features, fake_features))
 
 
 def _flat(blob: dict) -> dict:

@@ -11,7 +11,7 @@ from hyperfit_vision.model import load_imagegpt
 from hyperfit_vision.tokens import images_to_tokens
 
 
-def test_benchmark_scores_every_condition_and_resumes(tiny_imagegpt_dir, image_folder_8px, tmp_path):
+def test_benchmark_scores_every_condition_and_resumes(tiny_imagegpt_dir, image_folder_8px, tmp_path, monkeypatch):
     images = load_image_folder(image_folder_8px)
     base, _ = load_imagegpt(str(tiny_imagegpt_dir))
     fitted, _ = load_imagegpt(str(tiny_imagegpt_dir))
@@ -39,4 +39,44 @@ def test_benchmark_scores_every_condition_and_resumes(tiny_imagegpt_dir, image_f
                           train_tokens=train, blocker_n=8, fid=False, device="cpu")
     assert sum(r["event"] == "completed" for r in run.read_metrics()) == completed_before
     assert again["hyperfit-greedy"]["max_span"] == results["hyperfit-greedy"]["max_span"]
+    # ... and FID reuses the cached Inception features: same numbers without running the network
+    assert (run / "real.inception.safetensors").is_file()
+    import hyperfit_vision.fid as fid
+
+    def no_network(self, images):
+        raise AssertionError("Inception ran although its features were cached")
+
+    monkeypatch.setattr(fid.InceptionFeatures, "forward", no_network)
+    cached = run_benchmark({"base": base, "hyperfit": fitted}, held_out, paper_conditions(), run,
+                           train_tokens=train, blocker_n=8, fid=True, device="cpu")
+    for name in ("base-greedy", "hyperfit-blocked"):
+        assert cached[name]["fid"] == results[name]["fid"]
     assert json.loads((run / "results.json").read_text())["real"]["repetition"]
+
+
+def test_inception_features_are_cached_and_invalidated_by_other_pixels(tmp_path, monkeypatch):
+    from hyperfit_vision import benchmark
+
+    calls = []
+
+    class FakeExtractor:
+        weights_path = "fake-weights"
+
+        def __call__(self, images):
+            calls.append(len(images))
+            return images.reshape(len(images), -1).double()[:, :5] / 255
+
+    images = torch.randint(0, 256, (4, 8, 8, 3), dtype=torch.uint8)
+    cache = tmp_path / "x.inception.safetensors"
+    first = benchmark._cached_features(FakeExtractor(), images, cache)
+    again = benchmark._cached_features(FakeExtractor(), images, cache)
+    assert calls == [4] and torch.equal(first, again) and again.dtype == torch.float64
+    changed = images.clone()
+    changed[0, 0, 0, 0] ^= 1
+    benchmark._cached_features(FakeExtractor(), changed, cache)
+    assert calls == [4, 4]  # one pixel differs: recomputed, not served stale
+    other = FakeExtractor()
+    other.weights_path = "other-weights"
+    benchmark._cached_features(other, changed, cache)
+    assert calls == [4, 4, 4]  # other Inception weights: recomputed
+    assert [p.name for p in tmp_path.iterdir()] == ["x.inception.safetensors"]  # no temp files left
