@@ -43,12 +43,10 @@ KEYS = [("fid", None), ("kid_mean", None), ("seq_rep_4", "rep"), ("type_token_ra
         ("mean_span", None)]
 
 
-ORDER = ["base-greedy", "base-top-p", "hyperfit-greedy", "hyperfit-blocked", "real"]
-
-
 def _ordered(names) -> list[str]:
-    """The paper's order (JSON round trips sort the keys)."""
-    return sorted(names, key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER))
+    """The paper's order, real images last (JSON round trips sort the keys)."""
+    order = [c.name for c in paper_conditions()] + ["real"]
+    return sorted(names, key=lambda n: order.index(n) if n in order else len(order))
 
 
 def _value(blob: dict, key: str, where):
@@ -157,9 +155,9 @@ def plot_aggregate(summary: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = _ordered(runs[0]["results"])
-    keys = [k for k, _ in KEYS if k not in ("kid_mean",)]
-    fig, axes = plt.subplots(1, len(keys), figsize=(3 * len(keys), 3.6))
-    for ax, (key, where) in zip(axes, [(k, w) for k, w in KEYS if k in keys]):
+    plotted = [(key, where) for key, where in KEYS if key != "kid_mean"]  # KID tracks FID; one panel is enough
+    fig, axes = plt.subplots(1, len(plotted), figsize=(3 * len(plotted), 3.6))
+    for ax, (key, where) in zip(axes, plotted):
         means, errs = [], []
         for name in names:
             values = [v for v in (_value(r["results"][name], key, where) for r in runs) if v is not None]

@@ -24,7 +24,7 @@ from hyperfit_core.atomic import atomic_path, write_json
 from hyperfit_core.overlap import overlap_report
 from hyperfit_core.rundir import RunDir
 from hyperfit_core.sequences import TokenSequences
-from hyperfit_core.train import TrainConfig, hyperfit, next_token_loss
+from hyperfit_core.train import TrainConfig, hyperfit
 from hyperfit_vision.complete import complete_images
 from hyperfit_vision.data import load_torchvision_dataset
 from hyperfit_vision.grid import completion_grid, masked_prefix
@@ -39,27 +39,17 @@ BASE = Path(__file__).resolve().parents[1] / "assets" / "fashion-base"
 PLOTTED = ["seq_rep_4", "row_repetition", "patch_duplication", "type_token_ratio"]
 
 
-@torch.no_grad()
-def exact_loss(model, ids: torch.Tensor, batch_size: int = 64) -> float:
-    """Mean next-pixel loss over `ids` with the model in eval mode (the per-epoch training mean lags behind)."""
-    was_training = model.training
-    model.eval()
-    total = sum(next_token_loss(model, ids[i:i + batch_size]).item() * len(ids[i:i + batch_size])
-                for i in range(0, len(ids), batch_size))
-    model.train(was_training)
-    return total / len(ids)
-
-
 def measure(model, epoch: int, train: TokenSequences, test_ids: torch.Tensor, side: int, prefix_rows: int,
             palette: torch.Tensor, context: int) -> tuple[dict, torch.Tensor]:
-    was_training = model.training
     stats = summarize(prediction_stats(model, test_ids, context))
     tokens = complete_images(model, test_ids, prefix_rows, side, batch_size=100, progress=False)
     real = test_ids[:, 1:]
     report = repetition_report(tokens_to_images(tokens, palette, side), tokens_to_images(real, palette, side),
                                tokens, real, prefix_rows)
-    model.train(was_training)
-    row = {"epoch": epoch, "train_loss": exact_loss(model, train.ids),
+    # the exact loss over every pixel, in eval mode (the per-epoch training mean lags behind the weights);
+    # prediction_stats and complete_images hand the model back in the mode it came in
+    train_loss = float(prediction_stats(model, train.ids, 1)["cross_entropy"].mean())
+    row = {"epoch": epoch, "train_loss": train_loss,
            **{k: stats[k] for k in ("entropy_mean", "top1_prob_mean", "top1_accuracy", "perplexity")},
            **{k: v["generated"] for k, v in report["metrics"].items()},
            **overlap_report(tokens[:, prefix_rows * side:], train.ids[:, 1:])}
