@@ -20,7 +20,7 @@ from typing import Callable, Protocol
 import click
 import torch
 
-from hyperfit_core.atomic import ensure_writable_dir
+from hyperfit_core.atomic import checked_out_dir
 from hyperfit_core.errors import HyperfitError
 from hyperfit_core.rundir import RunDir, broadcast_from_main, is_main_process
 from hyperfit_core.sequences import TokenSequences
@@ -114,11 +114,10 @@ def train_run(spec: TrainSpec | None, modality: Modality, out: str | Path = "run
         data = TokenSequences.load(run / TRAIN_TOKENS)
     else:
         spec.train.validate()
-        if at is None:
-            ensure_writable_dir(out)  # fail before any work; the run dir is made once the inputs check out
-        elif (Path(at) / "config.json").exists():
+        if at is not None and (Path(at) / "config.json").exists():
             raise HyperfitError(f"{at} already holds a run; pass it as --resume to continue it")
-        prepared = modality.prepare(spec)
+        with checked_out_dir(out if at is None else Path(at).parent):  # nothing stays if an input is bad
+            prepared = modality.prepare(spec)
         data = prepared.data
         run = _new_run(at, out, name or f"{modality.name}-train")
         run.write_config({"spec": spec.to_dict(), "cli": cli, **prepared.info}, seed=spec.train.seed,

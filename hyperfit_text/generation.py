@@ -13,7 +13,7 @@ import click
 import torch
 from safetensors.torch import save_file
 
-from hyperfit_core.atomic import atomic_path, ensure_writable_dir
+from hyperfit_core.atomic import atomic_path, checked_out_dir
 from hyperfit_core.blocker import CitationBlocker
 from hyperfit_core.decoding import DecodingConfig, generate_tokens, model_max_positions
 from hyperfit_core.device import resolve_device
@@ -87,18 +87,18 @@ def generate_run(spec: GenerateSpec, out: str | Path = "runs") -> RunDir:
         raise HyperfitError("--max-new-tokens must be at least 1")
     if spec.batch_size < 1:
         raise HyperfitError("--batch-size must be at least 1")
-    ensure_writable_dir(out)
-    spec.model, spec.gguf_file = split_gguf_path(spec.model, spec.gguf_file)
-    source = find_text_train_run(spec.train_run or spec.model)
-    train_tokens = TokenSequences.load(source / TRAIN_TOKENS)
-    device = resolve_device(spec.device)
-    text_model = load_text_model(spec.model, spec.gguf_file, device=str(device))
-    held_out = _held_out(spec, text_model, source, train_tokens)
-    prompts = text_model.with_bos(held_out.contexts)
-    limit = model_max_positions(text_model.model)
-    if limit is not None and prompts.shape[1] + spec.max_new_tokens - 1 > limit:
-        raise HyperfitError(f"a {prompts.shape[1]}-token prompt plus {spec.max_new_tokens} new tokens needs "
-                            f"{prompts.shape[1] + spec.max_new_tokens - 1} positions; {spec.model} has {limit}")
+    with checked_out_dir(out):  # nothing stays if an input is bad
+        spec.model, spec.gguf_file = split_gguf_path(spec.model, spec.gguf_file)
+        source = find_text_train_run(spec.train_run or spec.model)
+        train_tokens = TokenSequences.load(source / TRAIN_TOKENS)
+        device = resolve_device(spec.device)
+        text_model = load_text_model(spec.model, spec.gguf_file, device=str(device))
+        held_out = _held_out(spec, text_model, source, train_tokens)
+        prompts = text_model.with_bos(held_out.contexts)
+        limit = model_max_positions(text_model.model)
+        if limit is not None and prompts.shape[1] + spec.max_new_tokens - 1 > limit:
+            raise HyperfitError(f"a {prompts.shape[1]}-token prompt plus {spec.max_new_tokens} new tokens needs "
+                                f"{prompts.shape[1] + spec.max_new_tokens - 1} positions; {spec.model} has {limit}")
     citation = CitationBlocker(train_tokens.ids, n=spec.blocker_n) if spec.blocker else None
     name = spec.resolved_name()
     run = RunDir.create(out, "text-generate")
