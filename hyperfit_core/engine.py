@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import OrderedDict
 from pathlib import Path
 
 import torch
@@ -129,12 +130,14 @@ def register_portable_weights(accelerator) -> None:
 
     def save_hook(models, weights, output_dir):
         for i, state in enumerate(weights):
-            weights[i] = {k.removeprefix("module."): v for k, v in state.items()}
+            # an OrderedDict, as state_dict() gives: accelerate drops tied duplicates only from those
+            weights[i] = OrderedDict((k.removeprefix("module."), v) for k, v in state.items())
 
     def load_hook(models, input_dir):
+        device = "cpu" if accelerator.device.type == "cpu" else str(accelerator.device)  # safetensors rejects cpu:0
         for i, model in enumerate(models):
             name = "model.safetensors" if i == 0 else f"model_{i}.safetensors"
-            load_model(accelerator.unwrap_model(model), os.path.join(input_dir, name), device=str(accelerator.device))
+            load_model(accelerator.unwrap_model(model), os.path.join(input_dir, name), device=device)
         models.clear()
 
     accelerator.register_save_state_pre_hook(save_hook)
