@@ -67,10 +67,14 @@ def make_accelerator(config, run_path: Path, accumulation: int):
             torch.cuda.set_device(torch.device(device))
     else:
         raise HyperfitError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N")
-    return Accelerator(cpu=cpu, mixed_precision=mixed_precision(config, not cpu),
-                       gradient_accumulation_steps=accumulation,
-                       log_with=None if config.report_to == "none" else config.report_to,
-                       project_dir=str(run_path))
+    accelerator = Accelerator(cpu=cpu, mixed_precision=mixed_precision(config, not cpu),
+                              gradient_accumulation_steps=accumulation,
+                              log_with=None if config.report_to == "none" else config.report_to,
+                              project_dir=str(run_path))
+    # ACCELERATE_GRADIENT_ACCUMULATION_STEPS (from a launch config) would override the argument: the loss weights
+    # assume ours
+    accelerator.gradient_accumulation_steps = accumulation
+    return accelerator
 
 
 def strategy(accelerator) -> str:
