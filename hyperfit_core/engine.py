@@ -45,9 +45,34 @@ def mixed_precision(config, cuda: bool) -> str:
     return "bf16" if cuda else "no"
 
 
-def make_accelerator(config, run_path: Path, accumulation: int):
+_EARLY: dict = {}  # an Accelerator started before the model was loaded (start_early), waiting for hyperfit()
+
+
+def _early_key(config, accumulation: int) -> tuple:
+    return (accumulation, config.device, config.precision, config.report_to)
+
+
+def start_early(config) -> None:
+    """Optional, before loading the model: start accelerate (process group, launch-config plugins) now.
+
+    Under DeepSpeed ZeRO-3 with `zero3_init_flag` this lets transformers' `from_pretrained` partition the weights
+    while loading (zero.Init) instead of materialising the whole model in every process. `hyperfit()` then takes
+    this Accelerator over (if the config still asks for the same layout, device, precision and tracker)."""
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    _, accumulation = batch_layout(config.batch_size, config.per_device_batch_size, processes)
+    _EARLY.clear()
+    _EARLY["accelerator"] = make_accelerator(config, None, accumulation)
+    _EARLY["key"] = _early_key(config, accumulation)
+
+
+def make_accelerator(config, run_path: Path | None, accumulation: int):
     """An Accelerator for this run. accelerate's state is process-wide: reset it so a second call in one
     process (tests, sweeps) starts clean; a distributed process group is kept."""
+    if _EARLY and run_path is not None:
+        early, key = _EARLY.pop("accelerator"), _EARLY.pop("key")
+        if key == _early_key(config, accumulation):
+            early.project_configuration.set_directories(str(run_path))
+            return early
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, GradientState, PartialState
 
@@ -70,7 +95,7 @@ def make_accelerator(config, run_path: Path, accumulation: int):
     accelerator = Accelerator(cpu=cpu, mixed_precision=mixed_precision(config, not cpu),
                               gradient_accumulation_steps=accumulation,
                               log_with=None if config.report_to == "none" else config.report_to,
-                              project_dir=str(run_path))
+                              project_dir=None if run_path is None else str(run_path))
     # ACCELERATE_GRADIENT_ACCUMULATION_STEPS (from a launch config) would override the argument: the loss weights
     # assume ours
     accelerator.gradient_accumulation_steps = accumulation

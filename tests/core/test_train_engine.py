@@ -147,3 +147,14 @@ def test_lora_trains_adapters_and_saves_a_merged_plain_model(tiny_gpt2_dir, tmp_
     # the adapters only ever touch the linears: embeddings and norms are the base model's
     assert torch.equal(saved.transformer.wpe.weight, base.transformer.wpe.weight)
     assert torch.equal(saved.transformer.ln_f.weight, base.transformer.ln_f.weight)
+
+
+def test_an_accelerator_started_before_loading_is_taken_over(tiny_gpt2_dir, tmp_path):
+    from hyperfit_core import engine
+
+    config = dict(lr=1e-3, epochs=1, batch_size=4, progress=False)
+    engine.start_early(TrainConfig(**config))
+    early = engine._EARLY["accelerator"]
+    fitted = _fit(tiny_gpt2_dir, tmp_path / "run", **config)
+    assert engine._EARLY == {} and early.project_dir == str(tmp_path / "run")
+    assert fitted is not None and (tmp_path / "run" / "model").is_dir()
