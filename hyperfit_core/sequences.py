@@ -69,6 +69,17 @@ class TokenSequences:
             raise HyperfitError(f"cannot read token file {path}: {exc}") from None
 
 
-def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
-    """The shuffled order of epoch `epoch`: a pure function of (seed, epoch), so resuming needs no RNG state."""
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+def epoch_order(n: int, seed: int, epoch: int, swaps: int = 0) -> torch.Tensor:
+    """The shuffled order of epoch `epoch`: a pure function of (seed, epoch), so resuming needs no RNG state and
+    every process count trains on the same order.
+
+    `swaps` exchanges that many random pairs of positions afterwards, drawn from their own generator, so
+    `swaps=1` is the paper's Shuffle-1: the same order as `swaps=0` but for one pair.
+    """
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+    if swaps and n > 1:
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch + (1 << 40))
+        for _ in range(swaps):
+            i, j = torch.randperm(n, generator=generator)[:2].tolist()
+            order[i], order[j] = order[j].clone(), order[i].clone()
+    return order
