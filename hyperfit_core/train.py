@@ -102,16 +102,6 @@ class TrainConfig:
     def resolved_order_seed(self) -> int:
         return self.seed if self.order_seed is None else self.order_seed
 
-    def validate(self) -> None:
-        """Raise one clear HyperfitError for a setting no run can use (called before any run dir exists)."""
-        for name in ("batch_size", "epochs"):
-            if getattr(self, name) < 1:
-                raise HyperfitError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise HyperfitError(f"--max-steps must be at least 1, got {self.max_steps}")
-        if not self.lr > 0:
-            raise HyperfitError(f"--lr must be positive, got {self.lr}")
-
     def resolved_device(self) -> torch.device:
         if self.device == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
