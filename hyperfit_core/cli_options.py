@@ -38,6 +38,7 @@ class CountOrAll(click.ParamType):
         return count
 
 
+SWITCH = ("auto", "on", "off")
 POSITIVE = click.IntRange(min=1)
 NON_NEGATIVE = click.IntRange(min=0)
 
@@ -69,6 +70,10 @@ seed_options = stack(
                  help="Seed of everything not set below (initialisation, palette fit)."),
     click.option("--data-seed", type=NON_NEGATIVE, default=None,
                  help="Seed choosing which items are trained on (default: --seed)."),
+    click.option("--order-seed", type=NON_NEGATIVE, default=None,
+                 help="Seed of the order of the items in each epoch (default: --seed)."),
+    click.option("--shuffle-swaps", type=NON_NEGATIVE, default=0, show_default=True,
+                 help="Swap this many random pairs of each epoch's order (the paper's Shuffle-1 is 1)."),
 )
 
 train_options = stack(
@@ -86,16 +91,34 @@ train_options = stack(
     device_option,
     click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
                  help="auto = bf16 autocast with fp32 master weights on CUDA, fp32 on CPU."),
+    click.option("--compile", type=click.Choice(SWITCH), default="auto", show_default=True,
+                 help="torch.compile the training step; auto = on CUDA only."),
+    click.option("--grad-checkpointing", "gradient_checkpointing", type=click.Choice(SWITCH), default="auto",
+                 show_default=True, help="Recompute activations in backward; auto = on CUDA when the batch would "
+                                         "not fit otherwise."),
+    click.option("--per-device-batch-size", type=POSITIVE, default=None,
+                 help="Sequences per process and micro-step; the rest of --batch-size is gradient accumulation "
+                      "(default: --batch-size split over the processes)."),
+    click.option("--save-every", type=POSITIVE, default=1, show_default=True,
+                 help="Epochs between checkpoints (the end, or a stop, always writes one)."),
+    click.option("--keep-checkpoints", type=POSITIVE, default=1, show_default=True,
+                 help="Checkpoints kept, newest first."),
+    click.option("--train-layers", default=None,
+                 help="last:K trains only the last K blocks, the final norm and the head (default: all)."),
+    click.option("--lora", "lora_rank", type=POSITIVE, default=None,
+                 help="Train LoRA adapters of this rank (peft), merged into the saved model (default: off)."),
+    click.option("--report-to", type=click.Choice(["none", "tensorboard", "wandb"]), default="none",
+                 show_default=True, help="Also log to this tracker through accelerate (metrics.jsonl always)."),
 )
 
 TRAIN_OPTION_NAMES = ("epochs", "max_steps", "lr", "batch_size", "weight_decay", "target_loss", "device",
-                      "precision")
+                      "precision", "compile", "gradient_checkpointing", "per_device_batch_size", "save_every",
+                      "keep_checkpoints", "train_layers", "lora_rank", "report_to", "order_seed", "shuffle_swaps")
 
 
 def train_config_from(options: dict, seed: int, progress: bool = True) -> TrainConfig:
-    config = TrainConfig(seed=seed, progress=progress, **{name: options[name] for name in TRAIN_OPTION_NAMES})
-    config.validate()
-    return config
+    config = TrainConfig(seed=seed, progress=progress, **{name: options.pop(name) for name in TRAIN_OPTION_NAMES})
+    return config.validate()
 
 
 decoding_options = stack(

@@ -251,7 +251,7 @@ def plan_command(load_model_config: Callable[[str], object], *, name: str = "pla
     @click.option("--model", required=True, help="Hub id, model folder or config.json.")
     @click.option("--gpus", type=int, default=8, show_default=True, help="GPUs in total.")
     @click.option("--gpu-mem", type=float, default=80.0, show_default=True, help="Memory of one GPU, GB.")
-    @click.option("--nodes", type=int, default=1, show_default=True)
+    @click.option("--nodes", type=int, default=1, show_default=True, help="Nodes the GPUs are spread over.")
     @click.option("--batch", type=int, default=8, show_default=True, help="Global batch (sequences).")
     @click.option("--seq", type=int, default=default_seq, show_default=True, help="Tokens per sequence.")
     @click.option("--train-layers", "train_layers", multiple=True, default=("last:1",), show_default=True,

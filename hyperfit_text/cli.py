@@ -176,3 +176,13 @@ def analyze(models, train_run, num_eval, batch_size, device, out):
     run_analysis({name: m.model for name, m in loaded.items()}, ids, 1 + held_out.contexts.shape[1], out, "text",
                  {"models": named, "train_run": str(source), "prompts": len(held_out)},
                  batch_size=batch_size, device=device)
+
+
+
+def _plan():
+    from hyperfit_core.plan import load_config, plan_command
+
+    return plan_command(load_config)
+
+
+text.add_command(_plan(), "plan")

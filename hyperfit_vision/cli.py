@@ -249,3 +249,24 @@ def analyze(models, num_eval, prefix_fraction, batch_size, device, out, **option
     run_analysis({name: m.model for name, m in loaded.items()}, ids, context, out, "vision",
                  {"models": named, "num_eval": len(images), "context_tokens": context},
                  batch_size=batch_size, device=device)
+
+
+def _imagegpt_config(model: str):
+    from hyperfit_vision.model import load_config
+
+    return load_config(model)
+
+
+def _imagegpt_on_meta(config):
+    from transformers import ImageGPTForCausalImageModeling
+
+    return ImageGPTForCausalImageModeling(config)
+
+
+def _plan():
+    from hyperfit_core.plan import plan_command
+
+    return plan_command(_imagegpt_config, default_seq=1024, build_model=_imagegpt_on_meta)
+
+
+vision.add_command(_plan(), "plan")
