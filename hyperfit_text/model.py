@@ -146,6 +146,9 @@ def load_text_model(model: str, gguf_file: str | None = None, device: str = "cpu
         raise HyperfitError(f"{model} has no language-modelling head")
     if gguf_file is not None:
         _drop_gguf_quantizer(loaded)
+    if any(p.is_floating_point() and p.dtype != torch.float32 for p in loaded.parameters()):
+        # dtype=float32 is what was asked for; some Auto load paths have ignored it (transformers #46459)
+        loaded.float()
     bos_id = prepare_tokenizer(tokenizer)
     if loaded.generation_config is not None and loaded.generation_config.pad_token_id is None:
         loaded.generation_config.pad_token_id = tokenizer.pad_token_id
