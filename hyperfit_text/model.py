@@ -124,8 +124,16 @@ def prepare_tokenizer(tokenizer) -> int:
     return int(bos_id)
 
 
+def resolve_device(device: str) -> torch.device:
+    """"auto" -> cuda when available, else cpu; anything else as torch names it."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
 def load_text_model(model: str, gguf_file: str | None = None, device: str = "cpu") -> TextModel:
-    """Load model + tokenizer in float32 (training autocasts to bf16 on CUDA itself)."""
+    """Load model + tokenizer with fp32 weights whatever the checkpoint's dtype (training and decoding autocast
+    to bf16 on CUDA themselves), on `device` ("auto": cuda when available)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model, gguf_file = split_gguf_path(model, gguf_file)
@@ -152,7 +160,7 @@ def load_text_model(model: str, gguf_file: str | None = None, device: str = "cpu
     bos_id = prepare_tokenizer(tokenizer)
     if loaded.generation_config is not None and loaded.generation_config.pad_token_id is None:
         loaded.generation_config.pad_token_id = tokenizer.pad_token_id
-    return TextModel(loaded.to(device).eval(), tokenizer, bos_id, detect_adds_bos(tokenizer, bos_id), model, gguf_file)
+    return TextModel(loaded.to(resolve_device(device)).eval(), tokenizer, bos_id, detect_adds_bos(tokenizer, bos_id), model, gguf_file)
 
 
 def tokenizer_fingerprint(tokenizer) -> str:

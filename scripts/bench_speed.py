@@ -12,17 +12,19 @@ as a user would write it. Workloads (random-initialised weights; speed does not 
                                     ours: fast_complete_images with its defaults (mode/precision/batch "auto")
   llama_train             tokens/s  stock: HF sdpa, bf16 autocast on CUDA, torch Adam; ours: hyperfit(...) defaults
   llama_greedy            ms/step   stock: HF `generate` greedy (fp32); ours: hyperfit_core.decoding.generate_tokens
+                                    with its defaults (bf16 autocast on CUDA; `ours_fp32`: the same in fp32)
 `ratio` is always a speed-up (higher is better): ours/stock for rates, stock/ours for ms/step. Each side is
 warmed up, then timed best-of --repeats. Ours' training is timed inside one hyperfit() call through its loss_fn
 hook (a timestamp after a device sync at the start of every step): the first --warmup-steps steps are the
-warm-up, then --repeats windows of --steps steps each, best window kept; the run is stopped before its first
-epoch ends, so checkpoint writing is not timed (it is no part of a training step). `compile_s` is ours'
-one-off cost (first step or call minus a timed one: torch.compile, CUDA-graph capture, cuBLAS set-up),
-`compile_s_stock` the same for stock. `tokens_match` is the fraction of generated tokens on which stock and
-ours agree (ours decodes in bf16 on CUDA, stock in fp32, so it is below 1 there; `tokens_match_fp32` checks
-ours in fp32). A side that fails (e.g. out of memory) records its error and a null rate. With --shape real each
-row records the issue's targets beside the measured numbers (`targets`, `targets_met`). The JSON is rewritten
-after every workload, so a run cut short keeps what it measured.
+warm-up, then --repeats windows of --steps steps each, best window kept (on a CPU the sides alternate, one
+hyperfit() call of one window per run); the run is stopped before its first epoch ends, so checkpoint writing
+is not timed (it is no part of a training step). `compile_s` is ours' one-off cost (first step or call minus
+a timed one: torch.compile, CUDA-graph capture, cuBLAS set-up), `compile_s_stock` the same for stock.
+`tokens_match` is the fraction of generated tokens on which stock and ours agree (ours decodes in bf16 on
+CUDA, stock in fp32, so it is below 1 there; `tokens_match_fp32` checks ours in fp32, `ours_fp32` its rate).
+A side that fails (e.g. out of memory) records its error and a null rate. With --shape real each row records
+the issue's targets beside the measured numbers (`targets`, `targets_met`). The JSON is rewritten after every
+workload, so a run cut short keeps what it measured.
 
     python scripts/bench_speed.py --shape tiny          # CPU default, ~1-2 min; bench/results/speed_cpu.json
     python scripts/bench_speed.py --shape real          # GPU default: ImageGPT-Large and TinyLlama-1.1B shapes
@@ -453,9 +455,19 @@ def bench_llama(shape, device, args, emit):
     def ours():
         return lambda: generate_tokens(model, prompt, new, batch_size=batch, progress=False)
 
-    emit(side_by_side("llama_greedy", "ms/step", device, stock, ours, new, args.repeats, per_ms=True,
-                      match=generated_match(new), batch=batch, prompt=prompt_len, new_tokens=new,
-                      ours_options={"precision": "auto"}))
+    row = side_by_side("llama_greedy", "ms/step", device, stock, ours, new, args.repeats, per_ms=True,
+                       match=generated_match(new), batch=batch, prompt=prompt_len, new_tokens=new,
+                       ours_options={"precision": "auto"})
+    if sequential(device) and "stock" in row["_outputs"]:
+        # ours in fp32 too: HF generate's tokens, and whether bf16 autocast pays off at this shape
+        try:
+            seconds, _, _, out = measure(device, lambda: lambda: generate_tokens(
+                model, prompt, new, batch_size=batch, progress=False, precision="fp32"), args.repeats)
+            row["ours_fp32"] = seconds / new * 1000
+            row["tokens_match_fp32"] = generated_match(new)(row["_outputs"]["stock"], out)
+        except (RuntimeError, torch.cuda.OutOfMemoryError) as exc:
+            row["ours_fp32_error"] = str(exc).splitlines()[0][:300]
+    emit(row)
     del model
     gc.collect()
 

@@ -40,7 +40,8 @@ def test_sequential_run_times_every_workload_and_records_compile_time(bench, tmp
     assert rows["imagegpt_train_tuned"]["ours"] == rows["imagegpt_train"]["ours"]
     assert rows["imagegpt_complete"]["tokens_match"] == 1.0  # CPU: fp32 on both sides
     assert rows["imagegpt_complete"]["tokens_match_fp32"] == 1.0
-    assert rows["llama_greedy"]["tokens_match"] == 1.0
+    assert rows["llama_greedy"]["tokens_match"] == 1.0 == rows["llama_greedy"]["tokens_match_fp32"]
+    assert rows["llama_greedy"]["ours_fp32"] > 0
 
 
 def test_targets_are_recorded_beside_the_measured_numbers(bench):

@@ -70,9 +70,15 @@ def test_auto_is_graph_in_bf16_and_agrees_with_the_eager_bf16_step(cuda, small_w
     masked = fast_complete_images(model, tokens, 2, 8, progress=False, mode="masked", precision="bf16")
     # the graph replays the masked bf16 step; allow a rare near-tie flip
     assert (auto == masked).float().mean() > 0.95
-    fp32 = fast_complete_images(model, tokens, 2, 8, progress=False, precision="fp32")
-    assert (auto == fp32).float().mean() > 0.5
     assert {p.dtype for p in model.parameters()} == {torch.float32}
+    # bf16 logits track fp32's (tokens may part at a near tie, after which whole rows differ)
+    ids = tokens[:, :40].to(cuda)
+    fp32, bf16 = fd.StaticImageGPT(model, 6, 40), fd.StaticImageGPT(model, 6, 40, dtype=torch.bfloat16)
+    with torch.no_grad():
+        a, b = fp32.prefill(ids[:, :30]), bf16.prefill(ids[:, :30])
+        for position in range(30, 40):
+            a, b = fp32.step(ids[:, position], position, "graph"), bf16.step(ids[:, position], position, "graph")
+            assert (a - b.float()).abs().max() < 0.05 * a.abs().max()
 
 
 def test_two_engines_in_a_row_keep_their_batch_size(cuda, monkeypatch):

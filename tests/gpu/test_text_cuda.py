@@ -23,7 +23,12 @@ def test_greedy_text_on_cuda_equals_hf_generate(cuda):
                             max_new_tokens=24).cpu()
     ours = generate_tokens(model, prompts, 24, batch_size=4, progress=False, precision="fp32")
     assert torch.equal(ours, hf)
-    # the CUDA default is bf16 autocast: the same shapes and mostly the same tokens, fp32 weights untouched
+    # the CUDA default is bf16 autocast: logits close to fp32's (tokens may part at a near tie), weights untouched
     auto = generate_tokens(model, prompts, 24, batch_size=4, progress=False)
-    assert auto.shape == hf.shape and (auto == hf).float().mean() > 0.5
+    assert auto.shape == hf.shape and torch.equal(auto[:, :12], prompts) and int(auto.max()) < 500
     assert {p.dtype for p in model.parameters()} == {torch.float32}
+    with torch.no_grad():
+        fp32 = model(input_ids=p).logits
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            bf16 = model(input_ids=p).logits.float()
+    assert (fp32 - bf16).abs().max() < 0.05 * fp32.abs().max()
