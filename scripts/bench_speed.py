@@ -88,6 +88,14 @@ class _Stop(Exception):
     """Raised from the timing loss_fn once the measured steps are done: hyperfit() ends before its checkpoint."""
 
 
+def _stopped(exc: BaseException | None) -> bool:
+    while exc is not None:
+        if isinstance(exc, _Stop):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 @dataclasses.dataclass
 class Timed:
     """A run that timed itself: the best window's seconds and its one-off first-step cost."""
@@ -295,8 +303,9 @@ def ours_trainer(model, batch, length, vocab, device, steps, windows, warmup_ste
                 try:
                     hyperfit(model, TokenSequences.from_ids(ids), config, RunDir(Path(tmp) / "run"),
                              loss_fn=timed_loss)
-                except _Stop:
-                    pass
+                except Exception as exc:  # _Stop, or an error hyperfit() raised while _Stop unwound it
+                    if not _stopped(exc):
+                        raise
             model.zero_grad(set_to_none=True)
             steps_s = [b - a for a, b in zip(stamps, stamps[1:])]
             timed = steps_s[warmup_steps:]

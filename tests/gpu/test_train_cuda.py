@@ -28,7 +28,8 @@ def test_bf16_saved_model_trains_its_fp32_master_weights_at_lr_1e6(cuda, tmp_pat
     saved.save(tmp_path / "bf16")
     model = load_imagegpt(str(tmp_path / "bf16"))[0].model
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
-    config = TrainConfig(precision="bf16", lr=1e-6, epochs=1, batch_size=8, device="cuda", progress=False)
+    config = TrainConfig(precision="bf16", lr=1e-6, epochs=1, batch_size=8, device="cuda", progress=False,
+                         compile=compile_setting(False))  # compiled training has its own test below
     hyperfit(model, _data(), config, RunDir(tmp_path / "run"))
     weights = dict(model.named_parameters())
     assert {p.dtype for p in weights.values()} == {torch.float32}
