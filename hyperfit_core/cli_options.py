@@ -59,6 +59,11 @@ def num_eval_option(what: str, default):
                         help=f"How many held-out {what} to use (the first N), or 'all'.")
 
 
+decode_precision_option = click.option(
+    "--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
+    help="Decoding arithmetic: auto = bf16 on CUDA, fp32 on CPU (fp32 gives tokens identical to HF generate).")
+
+
 def decode_batch_option(default: int | None):
     return click.option("--batch-size", type=POSITIVE, default=default, show_default=default is not None,
                         help="Sequences decoded or scored at once" + ("" if default else

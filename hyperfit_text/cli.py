@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from hyperfit_core.cli_options import (DECODING_OPTION_NAMES, POSITIVE, blocker_options, check_resume_options,
-                                       cli_record, decode_batch_option, decoding_config_from, decoding_options,
+                                       cli_record, decode_batch_option, decode_precision_option, decoding_config_from, decoding_options,
                                        device_option, named_paths, num_eval_option, out_option, pop_options,
                                        resume_option, seed_options, train_config_from, train_options,
                                        train_run_option)
@@ -92,11 +92,12 @@ def train(ctx, model, gguf_file, source, text_field, num_train, window, num_eval
 @decoding_options
 @blocker_options(TEXT_BLOCKER_N, "tokens")
 @decode_batch_option(32)
+@decode_precision_option
 @device_option
 @click.option("--name", default=None, help="Condition name (default: the decoding's name, plus -blockedN).")
 @out_option
 def generate(model, gguf_file, train_run, prompts, prompts_from, prompt_field, context, prompt_seed, max_new_tokens,
-             num_eval, blocker, blocker_n, batch_size, device, name, out, **options):
+             num_eval, blocker, blocker_n, batch_size, precision, device, name, out, **options):
     """Continue held-out contexts (default: the train run's 32-token contexts, greedy, 256 new tokens); writes
     token ids and text. The citation blocker always indexes the model's own hyperfitting windows."""
     from hyperfit_text.generation import GenerateSpec, generate_run
@@ -105,7 +106,7 @@ def generate(model, gguf_file, train_run, prompts, prompts_from, prompt_field, c
                         num_eval=num_eval, decoding=decoding_config_from(pop_options(options, DECODING_OPTION_NAMES)),
                         blocker=blocker, blocker_n=blocker_n, batch_size=batch_size, device=device, name=name,
                         prompts=prompts, prompts_from=prompts_from, prompt_field=prompt_field, context=context,
-                        prompt_seed=prompt_seed)
+                        prompt_seed=prompt_seed, precision=precision)
     run = generate_run(spec, out=out)
     click.echo(str(run.path))
 

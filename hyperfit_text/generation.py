@@ -48,6 +48,7 @@ class GenerateSpec:
     prompt_field: str = "prompt"  # field of a .jsonl prompts file / column of a --prompts-from corpus
     context: int = 32  # tokens per context for --prompts / --prompts-from
     prompt_seed: int = 0  # which --prompts-from spans
+    precision: str = "auto"  # decoding arithmetic: auto = bf16 on CUDA, fp32 on CPU
 
     def resolved_name(self) -> str:
         return self.name or self.decoding.name + (f"-blocked{self.blocker_n}" if self.blocker else "")
@@ -111,7 +112,8 @@ def generate_run(spec: GenerateSpec, out: str | Path = "runs") -> RunDir:
     click.echo(f"continuing {len(held_out)} contexts of {held_out.contexts.shape[1]} tokens by "
                f"{spec.max_new_tokens} ({name}) -> {run.path}", err=True)
     tokens = generate_tokens(text_model.model, prompts, spec.max_new_tokens, spec.decoding,
-                             processors=[citation] if citation is not None else (), batch_size=spec.batch_size)
+                             processors=[citation] if citation is not None else (), batch_size=spec.batch_size,
+                             precision=spec.precision)
     generated = tokens[:, prompts.shape[1]:].contiguous()
     record = {"event": "generated", "name": name, "prompts": len(held_out), "new_tokens": spec.max_new_tokens}
     if citation is not None:

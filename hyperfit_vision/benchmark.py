@@ -69,7 +69,7 @@ def _score(data: dict, train_pixels: torch.Tensor | None) -> dict:
 def run_benchmark(models: dict[str, ImageModel], images: LabelledImages, conditions: list[Condition], run: RunDir,
                   train_tokens: TokenSequences | None = None, prefix_fraction: float = 0.25,
                   blocker_n: int | None = None, fid: bool = True, fid_weights: str | None = None,
-                  batch_size: int = 64, device: str = "auto") -> dict:
+                  batch_size: int | None = None, device: str = "auto") -> dict:
     """Complete `images` under each condition (cached), score everything, write results.{json,md}, plots, grid."""
     for condition in conditions:
         if condition.model not in models:

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from hyperfit_core.cli_options import (DECODING_OPTION_NAMES, POSITIVE, blocker_options, check_resume_options,
-                                       cli_record, decode_batch_option, decoding_config_from, decoding_options,
+                                       cli_record, decode_batch_option, decode_precision_option, decoding_config_from, decoding_options,
                                        device_option, named_paths, num_eval_option, out_option, pop_options,
                                        resume_option, seed_options, train_config_from, train_options, train_run_option)
 from hyperfit_core.errors import HyperfitError
@@ -112,12 +112,16 @@ def _load_model_and_images(model: str, palette, options: dict, num_eval, prefix_
 @decoding_options
 @blocker_options(None, "pixels", default_help=f"{IMAGE_BLOCKER_ROWS} image rows")
 @train_run_option
-@decode_batch_option(64)
+@decode_batch_option(None)
+@click.option("--mode", type=click.Choice(["auto", "graph", "slice"]), default="auto", show_default=True,
+              help="Decoding step: graph = CUDA graphs (CUDA only), slice = attend over the filled cache; "
+                   "auto = graph on CUDA, slice on CPU.")
+@decode_precision_option
 @device_option
 @click.option("--name", default=None, help="Condition name (default: the decoding's name, plus -blocked).")
 @out_option
-def complete(model, num_eval, prefix_fraction, palette, blocker, blocker_n, train_run, batch_size, device, name,
-             out, **options):
+def complete(model, num_eval, prefix_fraction, palette, blocker, blocker_n, train_run, batch_size, mode, precision,
+             device, name, out, **options):
     """Complete held-out images from their top rows (default: greedy, 25% = 8 of 32 rows) and draw a grid."""
     from hyperfit_core.blocker import CitationBlocker
     from hyperfit_core.recipe import load_train_tokens
@@ -136,7 +140,7 @@ def complete(model, num_eval, prefix_fraction, palette, blocker, blocker_n, trai
                       "blocker_n": blocker_n, "train_run": train_run, "name": name}, seed=decoding.seed,
                      command="vision complete")
     complete_run(image_model, images, prefix_fraction, decoding, run, name, blocker=citation,
-                 batch_size=batch_size, device=device)
+                 batch_size=batch_size, device=device, mode=mode, precision=precision)
     grid = grid_from_completions({name: run / f"{name}.{COMPLETIONS}"}, run / "grid.png")
     click.echo(f"grid: {grid}")
     click.echo(str(run.path))
@@ -192,7 +196,7 @@ def demo(out, seed, epochs, lr, num_train, device):
               help="Inception weights file (default: $HYPERFIT_INCEPTION, then ~/.cache/hyperfit).")
 @click.option("--decode-seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the top-p baseline's sampler.")
-@decode_batch_option(64)
+@decode_batch_option(None)
 @device_option
 @out_option
 @click.option("--resume", default=None, type=click.Path(exists=True, file_okay=False),

@@ -31,7 +31,8 @@ def prefix_rows_for(fraction: float, side: int) -> int:
 
 
 def complete_run(image_model: ImageModel, images: LabelledImages, prefix_fraction: float, decoding: DecodingConfig,
-                 run: RunDir, name: str, blocker=None, batch_size: int = 64, device: str = "auto") -> torch.Tensor:
+                 run: RunDir, name: str, blocker=None, batch_size: int | None = None, device: str = "auto",
+                 mode: str = "auto", precision: str = "auto") -> torch.Tensor:
     """Complete `images` from their top rows with one model and decoding; saves tokens and a grid in `run`."""
     image_model.model.to(resolve_device(device))
     images = images.resized(image_model.side)
@@ -40,7 +41,8 @@ def complete_run(image_model: ImageModel, images: LabelledImages, prefix_fractio
     tokens = images_to_tokens(images.images, image_model.palette, sos=image_model.sos)
     # the static-cache engine: same tokens as complete_images / HF generate (tested), less per-step work
     completed = fast_complete_images(image_model.model, tokens, prefix_rows, side, decoding,
-                                     processors=[blocker] if blocker is not None else (), batch_size=batch_size)
+                                     processors=[blocker] if blocker is not None else (), batch_size=batch_size,
+                                     mode=mode, precision=precision)
     record = {"event": "completed", "condition": name, "images": len(images), "prefix_rows": prefix_rows,
               "decoding": decoding.to_dict()}
     if blocker is not None:
