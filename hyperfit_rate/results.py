@@ -151,7 +151,7 @@ def _plot(result: dict, path: Path) -> None:
     names = list(rows)
     rates = np.array([rows[n]["win_or_tie"] for n in names], dtype=float)
     errors = np.array([[rows[n]["win_or_tie"] - rows[n]["ci_low"], rows[n]["ci_high"] - rows[n]["win_or_tie"]]
-                       for n in names], dtype=float).T
+                       for n in names], dtype=float).T.clip(min=0)
     fig, ax = plt.subplots(figsize=(max(4.0, 1.3 * len(names) + 1.5), 3.6))
     ax.bar(range(len(names)), np.nan_to_num(rates), yerr=np.nan_to_num(errors), capsize=4, color="#2f5bd3")
     for i, n in enumerate(names):

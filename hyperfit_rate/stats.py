@@ -18,7 +18,9 @@ def wilson_interval(successes: float, n: int, z: float = Z95) -> tuple[float, fl
     denominator = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denominator
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
+    low = 0.0 if successes <= 0 else max(0.0, centre - half)  # exact at the edges (no 1e-17 rounding)
+    high = 1.0 if successes >= n else min(1.0, centre + half)
+    return low, high
 
 
 def bradley_terry(wins: np.ndarray, prior: float = 0.0, iterations: int = 10_000, tol: float = 1e-12) -> np.ndarray:
@@ -43,7 +45,8 @@ def bradley_terry(wins: np.ndarray, prior: float = 0.0, iterations: int = 10_000
     s = np.ones(len(idx))
     w, n, W = wins[np.ix_(idx, idx)], games[np.ix_(idx, idx)], total_wins[idx]
     for _ in range(iterations):
-        denominators = (n / (s[:, None] + s[None, :])).sum(axis=1)
+        sums = s[:, None] + s[None, :]
+        denominators = np.divide(n, sums, out=np.zeros_like(n), where=n > 0).sum(axis=1)
         new = W / denominators
         new /= np.exp(np.mean(np.log(np.where(new > 0, new, 1.0))))  # fix the scale (zero-win players aside)
         if np.max(np.abs(new - s)) < tol:

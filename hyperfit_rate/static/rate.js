@@ -28,7 +28,7 @@
     var box = byId(slot);
     box.replaceChildren();
     if (kind === "text") {
-      box.textContent = value;  // never innerHTML: generated text is shown as text
+      box.textContent = value;  // generated text is shown as text, never parsed as HTML
     } else {
       var img = document.createElement("img");
       img.src = imageUrl(value);

@@ -47,7 +47,7 @@ def text_runs(tmp_path):
     greedy = [f"the the the the weather weather {i}" for i in range(6)]
     hyper = [f"warm, with a light breeze from the hills ({i})." for i in range(6)]
     hyper[0] = SCRIPT
-    return [text_run(tmp_path, "base-greedy", greedy), text_run(tmp_path, "hyperfit-greedy", hyper)]
+    return [text_run(tmp_path / "text", "base-greedy", greedy), text_run(tmp_path / "text", "hyperfit-greedy", hyper)]
 
 
 SIDE, N_IMAGES, PREFIX_ROWS = 8, 4, 2
@@ -71,7 +71,7 @@ def write_completions(run: Path, name: str, seed: int, real=None, source_index=N
 def image_runs(tmp_path):
     runs = []
     for seed, name in enumerate(["base-greedy", "hyperfit-greedy"]):
-        run = write_run(tmp_path / f"run-{name}", "vision complete")
+        run = write_run(tmp_path / "images" / f"run-{name}", "vision complete")
         write_completions(run, name, seed)
         runs.append(run)
     return runs
