@@ -38,7 +38,7 @@ def create_app(study_dir: str | Path, invite_only: bool = False) -> Flask:
             abort(403, "a valid rater token is needed (ask the study's organiser for your link)")
         return rater
 
-    def progress(rater, voted: set[str]) -> dict:
+    def progress(voted: set[str]) -> dict:
         return {"rated": len(voted & study.pairs.keys()), "total": len(study.pairs)}
 
     @app.after_request
@@ -86,7 +86,7 @@ def create_app(study_dir: str | Path, invite_only: bool = False) -> Flask:
     def next_pair():
         rater = rater_or_403(request.headers.get("X-Rater-Token"))
         voted = store.voted_pairs(rater)
-        state = {"rater": rater.name, "progress": progress(rater, voted)}
+        state = {"rater": rater.name, "progress": progress(voted)}
         for pair_id in study.order_for(rater.name):
             if pair_id not in voted:
                 return jsonify(done=False, pair=study.shown(rater.name, pair_id), **state)
@@ -106,7 +106,7 @@ def create_app(study_dir: str | Path, invite_only: bool = False) -> Flask:
         stored, duplicate = store.record_vote(rater, pair_id, study.left_version(rater.name, pair_id), answer)
         if duplicate and stored != answer:
             abort(409, f"this pair already has your answer ({stored}); a vote is final")
-        return jsonify(ok=True, duplicate=duplicate, progress=progress(rater, store.voted_pairs(rater)))
+        return jsonify(ok=True, duplicate=duplicate, progress=progress(store.voted_pairs(rater)))
 
     @app.get("/img/<image_id>")
     def image(image_id: str):

@@ -54,6 +54,7 @@ def rate():
 def build(study, more_runs, runs, seed, pairs_per_condition, condition_vs_condition, attention_share):
     """Make a new study folder STUDY from completion or generation runs.
 
+    \b
     Example: hyperfit rate build study --runs runs/base-greedy runs/hyperfit-greedy
     """
     options = BuildOptions(seed=seed, pairs_per_condition=pairs_per_condition,

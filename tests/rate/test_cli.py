@@ -133,3 +133,11 @@ def test_results_keep_failed(rated_study, capsys):
     assert result["vs_original"]["hyperfit-greedy"]["n"] == 18
     assert "kept (--keep-failed): eve" in out
     assert result["agreement"]["krippendorff_alpha"] < 1
+
+
+def test_results_of_a_study_without_votes(image_study, capsys):
+    code, out, err = run_cli(["rate", "results", image_study, "--bootstrap", "10"], capsys)
+    assert code == 0, err
+    result = json.loads((Path(image_study) / "results" / "results.json").read_text())  # strict JSON: no NaN
+    assert result["votes"] == 0 and result["vs_original"]["base-greedy"]["win_or_tie"] is None
+    assert "0 of 0 votes used" in out
