@@ -10,8 +10,10 @@ JS puts every text in with `textContent`, and the Content-Security-Policy forbid
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from flask import Flask, abort, jsonify, render_template, request, send_file
 from werkzeug.exceptions import HTTPException
@@ -22,6 +24,15 @@ from hyperfit_rate.study import Study
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+
+
+def is_loopback(host: str | None) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address((host or "").strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name may resolve to anything: not loopback
 
 
 def create_app(study_dir: str | Path, invite_only: bool = False) -> Flask:
@@ -40,6 +51,13 @@ def create_app(study_dir: str | Path, invite_only: bool = False) -> Flask:
 
     def progress(voted: set[str]) -> dict:
         return {"rated": len(voted & study.pairs.keys()), "total": len(study.pairs)}
+
+    @app.before_request
+    def loopback_host_only():
+        # Without invites anyone who reaches the server may pick a name, so it must only be reachable as
+        # loopback: a page elsewhere that rebinds its own host name to 127.0.0.1 is refused here.
+        if not invite_only and not is_loopback(urlsplit(f"//{request.host}").hostname):
+            abort(403, "this server admits raters on the loopback address only")
 
     @app.after_request
     def security_headers(response):
@@ -107,6 +125,10 @@ def create_app(study_dir: str | Path, invite_only: bool = False) -> Flask:
         if duplicate and stored != answer:
             abort(409, f"this pair already has your answer ({stored}); a vote is final")
         return jsonify(ok=True, duplicate=duplicate, progress=progress(store.voted_pairs(rater)))
+
+    @app.get("/favicon.ico")
+    def favicon():
+        return "", 204
 
     @app.get("/img/<image_id>")
     def image(image_id: str):

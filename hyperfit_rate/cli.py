@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 
 import click
@@ -24,15 +23,6 @@ class _PairsPerCondition(click.ParamType):
             return int(value)
         except ValueError:
             self.fail(f"{value!r} is neither a number nor 'all'", param, ctx)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a host name: it may resolve to anything, so treat it as public
 
 
 @click.group()
@@ -103,7 +93,7 @@ def serve(study, host, port):
     """Serve the rating page for STUDY (Ctrl-C stops; every vote is already on disk)."""
     from werkzeug.serving import make_server
 
-    from hyperfit_rate.app import create_app
+    from hyperfit_rate.app import create_app, is_loopback
 
     Study(study)
     loopback = is_loopback(host)
