@@ -149,14 +149,17 @@ def build_study(study_dir: str | Path, runs: list, options: BuildOptions = Build
                          "condition_vs_condition": options.condition_vs_condition,
                          "attention_share": options.attention_share},
              "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "pairs": plan}
-    study_dir.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_dir(study_dir) as tmp:
-        if loaded.kind == "text":
-            study.update(_text_content(loaded, plan, rng))
-        else:
-            study.update(_image_content(loaded, plan, tmp, options.seed))
-        (tmp / STUDY_JSON).write_text(json.dumps(study, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        Store.create(tmp / "votes.sqlite")
+    try:
+        study_dir.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_dir(study_dir) as tmp:
+            if loaded.kind == "text":
+                study.update(_text_content(loaded, plan, rng))
+            else:
+                study.update(_image_content(loaded, plan, tmp, options.seed))
+            (tmp / STUDY_JSON).write_text(json.dumps(study, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+            Store.create(tmp / "votes.sqlite")
+    except OSError as exc:
+        raise HyperfitError(f"cannot write the study {study_dir}: {exc.strerror or exc}") from None
     return study
 
 

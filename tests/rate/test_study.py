@@ -124,3 +124,10 @@ def test_a_study_is_never_overwritten(text_study, text_runs):
         build_study(text_study, text_runs)
     with pytest.raises(HyperfitError, match="attention-share"):
         build_study(text_study.parent / "x", text_runs, BuildOptions(attention_share=0.7))
+
+
+def test_an_unwritable_place_is_one_clear_error(tmp_path, text_runs):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(HyperfitError, match="cannot write the study"):
+        build_study(blocker / "study", text_runs)
