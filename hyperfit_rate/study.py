@@ -5,7 +5,8 @@ paper's comparison), or `a`/`b` two conditions (`--condition-vs-condition`), or 
 visibly broken copy (an attention check: shuffled words / noise in the generated rows). Raters see only opaque
 ids: pair ids and per-pair-side image ids are random, so neither the id nor the image URL says which version
 is the original. Each rater gets their own order of the pairs and their own left/right per pair, both derived
-from the study's seed and the rater's name (so they are the same when the rater comes back).
+from the study's seed, the rater's name and the pair's place in the design (so they are the same when the rater
+comes back, and in a rebuild with the same seed).
 """
 
 from __future__ import annotations
@@ -183,6 +184,7 @@ class Study:
         self.seed = self.data["seed"]
         self.pairs = {pair["id"]: pair for pair in self.data["pairs"]}
         self.pair_ids = [pair["id"] for pair in self.data["pairs"]]
+        self.position = {pair_id: k for k, pair_id in enumerate(self.pair_ids)}
         self.image_files = self.data.get("image_files", {})
         self._orders = lru_cache(maxsize=1024)(self._order)
 
@@ -191,9 +193,10 @@ class Study:
         return self.data["conditions"]
 
     def _order(self, rater_name: str) -> tuple[str, ...]:
-        ids = self.pair_ids[:]
-        random.Random(_digest(self.seed, "order", rater_name)).shuffle(ids)
-        return tuple(ids)
+        # by position in the design, not by the random ids: the same seed gives the same order in a rebuild
+        positions = list(range(len(self.pair_ids)))
+        random.Random(_digest(self.seed, "order", rater_name)).shuffle(positions)
+        return tuple(self.pair_ids[k] for k in positions)
 
     def order_for(self, rater_name: str) -> tuple[str, ...]:
         """The rater's own order of all pairs (the same every time they come back)."""
@@ -201,7 +204,7 @@ class Study:
 
     def left_version(self, rater_name: str, pair_id: str) -> str:
         """'a' or 'b': which version this rater sees on the left of this pair."""
-        return "a" if _digest(self.seed, "side", rater_name, pair_id)[0] & 1 == 0 else "b"
+        return "a" if _digest(self.seed, "side", rater_name, self.position[pair_id])[0] & 1 == 0 else "b"
 
     def image_path(self, image_id: str) -> Path | None:
         """The study's own file for an opaque image id; None for anything else (no request path is joined)."""

@@ -66,6 +66,14 @@ def test_options_sample_items_and_add_condition_pairs(tmp_path, text_runs):
     assert len(items) == 2  # the same sampled items for every condition
     again = build_study(tmp_path / "s2", text_runs, options)
     assert [(p["a"], p["b"], p["item"]) for p in again["pairs"]] == [(p["a"], p["b"], p["item"]) for p in made["pairs"]]
+    # the same seed: each rater's order and sides are the same in the rebuild, though the ids are new
+    first, second = Study(tmp_path / "s"), Study(tmp_path / "s2")
+
+    def seen(study, rater):
+        return [(study.pairs[p]["a"], study.pairs[p]["b"], study.pairs[p]["item"], study.left_version(rater, p))
+                for p in study.order_for(rater)]
+    assert seen(first, "ann") == seen(second, "ann") and seen(first, "ann") != seen(first, "bob")
+    assert set(first.pair_ids).isdisjoint(second.pair_ids)
 
 
 def test_image_study_writes_pngs_with_opaque_ids(image_study):
