@@ -40,7 +40,7 @@ def create_app(study_dir: str | Path, invite_only: bool = False) -> Flask:
     study = Study(study_dir)
     store = Store.open(study_dir)
     app = Flask(__name__)
-    app.config.update(JSON_SORT_KEYS=False, MAX_CONTENT_LENGTH=16 * 1024)
+    app.config.update(MAX_CONTENT_LENGTH=16 * 1024)
     app.extensions["hyperfit_rate"] = {"study": study, "store": store, "invite_only": invite_only}
 
     def rater_or_403(token: str | None):
@@ -56,7 +56,13 @@ def create_app(study_dir: str | Path, invite_only: bool = False) -> Flask:
     def loopback_host_only():
         # Without invites anyone who reaches the server may pick a name, so it must only be reachable as
         # loopback: a page elsewhere that rebinds its own host name to 127.0.0.1 is refused here.
-        if not invite_only and not is_loopback(urlsplit(f"//{request.host}").hostname):
+        if invite_only:
+            return
+        try:
+            hostname = urlsplit(f"//{request.host}").hostname
+        except ValueError:  # a malformed Host header
+            hostname = None
+        if not is_loopback(hostname):
             abort(403, "this server admits raters on the loopback address only")
 
     @app.after_request

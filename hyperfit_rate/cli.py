@@ -105,7 +105,7 @@ def serve(study, host, port):
         server = make_server(host, port, app, threaded=True)
     except (OSError, SystemExit) as exc:  # werkzeug exits on a busy port
         raise HyperfitError(f"cannot listen on {host}:{port}: {exc}") from None
-    where = f"http://{host}:{server.server_port}/"
+    where = f"http://{f'[{host}]' if ':' in host else host}:{server.server_port}/"
     click.echo(f"serving {study} at {where}" + (" (pick a name there, or use an invite link)" if loopback else
                                                 " (invite links only)") + "; Ctrl-C stops", err=True)
     try:

@@ -187,7 +187,7 @@ def test_a_loopback_server_answers_loopback_host_names_only(text_study):
     client = create_app(text_study).test_client()
     for host in ("localhost", "127.0.0.1:8000", "[::1]:8000", "127.0.0.2"):
         assert client.get("/", headers={"Host": host}).status_code == 200, host
-    for host in ("evil.example", "evil.example:8000", "192.168.1.5:8000"):  # e.g. DNS rebinding to 127.0.0.1
+    for host in ("evil.example", "evil.example:8000", "192.168.1.5:8000", "[bad"):  # e.g. DNS rebinding to 127.0.0.1
         assert client.get("/", headers={"Host": host}).status_code == 403, host
         assert client.post("/api/join", json={"name": "x"}, headers={"Host": host}).status_code == 403
     invited = create_app(text_study, invite_only=True).test_client()
