@@ -193,3 +193,12 @@ def test_a_loopback_server_answers_loopback_host_names_only(text_study):
     invited = create_app(text_study, invite_only=True).test_client()
     token = Store.open(text_study).add_rater("rater-01", invited=True).token
     assert invited.get(f"/r/{token}", headers={"Host": "rating.example.org"}).status_code == 200
+
+
+def test_templates_autoescape(text_study):
+    from flask import render_template
+
+    app = create_app(text_study)
+    with app.test_request_context():
+        html = render_template("message.html", title="<b>t</b>", message="<script>alert(1)</script>")
+    assert "<script>alert" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "&lt;b&gt;" in html
