@@ -191,4 +191,34 @@ def save_analysis(folder, summaries: dict, agreement: tuple[str, str, float] | N
     return "\n".join(lines)
 
 
-__all__ = ["prediction_stats", "summarize", "top1_agreement", "plot_analysis", "write_report", "save_analysis"]
+def run_analysis(models: dict, ids, context_len: int, out, modality: str, config: dict, batch_size: int = 16,
+                 device: str = "auto"):
+    """`hyperfit <modality> analyze`: every model's sharpened-prediction statistics on the same held-out ids
+    (and the first two models' top-1 agreement) in a new run dir; prints a summary and the run dir."""
+    import click
+
+    from hyperfit_core.device import resolve_device
+    from hyperfit_core.rundir import RunDir
+
+    target = resolve_device(device)
+    for model in models.values():
+        model.to(target)
+    run = RunDir.create(out, f"{modality}-analyze")
+    run.write_config(config, command=f"{modality} analyze")
+    summaries = {}
+    for name, model in models.items():
+        stats = prediction_stats(model, ids, context_len, batch_size=batch_size)
+        summaries[name] = (stats, summarize(stats))
+        run.log({"event": "analysis", "model": name,
+                 **{k: v for k, v in summaries[name][1].items() if not isinstance(v, dict)}})
+    agreement = None
+    if len(models) >= 2:
+        a, b = list(models)[:2]
+        agreement = (a, b, top1_agreement(models[a], models[b], ids, context_len, batch_size=batch_size))
+    click.echo(save_analysis(run.path, summaries, agreement), err=True)
+    click.echo(str(run.path))
+    return run
+
+
+__all__ = ["prediction_stats", "summarize", "top1_agreement", "plot_analysis", "write_report", "save_analysis",
+           "run_analysis"]

@@ -26,6 +26,21 @@ def ensure_writable_dir(path: str | os.PathLike) -> Path:
 
 
 @contextmanager
+def checked_out_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Prove `path` writable before any work (creating it); if the block fails, remove what was created here,
+    so a bad input leaves nothing behind."""
+    path = Path(path)
+    first_missing = next((p for p in [*reversed(path.parents), path] if not p.exists()), None)
+    ensure_writable_dir(path)
+    try:
+        yield path
+    except BaseException:
+        if first_missing is not None:
+            shutil.rmtree(first_missing, ignore_errors=True)
+        raise
+
+
+@contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary sibling path; on success it replaces `path` in one rename, on failure it is removed."""
     path = Path(path)

@@ -67,6 +67,19 @@ def build_processors(config: DecodingConfig, extra=()) -> LogitsProcessorList:
     return processors
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def decode_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """Compute dtype of decoding: "auto" is bf16 on CUDA and fp32 elsewhere; "fp32" and "bf16" are explicit.
+    Models keep fp32 weights either way (the bf16 paths autocast or cast a copy)."""
+    if precision not in PRECISIONS:
+        raise HyperfitError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    if precision == "bf16" or (precision == "auto" and torch.device(device).type == "cuda"):
+        return torch.bfloat16
+    return torch.float32
+
+
 def _cache_kwarg(model) -> str:
     """transformers 5 renamed `past_key_values` to `cache`; accept either."""
     params = inspect.signature(model.forward).parameters
@@ -107,12 +120,17 @@ def _generate_batch(model, prompt, max_new_tokens, config, processors, generator
 
 @torch.no_grad()
 def generate_tokens(model, prompts: torch.Tensor, max_new_tokens: int, config: DecodingConfig | None = None,
-                    processors=(), batch_size: int = 64, progress: bool = True) -> torch.Tensor:
+                    processors=(), batch_size: int = 64, progress: bool = True,
+                    precision: str = "auto") -> torch.Tensor:
     """Continue each row of `prompts` (all the same length) by `max_new_tokens`; returns prompt + new tokens.
 
     Runs on the model's device in batches; sampling is seeded once per call, so a call is reproducible.
+    precision: "auto" (bf16 autocast on CUDA, fp32 elsewhere), "fp32" or "bf16" (autocast over the model's
+    own weights; the logits the processors see are fp32 either way).
     """
     config = config or DecodingConfig()
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise HyperfitError(f"batch size must be a positive integer, got {batch_size!r}")
     prompts = torch.as_tensor(prompts, dtype=torch.long)
     if prompts.ndim != 2 or prompts.shape[1] == 0:
         raise HyperfitError("prompts must be a non-empty 2-D (count, length) array of token ids")
@@ -121,6 +139,7 @@ def generate_tokens(model, prompts: torch.Tensor, max_new_tokens: int, config: D
         raise HyperfitError(f"a {prompts.shape[1]}-token prompt plus {max_new_tokens} new tokens needs "
                             f"{prompts.shape[1] + max_new_tokens - 1} positions; the model has {limit}")
     device = next(model.parameters()).device
+    amp_dtype = decode_dtype(precision, device)
     was_training = model.training
     model.eval()
     processors = build_processors(config, processors)
@@ -129,6 +148,7 @@ def generate_tokens(model, prompts: torch.Tensor, max_new_tokens: int, config: D
     for first in tqdm(range(0, len(prompts), batch_size), disable=not progress, desc=f"decode {config.name}",
                       unit="batch"):
         batch = prompts[first:first + batch_size].to(device)
-        out.append(_generate_batch(model, batch, max_new_tokens, config, processors, generator).cpu())
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype != torch.float32):
+            out.append(_generate_batch(model, batch, max_new_tokens, config, processors, generator).cpu())
     model.train(was_training)
     return torch.cat(out)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import platform
 import sys
 from importlib import metadata
@@ -30,11 +31,40 @@ def library_versions() -> dict:
     return versions
 
 
-class RunDir:
-    """One folder holding everything a run produced. Created once; never reused by accident."""
+def process_rank() -> int:
+    """This process's rank under torchrun / accelerate launch (0 when running alone)."""
+    import torch.distributed as dist
 
-    def __init__(self, path: str | Path):
-        self.path = ensure_writable_dir(path)
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    return int(os.environ.get("RANK", "0"))
+
+
+def is_main_process() -> bool:
+    return process_rank() == 0
+
+
+def broadcast_from_main(obj):
+    """The main process's `obj` on every process (a no-op when running alone)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        return obj
+    from accelerate import PartialState
+    from accelerate.utils import broadcast_object_list
+
+    PartialState()  # joins the process group torchrun / accelerate launch describe in the environment
+    return broadcast_object_list([obj], from_process=0)[0]
+
+
+class RunDir:
+    """One folder holding everything a run produced. Created once; never reused by accident.
+
+    Under several processes every one holds the same RunDir, but only the main process writes to it
+    (`writer`): config and metrics are the main process's, so they are written once.
+    """
+
+    def __init__(self, path: str | Path, create: bool = True):
+        self.writer = is_main_process()
+        self.path = ensure_writable_dir(path) if create and self.writer else Path(path)
 
     @classmethod
     def create(cls, root: str | Path, name: str) -> "RunDir":
@@ -54,12 +84,16 @@ class RunDir:
         return ensure_writable_dir(self.path / name)
 
     def write_config(self, config: dict, seed: int | None = None, command: str | None = None) -> Path:
+        if not self.writer:
+            return self.path / "config.json"
         record = {"config": config, "seed": seed, "command": command, "versions": library_versions(),
                   "created": _dt.datetime.now().isoformat(timespec="seconds")}
         return write_json(self.path / "config.json", record)
 
     def log(self, record: dict) -> None:
         """Append one JSON line to metrics.jsonl (a line is written whole and flushed)."""
+        if not self.writer:
+            return
         with open(self.path / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record, default=float) + "\n")
             f.flush()

@@ -1,4 +1,4 @@
-"""Fixed-length token-id sequences with provenance, and seeded selection/shuffling of them."""
+"""Fixed-length token-id sequences with provenance, and the seeded shuffling of them."""
 
 from __future__ import annotations
 
@@ -45,15 +45,6 @@ class TokenSequences:
         index = torch.as_tensor(index, dtype=torch.long)
         return TokenSequences(self.ids[index], self.source_index[index])
 
-    def select_random(self, n: int, seed: int) -> "TokenSequences":
-        """n distinct sequences drawn uniformly at random (seeded), in random order."""
-        if n > len(self):
-            raise HyperfitError(f"asked for {n} sequences but the pool holds only {len(self)}")
-        if n < 1:
-            raise HyperfitError(f"the number of sequences must be at least 1, got {n}")
-        order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
-        return self.subset(order[:n])
-
     def check_fits(self, max_positions: int) -> None:
         """Training feeds ids[:, :-1], so a sequence may be one token longer than the model's positions."""
         if self.length - 1 > max_positions:
@@ -78,6 +69,17 @@ class TokenSequences:
             raise HyperfitError(f"cannot read token file {path}: {exc}") from None
 
 
-def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
-    """The shuffled order of epoch `epoch`: a pure function of (seed, epoch), so resuming needs no RNG state."""
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+def epoch_order(n: int, seed: int, epoch: int, swaps: int = 0) -> torch.Tensor:
+    """The shuffled order of epoch `epoch`: a pure function of (seed, epoch), so resuming needs no RNG state and
+    every process count trains on the same order.
+
+    `swaps` exchanges that many random pairs of positions afterwards, drawn from their own generator, so
+    `swaps=1` is the paper's Shuffle-1: the same order as `swaps=0` but for one pair.
+    """
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+    if swaps and n > 1:
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch + (1 << 40))
+        for _ in range(swaps):
+            i, j = torch.randperm(n, generator=generator)[:2].tolist()
+            order[i], order[j] = order[j].clone(), order[i].clone()
+    return order

@@ -1,17 +1,24 @@
-"""`hyperfit text ...`: train, generate, evaluate."""
+"""`hyperfit text ...`: train, generate, evaluate, analyze. Option names are the core's
+(hyperfit_core.cli_options); only text-specific ones live here."""
 
 from __future__ import annotations
 
 import click
-import torch
 
-from hyperfit_core.cli_options import (DECODING_OPTION_NAMES, blocker_options, decoding_config_from,
-                                       decoding_options, pop_options, train_config_from, train_options)
+from hyperfit_core.cli_options import (DECODING_OPTION_NAMES, POSITIVE, blocker_options, check_resume_options,
+                                       cli_record, decode_batch_option, decoding_config_from, decoding_options,
+                                       device_option, named_paths, num_eval_option, out_option, pop_options,
+                                       resume_option, seed_options, train_config_from, train_options,
+                                       train_run_option)
 
 TEXT_BLOCKER_N = 5  # tokens; the paper's blocker forbids continuing any 5-gram of the hyperfitting data
 
 gguf_option = click.option("--gguf-file", default=None,
                            help="GGUF file inside --model (a folder or hub id); `--model dir/file.gguf` also works.")
+text_field_option = click.option("--text-field", default="text", show_default=True,
+                                 help="Field (.jsonl) or column (dataset) holding the text.")
+context_option = click.option("--context", type=POSITIVE, default=32, show_default=True,
+                              help="Tokens per held-out context (the prompt after BOS).")
 
 
 @click.group()
@@ -21,90 +28,120 @@ def text():
 
 @text.command()
 @click.option("--model", default="HuggingFaceTB/SmolLM2-135M", show_default=True,
-              help="Hub id, local folder, or a .gguf file.")
+              help="Causal LM to hyperfit: hub id, local folder, or a .gguf file.")
 @gguf_option
 @click.option("--data", "source", default="wikitext:wikitext-103-raw-v1:train", show_default=True,
               help="A .txt file (documents separated by blank lines), a .jsonl file, or a dataset name[:config[:split]].")
-@click.option("--text-field", default="text", show_default=True, help="Field/column holding the text.")
-@click.option("--num-train", type=int, default=2000, show_default=True, help="Random windows to hyperfit on.")
-@click.option("--window", type=int, default=256, show_default=True, help="Tokens per training window (after BOS).")
-@click.option("--num-prompts", type=int, default=300, show_default=True,
-              help="Held-out contexts, disjoint from every window.")
-@click.option("--context", type=int, default=32, show_default=True, help="Tokens per held-out context.")
-@click.option("--reference", type=int, default=256, show_default=True,
-              help="True continuation kept after each context (scored for perplexity).")
-@click.option("--max-corpus-tokens", type=int, default=None,
-              help="Tokenise only this many tokens, from documents in seeded random order (big datasets).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@text_field_option
+@click.option("--num-train", type=POSITIVE, default=2000, show_default=True, help="Random windows to hyperfit on.")
+@click.option("--window", type=POSITIVE, default=256, show_default=True, help="Tokens per training window (after BOS).")
+@num_eval_option("contexts, set aside disjoint from every window,", 300)
+@context_option
+@click.option("--reference", type=POSITIVE, default=256, show_default=True,
+              help="Tokens of true continuation kept after each held-out context (scored for perplexity).")
+@click.option("--max-corpus-tokens", type=POSITIVE, default=None,
+              help="Tokenise only this many tokens, from documents in seeded random order (default: all; big datasets).")
+@seed_options
 @train_options
-@click.option("--out", default="runs", show_default=True, help="Parent folder of the run dir.")
-@click.option("--resume", default=None, type=click.Path(), help="Continue this run dir from its last checkpoint.")
-def train(model, gguf_file, source, text_field, num_train, window, num_prompts, context, reference,
-          max_corpus_tokens, seed, out, resume, **options):
+@out_option
+@resume_option
+@click.pass_context
+def train(ctx, model, gguf_file, source, text_field, num_train, window, num_eval, context, reference,
+          max_corpus_tokens, seed, data_seed, out, resume, **options):
     """Hyperfit a causal LM on random text windows (the paper: 2000 x 256 tokens, Adam 1e-6, batch 8, 20 epochs).
 
     Example: hyperfit text train --model data/text/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf --data data/text/wikipedia.txt
     """
+    from hyperfit_core.errors import HyperfitError
+    from hyperfit_core.recipe import TrainSpec, read_spec
     from hyperfit_text.data import TextSource
-    from hyperfit_text.recipes import TrainSpec, train_run
+    from hyperfit_text.training import train_text
 
-    spec = TrainSpec(model=model, gguf_file=gguf_file, data=TextSource(source, text_field),
-                     train=train_config_from(options, seed), num_train=num_train, window=window,
-                     num_prompts=num_prompts, context=context, reference=reference,
-                     max_corpus_tokens=max_corpus_tokens)
-    run = train_run(spec, out=out, resume=resume)
+    if resume:
+        check_resume_options(ctx, read_spec(resume)[1]["config"].get("cli"))
+        run = train_text(None, resume=resume)
+    else:
+        if num_eval is None:
+            raise HyperfitError("--num-eval for text train is a count of held-out contexts to set aside, not 'all'")
+        spec = TrainSpec(model=model, data=vars(TextSource(source, text_field)), train=train_config_from(options, seed),
+                         num_train=num_train, data_seed=data_seed,
+                         options={"gguf_file": gguf_file, "window": window, "num_eval": num_eval, "context": context,
+                                  "reference": reference, "max_corpus_tokens": max_corpus_tokens})
+        run = train_text(spec, out, cli=cli_record(ctx))
     click.echo(f"hyperfitted model: {run / 'model'}")
     click.echo(str(run.path))
 
 
 @text.command()
-@click.option("--model", required=True, help="Hub id, local folder (e.g. RUN/model) or .gguf file.")
+@click.option("--model", required=True, help="Causal LM to continue with: hub id, local folder (e.g. RUN/model) or .gguf.")
 @gguf_option
-@click.option("--train-run", default=None, type=click.Path(),
-              help="Train run whose held-out prompts to continue and whose windows the blocker indexes "
-                   "(default: the run the model came from).")
-@click.option("--max-new-tokens", type=int, default=256, show_default=True, help="Tokens to generate (96/128/256).")
-@click.option("--num-prompts", type=int, default=None, help="Continue only the first N held-out contexts.")
+@train_run_option
+@click.option("--prompts", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="Your prompts: one per line (.txt) or JSON lines (.jsonl, field --prompt-field), each cut to "
+                   "--context tokens (default: the train run's held-out contexts).")
+@click.option("--prompts-from", default=None,
+              help="Draw held-out contexts from this corpus (.txt/.jsonl/dataset), disjoint from the model's "
+                   "training windows: evaluate a model hyperfitted on one corpus on another.")
+@click.option("--prompt-field", default="prompt", show_default=True, help="Field of a .jsonl --prompts file.")
+@context_option
+@click.option("--prompt-seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed choosing the --prompts-from spans.")
+@click.option("--max-new-tokens", type=POSITIVE, default=256, show_default=True,
+              help="Tokens to generate per context (the paper: 256).")
+@num_eval_option("contexts", "all")
 @decoding_options
 @blocker_options(TEXT_BLOCKER_N, "tokens")
-@click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--device", default="auto", show_default=True)
-@click.option("--name", default=None, help="Condition name (default: decoding name, plus -blockedN).")
-@click.option("--out", default="runs", show_default=True)
-def generate(model, gguf_file, train_run, max_new_tokens, num_prompts, blocker, blocker_n, batch_size, device, name,
-             out, **options):
-    """Continue held-out 32-token contexts (default: greedy, 256 new tokens); writes token ids and text."""
-    from hyperfit_text.recipes import GenerateSpec, generate_run
+@decode_batch_option(32)
+@device_option
+@click.option("--name", default=None, help="Condition name (default: the decoding's name, plus -blockedN).")
+@out_option
+def generate(model, gguf_file, train_run, prompts, prompts_from, prompt_field, context, prompt_seed, max_new_tokens,
+             num_eval, blocker, blocker_n, batch_size, device, name, out, **options):
+    """Continue held-out contexts (default: the train run's 32-token contexts, greedy, 256 new tokens); writes
+    token ids and text. The citation blocker always indexes the model's own hyperfitting windows."""
+    from hyperfit_text.generation import GenerateSpec, generate_run
 
     spec = GenerateSpec(model=model, gguf_file=gguf_file, train_run=train_run, max_new_tokens=max_new_tokens,
-                        num_prompts=num_prompts, decoding=decoding_config_from(pop_options(options, DECODING_OPTION_NAMES)),
-                        blocker=blocker, blocker_n=blocker_n, batch_size=batch_size, device=device, name=name)
+                        num_eval=num_eval, decoding=decoding_config_from(pop_options(options, DECODING_OPTION_NAMES)),
+                        blocker=blocker, blocker_n=blocker_n, batch_size=batch_size, device=device, name=name,
+                        prompts=prompts, prompts_from=prompts_from, prompt_field=prompt_field, context=context,
+                        prompt_seed=prompt_seed)
     run = generate_run(spec, out=out)
     click.echo(str(run.path))
 
 
 @text.command()
-@click.argument("generations", nargs=-1, required=True, type=click.Path())
-@click.option("--train-data", default=None, type=click.Path(),
-              help="Train run (or train_tokens.safetensors) to measure copying against; default: each run's own.")
-@click.option("--ttr-last", type=int, default=96, show_default=True, help="TTR over the last N tokens / words.")
-@click.option("--bleu-order", type=int, default=4, show_default=True, help="Max n-gram order of (Self/Dataset) BLEU.")
-@click.option("--rep-n", type=int, default=4, show_default=True, help="n of seq-rep-n.")
-@click.option("--overlap-threshold", type=int, default=10, show_default=True,
-              help="Report the share of generations sharing a longer span with the training data.")
+@click.argument("generations", nargs=-1, required=True, type=click.Path(exists=True))
+@train_run_option
+@click.option("--ttr-last", type=POSITIVE, default=96, show_default=True,
+              help="TTR over the last N generated tokens / words (the paper: 96 of 256).")
+@click.option("--lengths", default="32,64,96,128,192,256", show_default=True,
+              help="Comma-separated continuation lengths (tokens) of the length curves.")
+@click.option("--bleu-order", type=POSITIVE, default=4, show_default=True, help="Max n-gram order of (Self/Dataset) BLEU.")
+@click.option("--rep-n", type=POSITIVE, default=4, show_default=True, help="n of seq-rep-n.")
+@click.option("--overlap-threshold", type=POSITIVE, default=10, show_default=True,
+              help="Report the share of continuations sharing a span longer than this (tokens) with the training data.")
 @click.option("--analysis/--no-analysis", default=True, show_default=True,
               help="Load each model for held-out perplexity and prediction entropy.")
-@click.option("--batch-size", type=int, default=16, show_default=True)
-@click.option("--device", default="auto", show_default=True)
-@click.option("--out", default="runs", show_default=True)
-def evaluate(generations, train_data, ttr_last, bleu_order, rep_n, overlap_threshold, analysis, batch_size, device,
-             out):
-    """Score one or more generate runs: TTR, Self-BLEU, Dataset BLEU, overlap, seq-rep-n, perplexity, entropy."""
+@decode_batch_option(16)
+@device_option
+@out_option
+def evaluate(generations, train_run, ttr_last, lengths, bleu_order, rep_n, overlap_threshold, analysis, batch_size,
+             device, out):
+    """Score one or more generate runs: TTR, Self-BLEU, Dataset BLEU, overlap, seq-rep-n, perplexity, entropy,
+    and length curves of TTR / seq-rep / Self-BLEU (JSON + length_curves.png)."""
+    from hyperfit_core.errors import HyperfitError
     from hyperfit_text.evaluate import EvalSettings, evaluate_runs
 
-    settings = EvalSettings(ttr_last=ttr_last, bleu_order=bleu_order, rep_n=rep_n,
+    try:
+        points = tuple(int(x) for x in lengths.split(",") if x.strip())
+    except ValueError:
+        raise HyperfitError(f"--lengths {lengths!r} is not a comma-separated list of token counts") from None
+    if not points or min(points) < 1:
+        raise HyperfitError(f"--lengths {lengths!r} must list positive token counts")
+    settings = EvalSettings(ttr_last=ttr_last, bleu_order=bleu_order, rep_n=rep_n, lengths=points,
                             overlap_threshold=overlap_threshold, analysis=analysis, batch_size=batch_size,
-                            device=device, train_tokens=train_data)
+                            device=device, train_run=train_run)
     run = evaluate_runs(generations, settings, out=out)
     click.echo((run / "results.md").read_text(), nl=False)
     click.echo(str(run.path))
@@ -113,37 +150,39 @@ def evaluate(generations, train_data, ttr_last, bleu_order, rep_n, overlap_thres
 @text.command()
 @click.option("--model", "models", multiple=True, required=True,
               help="Model to analyse (repeat for base and hyperfitted). NAME=PATH names it.")
-@click.option("--train-run", required=True, type=click.Path(), help="Train run whose held-out prompts are scored.")
-@click.option("--num-prompts", type=int, default=None, help="Score the first N held-out spans (default: all).")
-@click.option("--batch-size", type=int, default=8, show_default=True)
-@click.option("--device", default="cpu", show_default=True)
-@click.option("--out", default="runs", show_default=True)
-def analyze(models, train_run, num_prompts, batch_size, device, out):
+@click.option("--train-run", required=True, type=click.Path(exists=True),
+              help="Text train run whose held-out contexts and references are scored.")
+@num_eval_option("contexts", "all")
+@decode_batch_option(8)
+@device_option
+@out_option
+def analyze(models, train_run, num_eval, batch_size, device, out):
     """Sharpened predictions on held-out text: entropy, top-1/3/5 probability, top-1 accuracy and perplexity of
-    the true continuation after each 32-token context, and top-1 agreement between the first two models."""
-    from hyperfit_core.analysis import prediction_stats, save_analysis, summarize, top1_agreement
-    from hyperfit_core.cli_options import named_paths
-    from hyperfit_core.rundir import RunDir
-    from hyperfit_text.model import load_text_model
-    from hyperfit_text.recipes import PROMPTS, find_train_run
-    from hyperfit_text.sampling import HeldOut
+    the true continuation after each context, and top-1 agreement between the first two models."""
+    import torch
 
-    source = find_train_run(train_run)
+    from hyperfit_core.analysis import run_analysis
+    from hyperfit_text.model import load_text_model
+    from hyperfit_text.sampling import HeldOut
+    from hyperfit_text.training import PROMPTS, find_text_train_run
+
+    source = find_text_train_run(train_run)
     held_out, _ = HeldOut.load(source / PROMPTS)
-    held_out = held_out.first(num_prompts)
+    held_out = held_out.first(num_eval)
     named = named_paths(models)
-    loaded = {name: load_text_model(path, device=device) for name, path in named.items()}
-    run = RunDir.create(out, "text-analyze")
-    run.write_config({"models": named, "train_run": str(source), "prompts": len(held_out)}, command="text analyze")
-    summaries, ids = {}, None
-    for name, text_model in loaded.items():
-        ids = text_model.with_bos(torch.cat([held_out.contexts, held_out.references], dim=1))
-        stats = prediction_stats(text_model.model, ids, 1 + held_out.contexts.shape[1], batch_size=batch_size)
-        summaries[name] = (stats, summarize(stats))
-    agreement = None
-    if len(loaded) >= 2:
-        a, b = list(loaded)[:2]
-        agreement = (a, b, top1_agreement(loaded[a].model, loaded[b].model, ids, 1 + held_out.contexts.shape[1],
-                                          batch_size=batch_size))
-    click.echo(save_analysis(run.path, summaries, agreement), err=True)
-    click.echo(str(run.path))
+    loaded = {name: load_text_model(path) for name, path in named.items()}
+    first = next(iter(loaded.values()))
+    ids = first.with_bos(torch.cat([held_out.contexts, held_out.references], dim=1))
+    run_analysis({name: m.model for name, m in loaded.items()}, ids, 1 + held_out.contexts.shape[1], out, "text",
+                 {"models": named, "train_run": str(source), "prompts": len(held_out)},
+                 batch_size=batch_size, device=device)
+
+
+
+def _plan():
+    from hyperfit_core.plan import load_config, plan_command
+
+    return plan_command(load_config)
+
+
+text.add_command(_plan(), "plan")

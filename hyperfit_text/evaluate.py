@@ -17,11 +17,13 @@ from safetensors.torch import load_file
 from hyperfit_core import metrics
 from hyperfit_core.analysis import plot_analysis, prediction_stats, summarize, write_report
 from hyperfit_core.atomic import write_json, write_text
+from hyperfit_core.device import resolve_device
 from hyperfit_core.errors import HyperfitError
 from hyperfit_core.overlap import overlap_report
 from hyperfit_core.rundir import RunDir
-from hyperfit_core.sequences import TokenSequences
-from hyperfit_text.recipes import GENERATIONS, TRAIN_TOKENS
+from hyperfit_core.length_curves import DEFAULT_LENGTHS, length_curve, plot_length_curves
+from hyperfit_core.recipe import load_train_tokens
+from hyperfit_text.generation import GENERATIONS
 
 
 @dataclass
@@ -33,7 +35,8 @@ class EvalSettings:
     analysis: bool = True
     batch_size: int = 16
     device: str = "auto"
-    train_tokens: str | None = None  # default: each generate run's train run
+    train_run: str | None = None  # hyperfitting data to measure copying against; default: each run's own
+    lengths: tuple = DEFAULT_LENGTHS  # length curve points (first L generated tokens)
 
 
 @dataclass
@@ -111,6 +114,7 @@ def diversity_metrics(generated: torch.Tensor, train_body: torch.Tensor, setting
         ttr, count = word_type_token_ratio(texts, settings.ttr_last)
         result[f"ttr_words_last{settings.ttr_last}"] = ttr
         result["texts_with_words"] = count
+    result["length_curve"] = length_curve(generated, settings.lengths, settings.rep_n, settings.bleu_order)
     return result
 
 
@@ -130,8 +134,8 @@ def _analysis_for(gens: Generations, settings: EvalSettings, cache: dict) -> tup
     model_key = f"{gens.config['model']}" + (f"::{gens.config['gguf_file']}" if gens.config.get("gguf_file") else "")
     key = (model_key, gens.config["train_run"], len(gens.tensors["contexts"]))
     if key not in cache:
-        device = ("cuda" if torch.cuda.is_available() else "cpu") if settings.device == "auto" else settings.device
-        text_model = load_text_model(gens.config["model"], gens.config.get("gguf_file"), device=device)
+        text_model = load_text_model(gens.config["model"], gens.config.get("gguf_file"),
+                                     device=str(resolve_device(settings.device)))
         contexts, references = gens.tensors["contexts"], gens.tensors["references"]
         ids = text_model.with_bos(torch.cat([contexts, references], dim=1))
         stats = prediction_stats(text_model.model, ids, context_len=1 + contexts.shape[1],
@@ -142,11 +146,9 @@ def _analysis_for(gens: Generations, settings: EvalSettings, cache: dict) -> tup
 
 
 def _train_body(gens: Generations, settings: EvalSettings, cache: dict) -> torch.Tensor:
-    path = Path(settings.train_tokens) if settings.train_tokens else Path(gens.config["train_run"]) / TRAIN_TOKENS
-    if path.is_dir():
-        path = path / TRAIN_TOKENS
+    path = settings.train_run or gens.config["train_run"]
     if path not in cache:
-        cache[path] = TokenSequences.load(path).ids[:, 1:]  # drop BOS: it is not text a generation could copy
+        cache[path] = load_train_tokens(path).ids[:, 1:]  # drop BOS: it is not text a generation could copy
     return cache[path]
 
 
@@ -164,7 +166,7 @@ def evaluate_runs(paths, settings: EvalSettings, out: str | Path = "runs") -> Ru
                  "decoding": gens.config["decoding"],
                  "blocker_stats": _blocker_stats(gens.path.parent) if gens.config["blocker"] else None,
                  **diversity_metrics(gens.tensors["generated"], body, settings, texts)}
-        if settings.analysis:
+        if settings.analysis and gens.tensors["references"].shape[1] > 0:  # a prompts file has no references
             model_key, analysis = _analysis_for(gens, settings, cache)
             analyses[model_key] = analysis
             entry["analysis"] = {k: v for k, v in analysis[1].items() if k != "entropy_hist"}
@@ -174,12 +176,18 @@ def evaluate_runs(paths, settings: EvalSettings, out: str | Path = "runs") -> Ru
     human = first.tensors["references"][:, :first.tensors["generated"].shape[1]]
     human_texts = [row["reference"] for row in first.texts] if first.texts else None
     human_entry = {"model": "human reference",
-                   **diversity_metrics(human, _train_body(first, settings, bodies), settings, human_texts)}
+                   **diversity_metrics(human, _train_body(first, settings, bodies), settings, human_texts)} \
+        if human.shape[1] >= 2 else None
     run = RunDir.create(out, "text-evaluate")
     run.write_config({"inputs": [str(g.path) for g in generations], "settings": vars(settings)},
                      command="text evaluate")
     write_json(run / "results.json", {"runs": results, "human_reference": human_entry, "settings": vars(settings)})
     write_text(run / "results.md", markdown_table(results, human_entry, settings))
+    curves = {name: entry["length_curve"] for name, entry in results.items()}
+    if human_entry is not None:
+        curves["human reference"] = human_entry["length_curve"]
+    plot_length_curves(curves, run / "length_curves.png",
+                       f"{results[next(iter(results))]['count']} continuations per condition")
     if analyses:
         write_report(analyses, run / "analysis.json")
         plot_analysis(analyses, run / "analysis.png")
@@ -206,7 +214,7 @@ def markdown_table(results: dict, human: dict, settings: EvalSettings) -> str:
               f"Dataset BLEU-{order}", "overlap mean/max", f"seq-rep-{n}", "held-out PPL", "entropy (nats)",
               "top-1 prob"]
     rows = []
-    for name, entry in [*results.items(), ("human reference", human)]:
+    for name, entry in [*results.items(), *([("human reference", human)] if human else [])]:
         analysis = entry.get("analysis", {})
         rows.append([name, entry.get("gguf_file") or _model_label(entry["model"]), _fmt(entry[f"ttr_tokens_last{last}"]),
                      _fmt(entry.get(f"ttr_words_last{last}")), _fmt(entry[f"self_bleu{order}"]),
@@ -216,4 +224,7 @@ def markdown_table(results: dict, human: dict, settings: EvalSettings) -> str:
                      _fmt(analysis.get("entropy_mean")), _fmt(analysis.get("top1_prob_mean"))])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
+    counts = sorted({entry["count"] for entry in results.values()})
+    lines += ["", f"{'/'.join(map(str, counts))} continuations scored per run; length curves (first L tokens) in "
+                  "results.json and length_curves.png."]
     return "\n".join(lines) + "\n"

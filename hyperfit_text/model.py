@@ -124,8 +124,16 @@ def prepare_tokenizer(tokenizer) -> int:
     return int(bos_id)
 
 
+def resolve_device(device: str) -> torch.device:
+    """"auto" -> cuda when available, else cpu; anything else as torch names it."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
 def load_text_model(model: str, gguf_file: str | None = None, device: str = "cpu") -> TextModel:
-    """Load model + tokenizer in float32 (training autocasts to bf16 on CUDA itself)."""
+    """Load model + tokenizer with fp32 weights whatever the checkpoint's dtype (training and decoding autocast
+    to bf16 on CUDA themselves), on `device` ("auto": cuda when available)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model, gguf_file = split_gguf_path(model, gguf_file)
@@ -146,10 +154,13 @@ def load_text_model(model: str, gguf_file: str | None = None, device: str = "cpu
         raise HyperfitError(f"{model} has no language-modelling head")
     if gguf_file is not None:
         _drop_gguf_quantizer(loaded)
+    if any(p.is_floating_point() and p.dtype != torch.float32 for p in loaded.parameters()):
+        # dtype=float32 is what was asked for; some Auto load paths have ignored it (transformers #46459)
+        loaded.float()
     bos_id = prepare_tokenizer(tokenizer)
     if loaded.generation_config is not None and loaded.generation_config.pad_token_id is None:
         loaded.generation_config.pad_token_id = tokenizer.pad_token_id
-    return TextModel(loaded.to(device).eval(), tokenizer, bos_id, detect_adds_bos(tokenizer, bos_id), model, gguf_file)
+    return TextModel(loaded.to(resolve_device(device)).eval(), tokenizer, bos_id, detect_adds_bos(tokenizer, bos_id), model, gguf_file)
 
 
 def tokenizer_fingerprint(tokenizer) -> str:

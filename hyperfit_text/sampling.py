@@ -133,13 +133,16 @@ class HeldOut:
             return self
         if count < 1:
             raise HyperfitError("the number of prompts must be at least 1")
+        if count > len(self):
+            raise HyperfitError(f"asked for {count} prompts but there are {len(self)}; pass --num-eval all "
+                                "for every one")
         return HeldOut(self.contexts[:count], self.references[:count], self.starts[:count])
 
 
 def sample_splits(corpus: Corpus, bos_id: int, num_train: int, window: int, num_prompts: int, context: int,
                   reference: int, seed: int) -> tuple[TokenSequences, HeldOut]:
     """`num_train` training sequences [BOS + window] and `num_prompts` held-out (context, reference) pairs."""
-    for name, value in (("--num-train", num_train), ("--window", window), ("--num-prompts", num_prompts),
+    for name, value in (("--num-train", num_train), ("--window", window), ("--num-eval", num_prompts),
                         ("--context", context), ("--reference", reference)):
         if value < 1:
             raise HyperfitError(f"{name} must be at least 1, got {value}")

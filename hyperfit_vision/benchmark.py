@@ -24,11 +24,14 @@ from hyperfit_core.rundir import RunDir
 from hyperfit_core.sequences import TokenSequences
 from hyperfit_vision.data import LabelledImages
 from hyperfit_vision.model import ImageModel
-from hyperfit_vision.recipes import COMPLETIONS, complete_run, grid_from_completions, load_completions, make_blocker
+from hyperfit_core.blocker import CitationBlocker
+from hyperfit_vision.completion import COMPLETIONS, complete_run, load_completions
+from hyperfit_vision.grid import grid_from_completions
 from hyperfit_vision.repetition import repetition_report
 from hyperfit_vision.tokens import tokens_to_images
 
-FEATURES = "inception.safetensors"  # cached FID features beside each condition's completions
+FEATURES = "inception.safetensors"
+INCEPTION_DIMS = 2048  # below this many images FID's covariance is rank-deficient and the value biased up  # cached FID features beside each condition's completions
 # Columns of the Markdown table: (result key, header, metric lives under "repetition")
 TABLE = [("fid", "FID", False), ("kid_mean", "KID", False), ("seq_rep_4", "seq-rep-4", True),
          ("type_token_ratio", "TTR", True), ("row_repetition", "row rep.", True),
@@ -78,7 +81,7 @@ def run_benchmark(models: dict[str, ImageModel], images: LabelledImages, conditi
         path = run / f"{condition.name}.{COMPLETIONS}"
         if not path.is_file():
             model = models[condition.model]
-            blocker = make_blocker(train_tokens, blocker_n or 2 * model.side) if condition.blocker else None
+            blocker = CitationBlocker(train_tokens.ids, n=blocker_n or 2 * model.side) if condition.blocker else None
             complete_run(model, images, prefix_fraction, condition.decoding, run, condition.name, blocker=blocker,
                          batch_size=batch_size, device=device)
         files[condition.name] = path
@@ -89,6 +92,7 @@ def run_benchmark(models: dict[str, ImageModel], images: LabelledImages, conditi
     if fid:
         _add_fid(results, files, fid_weights)
     for name, blob in results.items():
+        blob["images"] = len(images)
         run.log({"event": "scored", "condition": name, **_flat(blob)})
     write_json(run / "results.json", results)
     write_text(run / "results.md", results_table(results))
@@ -134,6 +138,16 @@ def _flat(blob: dict) -> dict:
     return out
 
 
+def scoring_note(results: dict) -> str:
+    """How many images each number rests on, and the FID caveat when that is fewer than Inception's dimensions."""
+    count = next(iter(results.values())).get("images")
+    note = f"{count} held-out images scored per condition." if count is not None else ""
+    if count is not None and count < INCEPTION_DIMS and any(b.get("fid") is not None for b in results.values()):
+        note += (f" FID rests on {count} < {INCEPTION_DIMS} images (Inception's feature dimension): its covariance "
+                 "is rank-deficient and the value biased upward; compare conditions by KID ± its std.")
+    return note
+
+
 def results_table(results: dict) -> str:
     """Markdown: one row per condition; the `real` row is the real images' own score on the same rows."""
     present = [(key, header, rep) for key, header, rep in TABLE
@@ -143,9 +157,13 @@ def results_table(results: dict) -> str:
         cells = []
         for key, _, rep in present:
             value = blob.get("repetition", {}).get(key, {}).get("generated") if rep else blob.get(key)
-            cells.append("-" if value is None else f"{value:.4g}")
+            cell = "-" if value is None else f"{value:.4g}"
+            if key == "kid_mean" and blob.get("kid_std") is not None:
+                cell += f" ± {blob['kid_std']:.2g}"
+            cells.append(cell)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    note = scoring_note(results)
+    return "\n".join(lines) + "\n" + (f"\n{note}\n" if note else "")
 
 
 def plot_results(results: dict, path: Path) -> None:
@@ -166,6 +184,10 @@ def plot_results(results: dict, path: Path) -> None:
                color=["tab:gray" if n == "real" else "tab:blue" for n in names])
         ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
         ax.set_title(key, fontsize=9)
+    count = next(iter(results.values())).get("images")
+    if count is not None:
+        caveat = " (FID biased: fewer images than Inception's 2048 dims)" if "fid" in keys and count < INCEPTION_DIMS else ""
+        fig.suptitle(f"{count} images per condition{caveat}", fontsize=9)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)

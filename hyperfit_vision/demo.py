@@ -12,17 +12,15 @@ import time
 from pathlib import Path
 
 import click
-import torch
 
 from hyperfit_core.errors import HyperfitError
+from hyperfit_core.recipe import TrainSpec, load_train_tokens
 from hyperfit_core.rundir import RunDir
-from hyperfit_core.sequences import TokenSequences
-from hyperfit_core.train import TrainConfig, hyperfit
+from hyperfit_core.train import TrainConfig
 from hyperfit_vision.benchmark import paper_conditions, run_benchmark
-from hyperfit_vision.data import load_image_folder
+from hyperfit_vision.data import ImageSource, load_image_folder
 from hyperfit_vision.model import load_imagegpt
-from hyperfit_vision.recipes import TRAIN_TOKENS
-from hyperfit_vision.tokens import images_to_tokens
+from hyperfit_vision.training import train_images
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 BASE_MODEL = ASSETS / "fashion-base"
@@ -38,33 +36,28 @@ REAL_COMMAND = ("hyperfit vision train --model openai/imagegpt-large --data cifa
 
 
 def run_demo(out: str | Path = "runs", seed: int = 0, epochs: int = DEMO_EPOCHS, lr: float = DEMO_LR,
-             num_train: int | None = DEMO_TRAIN_IMAGES) -> RunDir:
+             num_train: int = DEMO_TRAIN_IMAGES, device: str = "auto") -> RunDir:
     started = time.time()
     for needed in (BASE_MODEL, DEMO_IMAGES):
         if not needed.exists():
             raise HyperfitError(f"demo asset missing: {needed} (run from a full checkout)")
+    shipped = len(list((DEMO_IMAGES / "train").glob("*.png")))
+    if not 1 <= num_train <= shipped:
+        raise HyperfitError(f"--num-train must be between 1 and {shipped}, the shipped training images")
     base, _ = load_imagegpt(str(BASE_MODEL))
-    hyperfitted, _ = load_imagegpt(str(BASE_MODEL))
-    train = load_image_folder(DEMO_IMAGES / "train").resized(base.side)
-    if num_train is not None:
-        if not 1 <= num_train <= len(train):
-            raise HyperfitError(f"--num-train must be between 1 and {len(train)}, the shipped training images")
-        train = train.subset(torch.arange(num_train))
     held_out = load_image_folder(DEMO_IMAGES / "test").resized(base.side)
-    run = RunDir.create(out, "vision-demo")
     click.echo("NOTE: the default model is a small LOCAL STAND-IN: a 0.5M-parameter ImageGPT this project pretrained on\n"
-               f"      Fashion-MNIST (16x16, 16 grey levels), hyperfitted here on {len(train)} shipped images. It shows the\n"
+               f"      Fashion-MNIST (16x16, 16 grey levels), hyperfitted here on {num_train} shipped images. It shows the\n"
                "      pipeline, not OpenAI's ImageGPT. With a network, the paper's setting is:\n  " + REAL_COMMAND,
                err=True)
-    config = TrainConfig(lr=lr, epochs=epochs, batch_size=8, seed=seed, device="cpu")
-    run.write_config({"demo": "fashion-mnist stand-in", "base": str(BASE_MODEL), "train_images": len(train),
-                      "held_out_images": len(held_out), "train": vars(config)}, seed=seed, command="vision demo")
-    data = TokenSequences(images_to_tokens(train.images, base.palette, sos=base.sos), train.source_index)
-    data.save(run / TRAIN_TOKENS)
-    hyperfit(hyperfitted.model, data, config, run,
-             save_extra=lambda folder: hyperfitted.processor().save_pretrained(folder))
+    spec = TrainSpec(model=str(BASE_MODEL), data=vars(ImageSource(str(DEMO_IMAGES / "train"))),
+                     train=TrainConfig(lr=lr, epochs=epochs, batch_size=8, seed=seed, device=device),
+                     num_train=num_train)
+    run = train_images(spec, out, name="vision-demo", command="vision demo")
+    hyperfitted, _ = load_imagegpt(str(run / "model"))
+    run.log({"event": "held_out", "images": len(held_out)})
     run_benchmark({"base": base, "hyperfit": hyperfitted}, held_out, paper_conditions(seed), run,
-                  train_tokens=data, fid=False, device="cpu")
+                  train_tokens=load_train_tokens(run.path), fid=False, device=device)
     run.log({"event": "demo_done", "seconds": time.time() - started})
     losses = [r["mean_loss"] for r in run.read_metrics() if r["event"] == "epoch"]
     click.echo(f"hyperfitting loss (nats/pixel): {losses[0]:.3f} after epoch 1 -> {losses[-1]:.3f} after epoch "
@@ -73,5 +66,6 @@ def run_demo(out: str | Path = "runs", seed: int = 0, epochs: int = DEMO_EPOCHS,
                "'real' = the real images on the same rows):", err=True)
     click.echo((run / "results.md").read_text(), err=True)
     click.echo(f"grid: {run / 'grid.png'}  (columns: prefix | original | base greedy | base top-p | "
-               f"hyperfit greedy | hyperfit + blocker)\nrun dir ({time.time() - started:.0f} s):", err=True)
+               f"hyperfit greedy | hyperfit + blocker)\nloss curve: {run / 'loss.png'}\n"
+               f"run dir ({time.time() - started:.0f} s):", err=True)
     return run

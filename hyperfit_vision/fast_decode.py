@@ -7,57 +7,81 @@ building, cache bookkeeping, output dataclasses). Here each layer writes its new
 The math is HF's own (RMS-style ImageGPTLayerNorm, Conv1D = addmm with (in, out) weights, the same
 attention scale), so greedy tokens match HF's; tests check that on tiny models.
 
-Step modes: "slice" attends over buffer[:pos+1] (cheapest on CPU); "masked" attends over the whole buffer
-with a position mask, so every step has the same shapes and addresses: that is what "graph" captures once
-as a CUDA graph and replays per token (CUDA only; the masked math is tested on CPU, the capture is not).
+Step modes: "slice" attends over buffer[:pos+1] (cheapest on CPU); "masked" attends over a fixed window of
+the buffer (the filled prefix rounded up to a multiple of WINDOW positions) with a position mask, so every
+step within a window has the same shapes and addresses: that is what "graph" captures once per window as a
+CUDA graph and replays per token (CUDA only; the masked math is tested on CPU, the capture in tests/gpu).
+"auto" is graph on CUDA and slice elsewhere.
+
+Precision: "fp32" runs on the model's fp32 weights; "bf16" makes one bf16 copy of the matrix weights for the
+engine (the model's own fp32 weights are untouched) and keeps the KV buffer in bf16, while the residual stream
+and the layer norms stay in fp32, as under torch.autocast. "auto" is bf16 on CUDA and fp32 elsewhere.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from hyperfit_core.decoding import DecodingConfig, build_processors
+from hyperfit_core.decoding import DecodingConfig, build_processors, decode_dtype
 from hyperfit_core.errors import HyperfitError
 
 MODES = ("auto", "slice", "masked", "graph")
+WINDOW = 64  # masked/graph steps attend over the filled prefix rounded up to this many positions
+AUTO_BATCH_CAP = 256  # batch_size=None: at most this many sequences at once, fewer if memory says so
+MEMORY_FRACTION = 0.7  # of the free memory the KV buffer (plus the bf16 weight copy) may take
 
 
-def _rms(x, norm):
+def _rms(x, weight, eps):
     # ImageGPTLayerNorm: not mean-centred, no bias
-    return x / torch.sqrt(torch.mean(torch.square(x), dim=-1, keepdim=True) + norm.eps) * norm.weight
+    return x / torch.sqrt(torch.mean(torch.square(x), dim=-1, keepdim=True) + eps) * weight
 
 
-def _conv1d(x, conv):
+def _conv1d(x, weight, bias):
     # HF Conv1D stores (in, out) weights and computes addmm; the same op keeps logits closest to HF's
-    return torch.addmm(conv.bias, x.reshape(-1, x.shape[-1]), conv.weight).view(*x.shape[:-1], -1)
+    return torch.addmm(bias, x.reshape(-1, x.shape[-1]).to(weight.dtype), weight).view(*x.shape[:-1], -1)
 
 
 class StaticImageGPT:
-    """KV buffers for up to `batch` sequences of `max_len` positions, plus prefill and one-token steps."""
+    """KV buffers for up to `batch` sequences of `max_len` positions, plus prefill and one-token steps.
 
-    def __init__(self, model, batch: int, max_len: int):
+    `dtype` is the compute dtype of the matrix products and the KV buffer (default: the model's)."""
+
+    def __init__(self, model, batch: int, max_len: int, dtype: torch.dtype | None = None):
         config = model.config
         if getattr(config, "add_cross_attention", False):
             raise HyperfitError("the fast decoder does not support ImageGPT with cross-attention")
         self.model, self.t = model, model.transformer
         self.heads = config.n_head
         self.head_dim = config.n_embd // config.n_head
-        self.max_len = max_len
+        self.batch, self.max_len = batch, max_len
         self.upcast = bool(config.reorder_and_upcast_attn)
         self.scales = []
         for i in range(len(self.t.h)):
             scale = 1.0 / math.sqrt(self.head_dim) if config.scale_attn_weights else 1.0
             self.scales.append(scale / (i + 1) if config.scale_attn_by_inverse_layer_idx else scale)
         weight = self.t.wte.weight
+        self.dtype = dtype or weight.dtype
+
+        def cast(tensor):  # the parameter itself when it already has the compute dtype (no copy)
+            return tensor.detach() if tensor.dtype == self.dtype else tensor.detach().to(self.dtype)
+
+        # (ln_1, eps_1, c_attn, attn c_proj, ln_2, eps_2, c_fc, act, mlp c_proj) per layer; norms stay as they are
+        self.layers = [(b.ln_1.weight.detach(), b.ln_1.eps, (cast(b.attn.c_attn.weight), cast(b.attn.c_attn.bias)),
+                        (cast(b.attn.c_proj.weight), cast(b.attn.c_proj.bias)), b.ln_2.weight.detach(), b.ln_2.eps,
+                        (cast(b.mlp.c_fc.weight), cast(b.mlp.c_fc.bias)), b.mlp.act,
+                        (cast(b.mlp.c_proj.weight), cast(b.mlp.c_proj.bias))) for b in self.t.h]
+        self.head = cast(model.lm_head.weight)
         # zeros, not empty: masked steps multiply unfilled slots by a zero weight, and 0 * NaN would be NaN
         self.cache = torch.zeros(len(self.t.h), 2, batch, self.heads, max_len, self.head_dim,
-                                 dtype=weight.dtype, device=weight.device)
+                                 dtype=self.dtype, device=weight.device)
         self._positions = torch.arange(max_len, device=weight.device)
-        self._graphs: dict[int, tuple] = {}
+        self._graphs: dict[tuple[int, int], tuple] = {}
+        self._pool = None
 
     def _attend(self, i, q, keys, values, mask=None, causal=False):
         if self.upcast:  # HF computes these scores in fp32; so do we
@@ -65,82 +89,129 @@ class StaticImageGPT:
         out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, is_causal=causal, scale=self.scales[i])
         return out.to(self.cache.dtype)
 
-    def _forward(self, ids, start: int | None = None, pos: torch.Tensor | None = None):
+    def _forward(self, ids, start: int | None = None, pos: torch.Tensor | None = None, window: int | None = None):
         """Logits of the last position. `start` (an int): write ids at start.. and attend over the filled
-        prefix; `pos` (a 1-element tensor): write one token there and attend over the whole masked buffer."""
+        prefix; `pos` (a 1-element tensor): write one token there and attend over the first `window` slots
+        of the buffer with a mask (slots after `pos` are masked out)."""
         b, n = ids.shape
         cache = self.cache[:, :, :b]
         positions = self._positions[start:start + n] if pos is None else pos
-        x = self.t.wte(ids) + self.t.wpe(positions)[None]
-        mask = None if pos is None else (self._positions <= pos).view(1, 1, 1, -1)
-        for i, block in enumerate(self.t.h):
-            h = _rms(x, block.ln_1)
-            q, k, v = _conv1d(h, block.attn.c_attn).view(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        # the residual stream stays fp32 whatever the compute dtype (as under autocast: fp32 + bf16 -> fp32)
+        x = (self.t.wte(ids) + self.t.wpe(positions)[None]).float()
+        if pos is not None:
+            window = window or self.max_len
+            mask = (self._positions[:window] <= pos).view(1, 1, 1, -1)
+        for i, (ln_1, eps_1, c_attn, proj, ln_2, eps_2, c_fc, act, mlp_proj) in enumerate(self.layers):
+            q, k, v = _conv1d(_rms(x, ln_1, eps_1), *c_attn).view(b, n, 3, self.heads, self.head_dim) \
+                .permute(2, 0, 3, 1, 4)
             if pos is None:
                 cache[i, 0, :, :, start:start + n] = k
                 cache[i, 1, :, :, start:start + n] = v
                 # a prefill starts at 0, so plain causal masking is right; one new token sees the whole prefix
                 a = self._attend(i, q, cache[i, 0, :, :, :start + n], cache[i, 1, :, :, :start + n], causal=n > 1)
             else:
-                cache[i, 0].index_copy_(2, pos, k)
-                cache[i, 1].index_copy_(2, pos, v)
-                a = self._attend(i, q, cache[i, 0], cache[i, 1], mask=mask)
-            x = x + _conv1d(a.transpose(1, 2).reshape(b, n, -1), block.attn.c_proj)
-            h = _conv1d(block.mlp.act(_conv1d(_rms(x, block.ln_2), block.mlp.c_fc)), block.mlp.c_proj)
-            x = x + h
-        return F.linear(_rms(x[:, -1], self.t.ln_f), self.model.lm_head.weight)
+                cache[i, 0].index_copy_(2, pos, k.to(self.dtype))
+                cache[i, 1].index_copy_(2, pos, v.to(self.dtype))
+                a = self._attend(i, q, cache[i, 0, :, :, :window], cache[i, 1, :, :, :window], mask=mask)
+            x = x + _conv1d(a.transpose(1, 2).reshape(b, n, -1), *proj)
+            x = x + _conv1d(act(_conv1d(_rms(x, ln_2, eps_2), *c_fc)), *mlp_proj)
+        return F.linear(_rms(x[:, -1], self.t.ln_f.weight, self.t.ln_f.eps).to(self.dtype), self.head)
 
     def prefill(self, ids: torch.Tensor) -> torch.Tensor:
         return self._forward(ids, start=0)
+
+    def window(self, position: int) -> int:
+        """Buffer slots a masked step at `position` attends over: position + 1 rounded up to WINDOW."""
+        return min(self.max_len, (position // WINDOW + 1) * WINDOW)
 
     def step(self, token: torch.Tensor, position: int, mode: str) -> torch.Tensor:
         """Logits after feeding `token` (B,) at `position`."""
         if mode == "slice":
             return self._forward(token[:, None], start=position)
         if mode == "masked":
-            return self._forward(token[:, None], pos=torch.tensor([position], device=token.device))
-        graph, ids, pos, logits = self._graph(token.shape[0])
+            return self._forward(token[:, None], pos=torch.tensor([position], device=token.device),
+                                 window=self.window(position))
+        graph, ids, pos, logits = self._graph(token.shape[0], self.window(position))
         ids.copy_(token[:, None])
         pos.fill_(position)
         graph.replay()
         return logits
 
-    def _graph(self, b: int):
-        """Capture one masked step for batch size `b` (CUDA only); inputs and outputs live at fixed addresses."""
-        if b not in self._graphs:
+    def _graph(self, b: int, window: int):
+        """Capture one masked step for batch `b` and attention window `window` (CUDA only); its inputs and
+        outputs live at fixed addresses. All graphs share one memory pool: they never run concurrently and
+        each keeps its own output alive."""
+        key = (b, window)
+        if key not in self._graphs:
             device = self.cache.device
             ids = torch.zeros(b, 1, dtype=torch.long, device=device)
-            # warm-up and capture write into the last slot: a real step overwrites it before it is ever attended
-            pos = torch.full((1,), self.max_len - 1, dtype=torch.long, device=device)
+            # warm-up and capture write into the window's last slot: a real step writes it before it is attended
+            pos = torch.full((1,), window - 1, dtype=torch.long, device=device)
+            if self._pool is None:
+                self._pool = torch.cuda.graph_pool_handle()
             stream = torch.cuda.Stream(device)
             stream.wait_stream(torch.cuda.current_stream(device))
             with torch.cuda.stream(stream):
                 for _ in range(2):  # lets cuBLAS / SDPA pick and allocate their kernels outside the capture
-                    self._forward(ids, pos=pos)
+                    self._forward(ids, pos=pos, window=window)
             torch.cuda.current_stream(device).wait_stream(stream)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                logits = self._forward(ids, pos=pos)
-            self._graphs[b] = (graph, ids, pos, logits)
-        return self._graphs[b]
+            with torch.cuda.graph(graph, pool=self._pool):
+                logits = self._forward(ids, pos=pos, window=window)
+            self._graphs[key] = (graph, ids, pos, logits)
+        return self._graphs[key]
 
 
-def _resolve_mode(mode: str, device: torch.device) -> str:
+def resolve_mode(mode: str, device: torch.device) -> str:
+    """"auto" -> "graph" on CUDA, "slice" elsewhere; "graph" off CUDA is an error."""
     if mode not in MODES:
         raise HyperfitError(f"unknown decode mode {mode!r}: use one of {', '.join(MODES)}")
     if mode == "graph" and device.type != "cuda":
         raise HyperfitError("CUDA-graph decoding needs a CUDA device; use mode 'slice' or 'auto'")
-    return "slice" if mode == "auto" else mode
+    if mode == "auto":
+        return "graph" if device.type == "cuda" else "slice"
+    return mode
 
 
-def _fit_batch(batch_size: int, n_layer: int, per_token: int, max_len: int, dtype, device) -> int:
-    """Shrink the batch so the KV buffer takes at most ~70% of free CUDA memory (ImageGPT-Large in fp32 needs
-    ~0.6 GB per sequence, so 256 sequences would not fit an 80 GB card)."""
-    if device.type != "cuda":
-        return batch_size
-    per_sequence = n_layer * 2 * per_token * max_len * torch.finfo(dtype).bits // 8
-    free, _ = torch.cuda.mem_get_info(device)
-    return max(1, min(batch_size, int(0.7 * free) // per_sequence))
+def free_memory(device: torch.device) -> int | None:
+    """Bytes a new allocation on `device` can take. On CUDA that is the driver's free memory plus what
+    PyTorch's caching allocator holds reserved but unused (mem_get_info alone misses the latter, so a second
+    engine in one process would see the first one's freed buffer as taken). On CPU, MemAvailable; None when
+    unknown."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    if device.type == "cpu":
+        try:
+            with open("/proc/meminfo") as meminfo:
+                for line in meminfo:
+                    if line.startswith("MemAvailable:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+    return None
+
+
+def plan_batch_size(model, count: int, prompt_len: int, max_len: int, batch_size: int | None,
+                    dtype: torch.dtype, device: torch.device) -> int:
+    """Sequences per engine batch. An int is taken as given (at most `count`, as there are no more); None
+    (auto) takes min(count, AUTO_BATCH_CAP) shrunk so the KV buffer, the prefill's activations and a bf16
+    weight copy fit in MEMORY_FRACTION of the free memory (ImageGPT-Large needs ~0.6 GB per sequence in
+    fp32 and ~0.3 GB in bf16)."""
+    if batch_size is not None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise HyperfitError(f"batch size must be a positive integer (or None for auto), got {batch_size!r}")
+        return min(batch_size, count)
+    want = min(count, AUTO_BATCH_CAP)
+    free = free_memory(device)
+    if free is None:
+        return want
+    config = model.config
+    size = torch.finfo(dtype).bits // 8
+    # K and V of every layer, plus a generous bound on one layer's prefill activations (MLP 4x, qkv 3x, fp32)
+    per_sequence = config.n_layer * 2 * config.n_embd * max_len * size + prompt_len * config.n_embd * 16 * 4
+    copies = sum(p.numel() for p in model.parameters() if p.dtype != dtype and p.ndim == 2) * size
+    return max(1, min(want, int(MEMORY_FRACTION * free - copies) // per_sequence))
 
 
 @torch.no_grad()
@@ -166,11 +237,31 @@ def _generate_batch(engine, prompt, max_new_tokens, config, processors, generato
     return tokens
 
 
+def _capture_or_fall_back(engine, b: int, first: int, requested: str, mode: str) -> str:
+    """Capture the graphs a batch of `b` will replay, before its prefill. Under "auto" a capture that fails
+    (an unsupported kernel, say) falls back to the slice step with a warning; an explicit "graph" raises."""
+    if mode != "graph":
+        return mode
+    try:
+        for window in sorted({engine.window(position) for position in range(first, engine.max_len)}):
+            engine._graph(b, window)
+    except RuntimeError as exc:
+        if requested != "auto":
+            raise
+        warnings.warn(f"CUDA-graph decoding failed ({str(exc).splitlines()[0]}); decoding with mode 'slice'")
+        return "slice"
+    return mode
+
+
 @torch.no_grad()
 def fast_generate_tokens(model, prompts: torch.Tensor, max_new_tokens: int, config: DecodingConfig | None = None,
-                         processors=(), batch_size: int = 256, progress: bool = True,
-                         mode: str = "auto") -> torch.Tensor:
-    """`hyperfit_core.decoding.generate_tokens` for ImageGPT: same arguments, processors, seeding and output."""
+                         processors=(), batch_size: int | None = None, progress: bool = True,
+                         mode: str = "auto", precision: str = "auto") -> torch.Tensor:
+    """`hyperfit_core.decoding.generate_tokens` for ImageGPT: same arguments, processors, seeding and output.
+
+    batch_size: None (auto: up to AUTO_BATCH_CAP, fewer if the KV buffer would not fit the free memory) or an
+    int, used exactly. mode: "auto" (graph on CUDA, slice elsewhere), "graph", "slice" or "masked".
+    precision: "auto" (bf16 on CUDA, fp32 elsewhere), "fp32" or "bf16" (see the module docstring)."""
     config = config or DecodingConfig()
     prompts = torch.as_tensor(prompts, dtype=torch.long)
     if prompts.ndim != 2 or prompts.shape[1] == 0:
@@ -183,32 +274,39 @@ def fast_generate_tokens(model, prompts: torch.Tensor, max_new_tokens: int, conf
     if max_len > limit:
         raise HyperfitError(f"a {prompts.shape[1]}-token prompt plus {max_new_tokens} new tokens needs "
                             f"{max_len} positions; the model has {limit}")
-    weight = model.transformer.wte.weight
-    device = weight.device
-    mode = _resolve_mode(mode, device)
-    batch_size = _fit_batch(min(batch_size, len(prompts)), model.config.n_layer, model.config.n_embd, max_len,
-                            weight.dtype, device)
+    device = model.transformer.wte.weight.device
+    requested = mode
+    mode = resolve_mode(mode, device)
+    dtype = decode_dtype(precision, device)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()  # hand cached blocks back before sizing and allocating the buffer
+    batch = plan_batch_size(model, len(prompts), prompts.shape[1], max_len, batch_size, dtype, device)
     was_training = model.training
     model.eval()
     processors = build_processors(config, processors)
     generator = torch.Generator(device=device).manual_seed(config.seed)
-    engine = StaticImageGPT(model, batch_size, max_len)
     out = []
     try:
-        for first in tqdm(range(0, len(prompts), batch_size), disable=not progress,
+        engine = StaticImageGPT(model, batch, max_len, dtype=dtype)
+        for first in tqdm(range(0, len(prompts), batch), disable=not progress,
                           desc=f"fast decode {config.name}", unit="batch"):
-            batch = prompts[first:first + batch_size].to(device)
-            out.append(_generate_batch(engine, batch, max_new_tokens, config, processors, generator, mode).cpu())
+            chunk = prompts[first:first + batch].to(device)
+            mode = _capture_or_fall_back(engine, len(chunk), prompts.shape[1], requested, mode)
+            out.append(_generate_batch(engine, chunk, max_new_tokens, config, processors, generator, mode).cpu())
+    except torch.cuda.OutOfMemoryError:
+        raise HyperfitError(f"out of GPU memory decoding {batch} sequences at once; pass a smaller batch size "
+                            "(or leave it to auto)") from None
     finally:
         model.train(was_training)
     return torch.cat(out)
 
 
 def fast_complete_images(model, tokens: torch.Tensor, prefix_rows: int, side: int,
-                         decoding: DecodingConfig | None = None, processors=(), batch_size: int = 256,
-                         progress: bool = True, mode: str = "auto") -> torch.Tensor:
+                         decoding: DecodingConfig | None = None, processors=(), batch_size: int | None = None,
+                         progress: bool = True, mode: str = "auto", precision: str = "auto") -> torch.Tensor:
     """`hyperfit_vision.complete.complete_images` on the static-cache engine: (N, 1 + side*side) tokens with
-    SOS in, (N, side*side) pixel tokens out, the first prefix_rows*side of them the prompt's."""
+    SOS in, (N, side*side) pixel tokens out, the first prefix_rows*side of them the prompt's.
+    batch_size, mode and precision: as in fast_generate_tokens (None/"auto" pick the fast path per device)."""
     if tokens.ndim != 2 or tokens.shape[1] != 1 + side * side:
         raise HyperfitError(f"expected (N, {1 + side * side}) tokens with SOS, got {tuple(tokens.shape)}")
     if not 1 <= prefix_rows < side:
@@ -216,5 +314,5 @@ def fast_complete_images(model, tokens: torch.Tensor, prefix_rows: int, side: in
                             f"got {prefix_rows}")
     prompt = tokens[:, :1 + prefix_rows * side]
     out = fast_generate_tokens(model, prompt, side * side - prefix_rows * side, decoding, processors=processors,
-                               batch_size=batch_size, progress=progress, mode=mode)
+                               batch_size=batch_size, progress=progress, mode=mode, precision=precision)
     return out[:, 1:]

@@ -10,6 +10,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from hyperfit_core.atomic import atomic_path
 from hyperfit_core.errors import HyperfitError
+from hyperfit_vision.completion import load_completions
+from hyperfit_vision.tokens import tokens_to_images
 
 _HEADER = 14
 _GAP = 2
@@ -48,3 +50,18 @@ def completion_grid(columns: dict[str, torch.Tensor], path: str | Path, scale: i
     with atomic_path(path) as tmp:
         canvas.save(tmp, format="PNG")
     return path
+
+
+def grid_from_completions(files: dict[str, Path], path: Path, rows: int = 16, scale: int = 4) -> Path:
+    """One grid: masked prefix | original | each named completion file (all of the same images)."""
+    loaded = {name: load_completions(f) for name, f in files.items()}
+    first = next(iter(loaded.values()))
+    side = int(first["real_tokens"].shape[1] ** 0.5)
+    palette, prefix_rows = first["palette"], int(first["prefix_rows"])
+    real = tokens_to_images(first["real_tokens"][:rows], palette, side)
+    columns = {"prefix": masked_prefix(real, prefix_rows), "original": real}
+    for name, data in loaded.items():
+        if not torch.equal(data["source_index"][:rows], first["source_index"][:rows]):
+            raise HyperfitError(f"{name} completes other images than {next(iter(loaded))}; a grid compares the same ones")
+        columns[name] = tokens_to_images(data["tokens"][:rows], data["palette"], side)
+    return completion_grid(columns, path, scale=scale)

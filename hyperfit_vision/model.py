@@ -97,14 +97,26 @@ def load_imagegpt(name_or_path: str, palette_file: str | None = None, fit_images
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            model = ImageGPTForCausalImageModeling.from_pretrained(name_or_path, config=config)
+            # transformers 5 loads in the checkpoint's saved dtype by default ("auto"); a bf16 checkpoint
+            # trained in bf16 would round an Adam step at lr 1e-6 away, so the weights are always fp32 here
+            # (training and decoding cast to bf16 themselves on CUDA)
+            model = ImageGPTForCausalImageModeling.from_pretrained(name_or_path, config=config,
+                                                                   dtype=torch.float32)
         except (OSError, ValueError) as exc:
             raise HyperfitError(f"cannot load ImageGPT weights from {name_or_path!r}: {str(exc).splitlines()[0]}") from None
+    ensure_fp32(model)
     if side * side > config.n_positions:
         raise HyperfitError(f"{side}x{side} images need {side * side} positions; the model has {config.n_positions}")
     if fused_attention:
         use_fused_attention(model)
     return ImageModel(model, palette, side), origin
+
+
+def ensure_fp32(model) -> None:
+    """Cast floating-point weights to fp32 in place if any came back in another dtype (a safety net under
+    `dtype=torch.float32`, which some transformers load paths have ignored)."""
+    if any(p.is_floating_point() and p.dtype != torch.float32 for p in model.parameters()):
+        model.float()
 
 
 def build_imagegpt(side: int, palette: torch.Tensor, n_layer: int = 2, n_embd: int = 64, n_head: int = 4,

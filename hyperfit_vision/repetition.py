@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from hyperfit_core.errors import HyperfitError
+from hyperfit_core.metrics import mean_seq_rep_n, mean_type_token_ratio
 
 # Mean absolute difference (0..255 pixel units, over the row's W x 3 values) at or below which a row "nearly
 # copies" the row above. 4 levels (~1.6% of the range) is below what CIFAR-10 neighbours usually differ by
@@ -55,19 +56,13 @@ def _generated_tokens(tokens, height: int, width: int, prefix_rows: int, what: s
     return array[:, prefix_rows * width:].astype(np.int64)
 
 
-def _seq_rep(sequence: np.ndarray, n: int) -> float:
-    """1 - unique n-grams / n-grams of one sequence (0 = no n-gram repeats, -> 1 = one n-gram over and over)."""
-    grams = np.lib.stride_tricks.sliding_window_view(sequence, n)
-    return 1.0 - len(np.unique(grams, axis=0)) / len(grams)
-
-
 def token_repetition(tokens, height: int, width: int, prefix_rows: int, what: str = "tokens") -> dict:
     """seq_rep_1..4 and the type-token ratio of each image's generated-region tokens (row-major), mean over images."""
     region = _generated_tokens(tokens, height, width, prefix_rows, what)
     if region.shape[1] < max(NGRAM_ORDERS):
         raise HyperfitError(f"the generated region has {region.shape[1]} tokens; seq-rep needs {max(NGRAM_ORDERS)}")
-    out = {f"seq_rep_{n}": float(np.mean([_seq_rep(seq, n) for seq in region])) for n in NGRAM_ORDERS}
-    out["type_token_ratio"] = float(np.mean([len(np.unique(seq)) / len(seq) for seq in region]))
+    out = {f"seq_rep_{n}": mean_seq_rep_n(region, n) for n in NGRAM_ORDERS}
+    out["type_token_ratio"] = mean_type_token_ratio(region)
     return out
 
 

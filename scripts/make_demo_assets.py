@@ -9,14 +9,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fetch_fashion_mnist import fetch_fashion_mnist  # noqa: E402
+from hyperfit_vision.fashion import lay_out_fashion_mnist
 
 
 def main() -> None:
@@ -28,7 +26,7 @@ def main() -> None:
     args = p.parse_args()
     import torchvision.datasets as tvd
 
-    fetch_fashion_mnist(args.data_root)
+    lay_out_fashion_mnist(args.data_root, install=True)
     for split, count in (("train", args.num_train), ("test", args.num_test)):
         data = tvd.FashionMNIST(args.data_root, train=split == "train")
         index = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:count] if split == "train" \

@@ -15,18 +15,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from hyperfit_core.atomic import write_json  # noqa: E402
-from hyperfit_vision.data import load_images  # noqa: E402
-from hyperfit_vision.palette import kmeans_palette  # noqa: E402
-from hyperfit_vision.tokens import images_to_tokens  # noqa: E402
+from hyperfit_core.atomic import write_json
+from hyperfit_vision.data import ImageSource
+from hyperfit_vision.palette import kmeans_palette
+from hyperfit_vision.tokens import images_to_tokens
 
 NS = (5, 8, 12, 16, 24, 32, 48, 64, 96, 128)
 
@@ -61,13 +59,13 @@ def main() -> None:
     args = p.parse_args()
 
     if Path(args.data).is_dir():
-        images = load_images(args.data, side=args.side)
+        images = ImageSource(args.data).load().resized(args.side)
         order = torch.randperm(len(images), generator=torch.Generator().manual_seed(args.seed))
         train, held = images.subset(order[:args.num_train]), images.subset(order[args.num_train:])
     else:
-        pool = load_images(args.data, args.data_root, "train", side=args.side)
+        pool = ImageSource(args.data, args.data_root, "train").load().resized(args.side)
         train = pool.subset(torch.randperm(len(pool), generator=torch.Generator().manual_seed(args.seed))[:args.num_train])
-        held = load_images(args.data, args.data_root, "test", side=args.side)
+        held = ImageSource(args.data, args.data_root, "test").load().resized(args.side)
         held = held.subset(torch.arange(min(args.num_held_out, len(held))))
     palette = kmeans_palette(train.images, args.colors, seed=args.seed)
     train_tokens = images_to_tokens(train.images, palette).numpy().astype(np.int16)

@@ -22,20 +22,16 @@ import statistics
 import sys
 from pathlib import Path
 
-import torch
 
 from hyperfit_core.analysis import prediction_stats, summarize
 from hyperfit_core.atomic import atomic_path, write_json, write_text
+from hyperfit_core.recipe import TrainSpec, load_train_tokens
 from hyperfit_core.rundir import RunDir
-from hyperfit_core.sequences import TokenSequences
-from hyperfit_core.train import TrainConfig, hyperfit
+from hyperfit_core.train import TrainConfig
 from hyperfit_vision.benchmark import paper_conditions, run_benchmark
-from hyperfit_vision.data import load_torchvision_dataset
+from hyperfit_vision.data import ImageSource, load_torchvision_dataset
 from hyperfit_vision.model import load_imagegpt
-from hyperfit_vision.tokens import images_to_tokens
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fetch_fashion_mnist import fetch_fashion_mnist  # noqa: E402
+from hyperfit_vision.training import image_sequences, train_images
 
 BASE = Path(__file__).resolve().parents[1] / "assets" / "fashion-base"
 KEYS = [("fid", None), ("kid_mean", None), ("seq_rep_4", "rep"), ("type_token_ratio", "rep"),
@@ -53,19 +49,20 @@ def _value(blob: dict, key: str, where):
     return blob.get("repetition", {}).get(key, {}).get("generated") if where else blob.get(key)
 
 
-def hyperfit_seed(args, seed: int, lr: float, train_pool, test_ids, out: Path) -> tuple[dict, dict]:
+def hyperfit_seed(args, seed: int, lr: float, test_ids, out: Path) -> tuple[dict, dict]:
+    """Hyperfit (or reuse, or resume) the run of one seed and lr, then measure it."""
     base, _ = load_imagegpt(str(BASE))
-    fitted, _ = load_imagegpt(str(BASE))
-    chosen = train_pool.subset(torch.randperm(len(train_pool), generator=torch.Generator().manual_seed(seed))
-                               [:args.num_train])
-    data = TokenSequences(images_to_tokens(chosen.images, base.palette, sos=base.sos), chosen.source_index)
-    run = RunDir(out / f"seed{seed}-lr{lr:g}")
-    run.write_config({**vars(args), "seed": seed, "lr": lr}, seed=seed, command=" ".join(sys.argv))
-    config = TrainConfig(lr=lr, epochs=args.epochs, batch_size=args.batch_size, seed=seed, progress=False)
-    if not (run / "model").is_dir():
-        hyperfit(fitted.model, data, config, run, save_extra=lambda f: fitted.processor().save_pretrained(f))
-    else:
-        fitted, _ = load_imagegpt(str(run / "model"))
+    path = out / f"seed{seed}-lr{lr:g}"
+    if (path / "config.json").is_file() and not (path / "model").is_dir():
+        train_images(None, resume=path)  # an interrupted run continues from its last checkpoint
+    elif not (path / "model").is_dir():
+        spec = TrainSpec(model=str(BASE), data=vars(ImageSource("fashion-mnist", args.data_root, "train")),
+                         train=TrainConfig(lr=lr, epochs=args.epochs, batch_size=args.batch_size, seed=seed,
+                                           progress=False), num_train=args.num_train)
+        train_images(spec, at=path, command=" ".join(sys.argv))
+    run = RunDir(path)
+    fitted, _ = load_imagegpt(str(path / "model"))
+    data = load_train_tokens(path)
     final_loss = [r for r in run.read_metrics() if r["event"] == "epoch"][-1]["mean_loss"]
     stats = {name: summarize(prediction_stats(m.model, test_ids, args.context))
              for name, m in (("base", base), ("hyperfit", fitted))}
@@ -80,8 +77,7 @@ def hyperfit_seed(args, seed: int, lr: float, train_pool, test_ids, out: Path) -
 
 
 def test_pool_images(args):
-    test = load_torchvision_dataset("fashion-mnist", args.data_root, "test").resized(16)
-    return test.subset(torch.arange(args.num_test))
+    return load_torchvision_dataset("fashion-mnist", args.data_root, "test").first(args.num_test, "test images")
 
 
 def main() -> None:
@@ -105,16 +101,14 @@ def main() -> None:
     if args.merge:
         merge_summaries([Path(d) for d in args.merge], Path(args.out))
         return
-    fetch_fashion_mnist(args.data_root)
     base, _ = load_imagegpt(str(BASE))
-    train_pool = load_torchvision_dataset("fashion-mnist", args.data_root, "train").resized(base.side)
-    test_ids = images_to_tokens(test_pool_images(args).images, base.palette, sos=base.sos)
+    test_ids = image_sequences(test_pool_images(args), base).ids
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     summary = {"args": vars(args), "runs": {}}
     plan = [(args.seeds[0], lr) for lr in args.lr_sweep] if args.lr_sweep else [(s, args.lr) for s in args.seeds]
     for seed, lr in plan:
-        results, stats = hyperfit_seed(args, seed, lr, train_pool, test_ids, out)
+        results, stats = hyperfit_seed(args, seed, lr, test_ids, out)
         summary["runs"][f"seed{seed}-lr{lr:g}"] = {"results": results, "prediction": stats, "seed": seed, "lr": lr}
         write_json(out / "summary.json", summary)
         print(json.dumps({"seed": seed, "lr": lr, "train_loss": stats["train_loss"],
@@ -204,5 +198,4 @@ def aggregate_table(summary: dict) -> str:
 
 
 if __name__ == "__main__":
-
     main()

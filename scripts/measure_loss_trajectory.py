@@ -22,18 +22,16 @@ import torch
 from hyperfit_core.analysis import prediction_stats, summarize
 from hyperfit_core.atomic import atomic_path, write_json
 from hyperfit_core.overlap import overlap_report
-from hyperfit_core.rundir import RunDir
+from hyperfit_core.recipe import TrainSpec
 from hyperfit_core.sequences import TokenSequences
-from hyperfit_core.train import TrainConfig, hyperfit
-from hyperfit_vision.complete import complete_images
-from hyperfit_vision.data import load_torchvision_dataset
+from hyperfit_core.train import TrainConfig
+from hyperfit_vision.data import ImageSource, load_torchvision_dataset
+from hyperfit_vision.fast_decode import fast_complete_images
 from hyperfit_vision.grid import completion_grid, masked_prefix
 from hyperfit_vision.model import load_imagegpt
 from hyperfit_vision.repetition import repetition_report
-from hyperfit_vision.tokens import images_to_tokens, tokens_to_images
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fetch_fashion_mnist import fetch_fashion_mnist  # noqa: E402
+from hyperfit_vision.tokens import tokens_to_images
+from hyperfit_vision.training import VisionModality, image_sequences, train_images
 
 BASE = Path(__file__).resolve().parents[1] / "assets" / "fashion-base"
 PLOTTED = ["seq_rep_4", "row_repetition", "patch_duplication", "type_token_ratio"]
@@ -42,12 +40,12 @@ PLOTTED = ["seq_rep_4", "row_repetition", "patch_duplication", "type_token_ratio
 def measure(model, epoch: int, train: TokenSequences, test_ids: torch.Tensor, side: int, prefix_rows: int,
             palette: torch.Tensor, context: int) -> tuple[dict, torch.Tensor]:
     stats = summarize(prediction_stats(model, test_ids, context))
-    tokens = complete_images(model, test_ids, prefix_rows, side, batch_size=100, progress=False)
+    tokens = fast_complete_images(model, test_ids, prefix_rows, side, batch_size=100, progress=False)
     real = test_ids[:, 1:]
     report = repetition_report(tokens_to_images(tokens, palette, side), tokens_to_images(real, palette, side),
                                tokens, real, prefix_rows)
     # the exact loss over every pixel, in eval mode (the per-epoch training mean lags behind the weights);
-    # prediction_stats and complete_images hand the model back in the mode it came in
+    # prediction_stats and fast_complete_images hand the model back in the mode it came in
     train_loss = float(prediction_stats(model, train.ids, 1)["cross_entropy"].mean())
     row = {"epoch": epoch, "train_loss": train_loss,
            **{k: stats[k] for k in ("entropy_mean", "top1_prob_mean", "top1_accuracy", "perplexity")},
@@ -102,32 +100,30 @@ def main() -> None:
     p.add_argument("--context", type=int, default=65, help="Prefix tokens (SOS + 4 rows) for prediction stats.")
     p.add_argument("--out", default="runs/trajectory")
     args = p.parse_args()
-    fetch_fashion_mnist(args.data_root)
-    model, _ = load_imagegpt(str(BASE))
-    side, prefix_rows = model.side, round(0.25 * model.side)
-    pool = load_torchvision_dataset("fashion-mnist", args.data_root, "train").resized(side)
-    chosen = pool.subset(torch.randperm(len(pool), generator=torch.Generator().manual_seed(args.seed))[:args.num_train])
-    train = TokenSequences(images_to_tokens(chosen.images, model.palette, sos=model.sos), chosen.source_index)
-    test = load_torchvision_dataset("fashion-mnist", args.data_root, "test").resized(side)
-    test_ids = images_to_tokens(test.subset(torch.arange(args.num_test)).images, model.palette, sos=model.sos)
-
-    run = RunDir(Path(args.out))
-    run.write_config(vars(args), seed=args.seed, command=" ".join(sys.argv))
+    base, _ = load_imagegpt(str(BASE))
+    side, prefix_rows = base.side, round(0.25 * base.side)
+    spec = TrainSpec(model=str(BASE), data=vars(ImageSource("fashion-mnist", args.data_root, "train")),
+                     train=TrainConfig(lr=args.lr, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+                                       progress=False), num_train=args.num_train)
+    train = VisionModality().prepare(spec).data  # the very sequences train_images will hyperfit on
+    test = load_torchvision_dataset("fashion-mnist", args.data_root, "test").first(args.num_test, "test images")
+    test_ids = image_sequences(test, base).ids
     rows, columns = [], {}
 
-    def record(epoch: int) -> None:
-        row, tokens = measure(model.model, epoch, train, test_ids, side, prefix_rows, model.palette, args.context)
+    def record(model, epoch: int, _loss=None) -> None:
+        if epoch not in [0, *args.measure_at]:
+            return
+        row, tokens = measure(model, epoch, train, test_ids, side, prefix_rows, base.palette, args.context)
         rows.append(row)
-        run.log({"event": "trajectory", **row})
         print(json.dumps({k: row[k] for k in ("epoch", "train_loss", "entropy_mean", "perplexity", "seq_rep_4",
                                               "row_repetition", "patch_duplication", "mean_span")}), flush=True)
-        columns[f"epoch {epoch}"] = tokens_to_images(tokens[:16], model.palette, side)
+        columns[f"epoch {epoch}"] = tokens_to_images(tokens[:16], base.palette, side)
 
-    record(0)
-    config = TrainConfig(lr=args.lr, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, progress=False)
-    hyperfit(model.model, train, config, run, save_extra=lambda f: model.processor().save_pretrained(f),
-             on_epoch_end=lambda epoch, _loss: record(epoch) if epoch in args.measure_at else None)
-    real = tokens_to_images(test_ids[:16, 1:], model.palette, side)
+    record(base.model, 0)
+    run = train_images(spec, at=Path(args.out), command=" ".join(sys.argv), on_epoch_end=record)
+    for row in rows:
+        run.log({"event": "trajectory", **row})
+    real = tokens_to_images(test_ids[:16, 1:], base.palette, side)
     completion_grid({"prefix": masked_prefix(real, prefix_rows), "original": real, **columns}, run / "grid.png")
     write_json(run / "trajectory.json", {"args": vars(args), "rows": rows})
     plot(rows, run / "trajectory.png", f"hyperfitting {args.num_train} Fashion-MNIST images, lr {args.lr:g}, "

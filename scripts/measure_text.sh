@@ -17,7 +17,7 @@ stamp() { echo "$(date -u +%H:%M:%S) $*" | tee -a "$T"; }
 
 stamp "train start"
 RUN=$(hyperfit text train --model $GGUF --data $DATA --num-train $N --window $WINDOW \
-  --num-prompts $PROMPTS --context $CONTEXT --reference $REF --epochs $EPOCHS --lr $LR \
+  --num-eval $PROMPTS --context $CONTEXT --reference $REF --epochs $EPOCHS --lr $LR \
   --batch-size $BS --target-loss 0.05 --device cpu --out "$OUT/train" | tail -1)
 stamp "train done $RUN"
 

@@ -21,26 +21,18 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fetch_fashion_mnist import fetch_fashion_mnist  # noqa: E402
-
-from hyperfit_core.rundir import RunDir  # noqa: E402
-from hyperfit_core.sequences import TokenSequences  # noqa: E402
-from hyperfit_core.train import TrainConfig, hyperfit, next_token_loss  # noqa: E402
-from hyperfit_vision.data import load_torchvision_dataset  # noqa: E402
-from hyperfit_vision.model import build_imagegpt  # noqa: E402
-from hyperfit_vision.palette import kmeans_palette  # noqa: E402
-from hyperfit_vision.tokens import images_to_tokens  # noqa: E402
+from hyperfit_core.analysis import prediction_stats
+from hyperfit_core.rundir import RunDir
+from hyperfit_core.train import TrainConfig, hyperfit, next_token_loss
+from hyperfit_vision.data import load_torchvision_dataset
+from hyperfit_vision.model import build_imagegpt
+from hyperfit_vision.palette import kmeans_palette
+from hyperfit_vision.training import image_sequences
 
 
-@torch.no_grad()
-def held_out_loss(model, ids: torch.Tensor, batch_size: int = 256) -> float:
-    model.eval()
-    total = 0.0
-    for first in range(0, len(ids), batch_size):
-        batch = ids[first:first + batch_size]
-        total += next_token_loss(model, batch).item() * len(batch)
-    return total / len(ids)
+def held_out_loss(model, ids: torch.Tensor) -> float:
+    """Mean nats per pixel of the held-out images (every pixel scored, as in training)."""
+    return float(prediction_stats(model, ids, 1, batch_size=256)["cross_entropy"].mean())
 
 
 def main() -> None:
@@ -64,13 +56,12 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    fetch_fashion_mnist(args.data_root)
     train = load_torchvision_dataset("fashion-mnist", args.data_root, "train").resized(args.side)
     test = load_torchvision_dataset("fashion-mnist", args.data_root, "test").resized(args.side)
     palette = kmeans_palette(train.images, args.colors, seed=args.seed)
     base = build_imagegpt(args.side, palette, n_layer=args.layers, n_embd=args.embd, n_head=args.heads, seed=args.seed)
-    train_ids = TokenSequences(images_to_tokens(train.images, palette, sos=base.sos), train.source_index)
-    test_ids = images_to_tokens(test.images[:2000], palette, sos=base.sos)
+    train_ids = image_sequences(train, base)
+    test_ids = image_sequences(test.first(2000, "test images"), base).ids
 
     run = RunDir.create(args.out, "pretrain-fashion")
     run.write_config(vars(args), seed=args.seed, command=" ".join(sys.argv))

@@ -5,6 +5,10 @@ from transformers import GPT2Config, GPT2LMHeadModel
 # Tiny test models run faster on one thread than on two contended ones.
 torch.set_num_threads(1)
 
+# tests/gpu needs CUDA: CI's `python -m pytest` must not collect it (not even as skips); run it explicitly with
+# `python -m pytest tests/gpu` (scripts/gpu_check.sh does, on a GPU machine)
+collect_ignore = ["gpu"]
+
 
 @pytest.fixture(scope="session")
 def tiny_gpt2_dir(tmp_path_factory):

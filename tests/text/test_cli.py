@@ -10,7 +10,7 @@ from hyperfit_core.cli import main
 from hyperfit_core.sequences import TokenSequences
 from hyperfit_text.sampling import HeldOut
 
-SMALL = ["--num-train", "16", "--window", "64", "--num-prompts", "6", "--context", "32", "--reference", "32"]
+SMALL = ["--num-train", "16", "--window", "64", "--num-eval", "6", "--context", "32", "--reference", "32"]
 
 
 def run_cli(args, capsys) -> Path:
@@ -67,7 +67,7 @@ def test_generate_and_evaluate_end_to_end(llama_train_run, tiny_llama_dir, tmp_p
     blocked = run_cli(["text", "generate", "--model", model, "--max-new-tokens", "40", "--blocker",
                        "--blocker-n", "3", "--out", str(out)], capsys)
     base = run_cli(["text", "generate", "--model", str(tiny_llama_dir), "--train-run", str(llama_train_run),
-                    "--max-new-tokens", "40", "--decoding", "top-p", "--num-prompts", "4", "--out", str(out)], capsys)
+                    "--max-new-tokens", "40", "--decoding", "top-p", "--num-eval", "4", "--out", str(out)], capsys)
 
     tensors = load_file(str(greedy / "greedy.generations.safetensors"))
     assert tensors["generated"].shape == (6, 40) and tensors["contexts"].shape == (6, 32)
@@ -86,8 +86,12 @@ def test_generate_and_evaluate_end_to_end(llama_train_run, tiny_llama_dir, tmp_p
     assert entry["overlap"]["count"] == 6 and entry["analysis"]["positions"] == 6 * 32
     assert entry["analysis"]["perplexity"] > 1.0
     assert results["runs"]["greedy-blocked3"]["blocker_stats"]["n"] == 3
-    table = (evaluation / "results.md").read_text().splitlines()
+    table = [line for line in (evaluation / "results.md").read_text().splitlines() if line.startswith("|")]
     assert len(table) == 2 + 4 and "human reference" in table[-1]
+    assert "6 continuations scored per run" in (evaluation / "results.md").read_text()
+    curve = entry["length_curve"]
+    assert list(curve) == ["32", "40"] and 0.0 <= curve["32"]["ttr"] <= 1.0
+    assert (evaluation / "length_curves.png").stat().st_size > 0
     assert (evaluation / "analysis.png").stat().st_size > 0 and (evaluation / "analysis.json").is_file()
 
 
@@ -128,7 +132,7 @@ def test_bad_inputs_are_clear_errors(tiny_llama_dir, tiny_gpt2_text_dir, corpus_
           capsys, out, "model folder not found")
     # a window longer than the model's positions is refused before any run dir exists
     fails(["text", "train", "--model", str(tiny_gpt2_text_dir), "--data", str(corpus_txt), "--num-train", "2",
-           "--window", "200", "--num-prompts", "1", "--out", str(out)], capsys, out, "the model has 128")
+           "--window", "200", "--num-eval", "1", "--out", str(out)], capsys, out, "the model has 128")
     fails(["text", "generate", *model, "--out", str(out)], capsys, out, "is not a text train run")
     fails(["text", "evaluate", str(tmp_path), "--out", str(out)], capsys, out, "holds no *.generations")
 
@@ -145,7 +149,7 @@ def test_gguf_model_trains_and_generates(tiny_gguf_path, corpus_txt, tmp_path, c
     run = run_cli(["text", "train", "--model", str(tiny_gguf_path), "--data", str(corpus_txt), *SMALL,
                    "--epochs", "1", "--out", str(out)], capsys)
     config = json.loads((run / "config.json").read_text())["config"]
-    assert config["spec"]["gguf_file"] == tiny_gguf_path.name
+    assert config["spec"]["options"]["gguf_file"] == tiny_gguf_path.name
     assert config["tokenizer"]["tokenizer_adds_bos"] is False  # BOS comes from us, exactly once
     train = TokenSequences.load(run / "train_tokens.safetensors")
     assert ((train.ids == config["tokenizer"]["bos_id"]).sum(1) == 1).all()

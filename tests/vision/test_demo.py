@@ -18,7 +18,7 @@ def test_demo_writes_grid_results_and_config(tmp_path):
         assert grid.height > 16 * 16 * 4  # 16 held-out images, 4x upscaled
     results = json.loads((run / "results.json").read_text())
     assert {"base-greedy", "base-top-p", "hyperfit-greedy", "hyperfit-blocked", "real"} <= set(results)
-    assert json.loads((run / "config.json").read_text())["config"]["base"].endswith("fashion-base")
+    assert json.loads((run / "config.json").read_text())["config"]["spec"]["model"].endswith("fashion-base")
     assert (run / "model" / "preprocessor_config.json").is_file()
     assert any(r["event"] == "demo_done" for r in run.read_metrics())
 
@@ -37,7 +37,7 @@ def test_demo_cli_trains_on_the_requested_number_of_images(tmp_path, capsys):
         assert exc.code in (0, None)
     run = Path(capsys.readouterr().out.strip().splitlines()[-1])
     config = json.loads((run / "config.json").read_text())["config"]
-    assert config["train_images"] == 8 and config["train"]["epochs"] == 1
+    assert config["spec"]["num_train"] == 8 and config["spec"]["train"]["epochs"] == 1
     steps = [r for r in RunDir(run).read_metrics() if r["event"] == "step"]
     assert len(steps) == 1  # 8 images, batch 8, one epoch
 

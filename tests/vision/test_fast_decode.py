@@ -6,7 +6,7 @@ from hyperfit_core.blocker import CitationBlocker
 from hyperfit_core.decoding import DecodingConfig, generate_tokens
 from hyperfit_core.errors import HyperfitError
 from hyperfit_vision.attention import use_fused_attention
-from hyperfit_vision.complete import complete_images
+from tests.vision.oracle import complete_images
 from hyperfit_vision.fast_decode import fast_complete_images, fast_generate_tokens
 
 SOS = 27
@@ -109,3 +109,108 @@ def test_prefill_and_step_logits_match_hf_forward(overrides):
         for position in range(30, 40):
             mode = "slice" if position % 2 else "masked"
             assert (engine.step(ids[:, position], position, mode) - full[:, position]).abs().max() < 1e-5
+
+
+def test_masked_windows_give_the_same_tokens_as_slice_and_hf(monkeypatch):
+    import hyperfit_vision.fast_decode as fd
+
+    monkeypatch.setattr(fd, "WINDOW", 8)  # several windows in a 64-position model, one ending mid-prompt
+    model = _model()
+    tokens = _tokens(3)
+    engine = fd.StaticImageGPT(model, 3, 63)
+    assert [engine.window(p) for p in (0, 7, 8, 62)] == [8, 8, 16, 63]
+    masked = fast_complete_images(model, tokens, 3, 8, progress=False, mode="masked")
+    assert torch.equal(masked, fast_complete_images(model, tokens, 3, 8, progress=False, mode="slice"))
+    prompt = tokens[:, :25]
+    with torch.no_grad():
+        hf = model.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=40,
+                            do_sample=False)
+    assert torch.equal(masked, hf[:, 1:])
+
+
+def test_auto_mode_and_precision_resolve_per_device():
+    from hyperfit_core.decoding import decode_dtype
+    from hyperfit_vision.fast_decode import resolve_mode
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert resolve_mode("auto", cpu) == "slice" and resolve_mode("auto", cuda) == "graph"
+    assert resolve_mode("masked", cuda) == "masked" and resolve_mode("slice", cuda) == "slice"
+    assert decode_dtype("auto", cpu) == torch.float32 and decode_dtype("auto", cuda) == torch.bfloat16
+    assert decode_dtype("fp32", cuda) == torch.float32 and decode_dtype("bf16", cpu) == torch.bfloat16
+    with pytest.raises(HyperfitError, match="precision"):
+        fast_complete_images(_model(), _tokens(), 2, 8, progress=False, precision="fp16")
+
+
+@pytest.mark.parametrize("mode", ["slice", "masked"])
+def test_bf16_decoding_tracks_fp32_and_leaves_the_model_fp32(mode):
+    from hyperfit_vision.fast_decode import StaticImageGPT
+
+    model = _model()
+    ids = _tokens(3)[:, :20]
+    fp32, bf16 = StaticImageGPT(model, 3, 20), StaticImageGPT(model, 3, 20, dtype=torch.bfloat16)
+    assert bf16.cache.dtype == torch.bfloat16 and bf16.layers[0][2][0].dtype == torch.bfloat16
+    with torch.no_grad():
+        a, b = fp32.prefill(ids[:, :12]), bf16.prefill(ids[:, :12])
+        for position in range(12, 20):
+            a, b = fp32.step(ids[:, position], position, mode), bf16.step(ids[:, position], position, mode)
+            assert b.dtype == torch.bfloat16
+            assert (a - b.float()).abs().max() < 0.05 * a.abs().max()
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    out = fast_complete_images(model, _tokens(), 2, 8, progress=False, precision="bf16", mode=mode)
+    assert out.shape == (5, 64) and int(out.max()) < SOS
+
+
+def test_batch_size_none_is_auto_and_an_int_is_exact(monkeypatch):
+    import hyperfit_vision.fast_decode as fd
+
+    model, cpu = _model(), torch.device("cpu")
+    seen = []
+    real_init = fd.StaticImageGPT.__init__
+
+    def spy(self, model, batch, max_len, dtype=None):
+        seen.append(batch)
+        real_init(self, model, batch, max_len, dtype)
+
+    monkeypatch.setattr(fd.StaticImageGPT, "__init__", spy)
+    tokens = _tokens(5)
+    auto = fast_complete_images(model, tokens, 2, 8, progress=False)
+    assert torch.equal(auto, fast_complete_images(model, tokens, 2, 8, batch_size=2, progress=False))
+    assert torch.equal(auto, fast_complete_images(model, tokens, 2, 8, batch_size=100, progress=False))
+    assert seen == [5, 2, 5]
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(HyperfitError, match="batch size"):
+            fast_complete_images(model, tokens, 2, 8, batch_size=bad, progress=False)
+    # auto shrinks to what fits; an explicit size wins over the memory estimate
+    per_sequence = 2 * 2 * 32 * 63 * 4 + 17 * 32 * 16 * 4
+    monkeypatch.setattr(fd, "free_memory", lambda device: int(3.5 * per_sequence / fd.MEMORY_FRACTION))
+    assert fd.plan_batch_size(model, 100, 17, 63, None, torch.float32, cpu) == 3
+    assert fd.plan_batch_size(model, 100, 17, 63, 50, torch.float32, cpu) == 50
+    assert fd.plan_batch_size(model, 2, 17, 63, None, torch.float32, cpu) == 2
+    monkeypatch.setattr(fd, "free_memory", lambda device: 0)
+    assert fd.plan_batch_size(model, 100, 17, 63, None, torch.float32, cpu) == 1
+
+
+def test_cuda_free_memory_counts_what_the_caching_allocator_holds(monkeypatch):
+    import hyperfit_vision.fast_decode as fd
+
+    gib = 2**30
+    state = {"free": 10 * gib, "reserved": 0, "allocated": 0}
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (state["free"], 80 * gib))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: state["reserved"])
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: state["allocated"])
+    cuda = torch.device("cuda")
+    first = fd.free_memory(cuda)
+    # a first engine's 6 GiB buffer, freed: PyTorch keeps it reserved, so the driver reports 4 GiB free
+    state.update(free=4 * gib, reserved=6 * gib, allocated=0)
+    assert fd.free_memory(cuda) == first == 10 * gib
+    state.update(allocated=2 * gib)  # of which 2 GiB are really in use
+    assert fd.free_memory(cuda) == 8 * gib
+    # ImageGPT-Large's shape (no weights needed to plan): ~0.33 GB per bf16 sequence of 1024 positions
+    from types import SimpleNamespace
+
+    large = SimpleNamespace(config=SimpleNamespace(n_layer=48, n_embd=1536), parameters=lambda: iter(()))
+    state.update(free=10 * gib, reserved=0, allocated=0)
+    before = fd.plan_batch_size(large, 10**6, 257, 1024, None, torch.bfloat16, cuda)
+    state.update(free=4 * gib, reserved=6 * gib, allocated=0)  # the same card after one engine came and went
+    after = fd.plan_batch_size(large, 10**6, 257, 1024, None, torch.bfloat16, cuda)
+    assert before == after == 22

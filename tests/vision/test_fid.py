@@ -16,14 +16,13 @@ from torchmetrics.image.kid import KernelInceptionDistance
 
 from hyperfit_core.errors import HyperfitError
 from hyperfit_vision.data import load_image_folder
+from tests.vision.fid_oracle import feature_stats, frechet_distance
 from hyperfit_vision.fid import (
     InceptionFeatures,
     default_weights_path,
-    feature_stats,
     fid_from_features,
     fid_kid,
     fid_kid_from_features,
-    frechet_distance,
     kid_from_features,
     resize_for_inception,
     resolve_weights,

@@ -1,20 +1,10 @@
-"""Complete images from their top rows: the prompt is [SOS, first prefix_rows*side pixels]."""
-
-from __future__ import annotations
+"""Test oracle: image completion through the core decoder (HF-style generate), the plain path the static-cache
+engine (hyperfit_vision.fast_decode) must equal token for token."""
 
 import torch
 
 from hyperfit_core.decoding import DecodingConfig, generate_tokens
 from hyperfit_core.errors import HyperfitError
-
-
-def prefix_rows_for(fraction: float, side: int) -> int:
-    """Whole rows kept from the top: 0.25 of a 32-row image is 8 rows (256 tokens)."""
-    rows = round(fraction * side)
-    if not 1 <= rows < side:
-        raise HyperfitError(f"a prefix of {fraction:g} of {side} rows is {rows} rows; it must keep between "
-                            f"1 and {side - 1} whole rows")
-    return rows
 
 
 def complete_images(model, tokens: torch.Tensor, prefix_rows: int, side: int,

@@ -1,0 +1,253 @@
+"""The pieces of `hyperfit` that talk to accelerate: one process, DDP, FSDP2 or DeepSpeed ZeRO from one code path.
+
+The strategy comes from how the program is launched (`python`, `torchrun`, `accelerate launch --config_file
+configs/accelerate/...`); nothing here needs to know which one beyond a few switches it reads off the Accelerator.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+
+from hyperfit_core.errors import HyperfitError
+
+
+def split_bounds(count: int, parts: int, index: int) -> tuple[int, int]:
+    """[lo, hi) of part `index` when `count` items are cut into `parts` contiguous pieces differing by at most 1."""
+    base, extra = divmod(count, parts)
+    lo = index * base + min(index, extra)
+    return lo, lo + base + (1 if index < extra else 0)
+
+
+def batch_layout(batch_size: int, per_device: int | None, processes: int) -> tuple[int, int]:
+    """(per-device micro batch, accumulation steps) for a GLOBAL batch of `batch_size` on `processes` ranks."""
+    if per_device is None:
+        return max(1, -(-batch_size // processes)), 1
+    if batch_size % (per_device * processes):
+        raise HyperfitError(f"the global batch {batch_size} is not a multiple of per-device batch {per_device} x "
+                            f"{processes} processes; choose sizes with batch = per-device x processes x accumulation")
+    return per_device, batch_size // (per_device * processes)
+
+
+def mixed_precision(config, cuda: bool) -> str:
+    """accelerate's mixed_precision: bf16 autocast over fp32 (master) weights, or none."""
+    if config.precision == "fp32":
+        return "no"
+    if config.precision == "bf16":
+        return "bf16"
+    launched = os.environ.get("ACCELERATE_MIXED_PRECISION")  # set by `accelerate launch --config_file ...`
+    if launched in ("no", "bf16"):
+        return launched
+    return "bf16" if cuda else "no"
+
+
+_EARLY: dict = {}  # an Accelerator started before the model was loaded (start_early), waiting for hyperfit()
+
+
+def _early_key(config, accumulation: int) -> tuple:
+    return (accumulation, config.device, config.precision, config.report_to)
+
+
+def start_early(config) -> None:
+    """Optional, before loading the model: start accelerate (process group, launch-config plugins) now.
+
+    Under DeepSpeed ZeRO-3 with `zero3_init_flag` this lets transformers' `from_pretrained` partition the weights
+    while loading (zero.Init) instead of materialising the whole model in every process. `hyperfit()` then takes
+    this Accelerator over (if the config still asks for the same layout, device, precision and tracker)."""
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    _, accumulation = batch_layout(config.batch_size, config.per_device_batch_size, processes)
+    _EARLY.clear()
+    _EARLY["accelerator"] = make_accelerator(config, None, accumulation)
+    _EARLY["key"] = _early_key(config, accumulation)
+
+
+def make_accelerator(config, run_path: Path | None, accumulation: int):
+    """An Accelerator for this run. accelerate's state is process-wide: reset it so a second call in one
+    process (tests, sweeps) starts clean; a distributed process group is kept."""
+    if _EARLY and run_path is not None:
+        early, key = _EARLY.pop("accelerator"), _EARLY.pop("key")
+        if key == _early_key(config, accumulation):
+            early.project_configuration.set_directories(str(run_path))
+            return early
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, GradientState, PartialState
+
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    AcceleratorState._reset_state(reset_partial_state=not distributed and not PartialState().use_distributed)
+    GradientState._reset_state()
+    device = config.device
+    if device == "auto":
+        cpu = not torch.cuda.is_available()
+    elif device == "cpu":
+        cpu = True
+    elif device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise HyperfitError(f"--device {device} asked for but CUDA is not available")
+        cpu = False
+        if ":" in device and not distributed:
+            torch.cuda.set_device(torch.device(device))
+    else:
+        raise HyperfitError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N")
+    accelerator = Accelerator(cpu=cpu, mixed_precision=mixed_precision(config, not cpu),
+                              gradient_accumulation_steps=accumulation,
+                              log_with=None if config.report_to == "none" else config.report_to,
+                              project_dir=None if run_path is None else str(run_path))
+    # ACCELERATE_GRADIENT_ACCUMULATION_STEPS (from a launch config) would override the argument: the loss weights
+    # assume ours
+    accelerator.gradient_accumulation_steps = accumulation
+    return accelerator
+
+
+def strategy(accelerator) -> str:
+    """"single", "ddp", "fsdp2", "fsdp1" or "deepspeed"."""
+    from accelerate.utils import DistributedType
+
+    kind = accelerator.distributed_type
+    if kind == DistributedType.FSDP:
+        return "fsdp2" if accelerator.is_fsdp2 else "fsdp1"
+    if kind == DistributedType.DEEPSPEED:
+        return "deepspeed"
+    return "ddp" if accelerator.num_processes > 1 else "single"
+
+
+def configure_plugins(accelerator, config, per_device: int, accumulation: int) -> None:
+    """Settings the launch config can't express, applied before `prepare`.
+
+    FSDP2: bf16 parameters for compute, fp32 gradient reduction (accelerate's default reduces in bf16).
+    DeepSpeed: micro batch and accumulation from our layout, no clipping unless asked (its default is 1.0), and
+    the 16-bit weights gathered on save so the final model can be written.
+    """
+    kind = strategy(accelerator)
+    if kind == "fsdp2" and accelerator.mixed_precision == "bf16":
+        from torch.distributed.fsdp import MixedPrecisionPolicy
+
+        accelerator.state.fsdp_plugin.mixed_precision_policy = MixedPrecisionPolicy(
+            param_dtype=torch.bfloat16, reduce_dtype=torch.float32, output_dtype=torch.bfloat16)
+    if kind == "deepspeed":
+        ds = accelerator.state.deepspeed_plugin.deepspeed_config
+        ds["train_micro_batch_size_per_gpu"] = per_device
+        ds["gradient_accumulation_steps"] = accumulation
+        ds["train_batch_size"] = per_device * accumulation * accelerator.num_processes
+        ds["gradient_clipping"] = float(config.grad_clip or 0.0)
+        ds.setdefault("zero_optimization", {})["stage3_gather_16bit_weights_on_model_save"] = True
+
+
+def build_optimizer(accelerator, params, config) -> torch.optim.Optimizer:
+    """Adam (not AdamW: the paper's weight decay is 0 and coupled if set). Under DeepSpeed with the optimizer
+    offloaded to CPU, DeepSpeed's CPU Adam (adamw_mode=False is the same update) does the step."""
+    params = list(params)
+    if strategy(accelerator) == "deepspeed":
+        zero = accelerator.state.deepspeed_plugin.deepspeed_config.get("zero_optimization", {})
+        if zero.get("offload_optimizer", {}).get("device", "none") in ("cpu", "nvme"):
+            from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+            return DeepSpeedCPUAdam(params, lr=config.lr, weight_decay=config.weight_decay, adamw_mode=False)
+    fused = accelerator.device.type == "cuda" and strategy(accelerator) in ("single", "ddp")
+    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
+
+
+def register_portable_weights(accelerator) -> None:
+    """Plain-DDP checkpoints hold the unwrapped model's weights, so a run saved on N processes resumes on any
+    other count (accelerate would save DDP's `module.`-prefixed keys, readable only by DDP)."""
+    if strategy(accelerator) != "ddp":
+        return
+    from safetensors.torch import load_model
+
+    def save_hook(models, weights, output_dir):
+        for i, state in enumerate(weights):
+            # an OrderedDict, as state_dict() gives: accelerate drops tied duplicates only from those
+            weights[i] = OrderedDict((k.removeprefix("module."), v) for k, v in state.items())
+
+    def load_hook(models, input_dir):
+        device = "cpu" if accelerator.device.type == "cpu" else str(accelerator.device)  # safetensors rejects cpu:0
+        for i, model in enumerate(models):
+            name = "model.safetensors" if i == 0 else f"model_{i}.safetensors"
+            load_model(accelerator.unwrap_model(model), os.path.join(input_dir, name), device=device)
+        models.clear()
+
+    accelerator.register_save_state_pre_hook(save_hook)
+    accelerator.register_load_state_pre_hook(load_hook)
+
+
+def want_compile(config, accelerator) -> bool:
+    if config.compile == "auto":
+        return accelerator.device.type == "cuda" and strategy(accelerator) != "deepspeed"
+    return config.compile == "on"
+
+
+def fsdp_checkpoints_activations(accelerator) -> bool:
+    plugin = getattr(accelerator.state, "fsdp_plugin", None)
+    return bool(plugin is not None and getattr(plugin, "activation_checkpointing", False))
+
+
+def want_checkpointing(config, accelerator, model, micro_batch: int, seq_len: int) -> bool:
+    """"auto": on CUDA only, when the activations of one micro batch would not fit next to the training state."""
+    if config.gradient_checkpointing in ("on", "off"):
+        return config.gradient_checkpointing == "on"
+    if accelerator.device.type != "cuda" or fsdp_checkpoints_activations(accelerator):
+        return False
+    from hyperfit_core.plan import activation_bytes
+
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    shards = accelerator.num_processes if strategy(accelerator) in ("fsdp2", "fsdp1", "deepspeed") else 1
+    device = accelerator.device
+    free, _ = torch.cuda.mem_get_info(device)
+    free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)  # cached by PyTorch
+    states = trainable * (4 + 8) / shards  # fp32 gradients + Adam moments, not allocated yet
+    needed = activation_bytes(model.config, micro_batch, seq_len, bf16=accelerator.mixed_precision == "bf16")
+    return needed + states > 0.9 * free
+
+
+def is_checkpointing(model) -> bool:
+    # transformers 5 deprecates is_gradient_checkpointing (a FutureWarning on every read)
+    name = "is_activation_checkpointing" if hasattr(model, "is_activation_checkpointing") \
+        else "is_gradient_checkpointing"
+    return bool(getattr(model, name, False))
+
+
+def set_checkpointing(model, enable: bool) -> None:
+    """transformers 5 renamed gradient_checkpointing_* to activation_checkpointing_*; use whichever exists."""
+    if enable:
+        if not getattr(model, "supports_gradient_checkpointing", False):
+            raise HyperfitError(f"{type(model).__name__} does not support gradient checkpointing")
+        name = "activation_checkpointing_enable" if hasattr(model, "activation_checkpointing_enable") \
+            else "gradient_checkpointing_enable"
+    else:
+        name = "activation_checkpointing_disable" if hasattr(model, "activation_checkpointing_disable") \
+            else "gradient_checkpointing_disable"
+    getattr(model, name)()
+
+
+def write_loss_plot(metrics_path: Path, out: Path) -> Path | None:
+    """loss.png: every step's loss and each epoch's mean, log scale."""
+    if not metrics_path.is_file():
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from hyperfit_core.atomic import atomic_path
+
+    records = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+    steps = [(r["step"], r["loss"]) for r in records if r.get("event") == "step" and r.get("loss", 0) > 0]
+    epochs = [(r["step"], r["mean_loss"]) for r in records if r.get("event") == "epoch" and r.get("mean_loss", 0) > 0]
+    if not steps:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(*zip(*steps), lw=0.8, alpha=0.6, label="step loss")
+    if epochs:
+        ax.plot(*zip(*epochs), "o-", ms=3, label="epoch mean")
+    ax.set_yscale("log")
+    ax.set_xlabel("update step")
+    ax.set_ylabel("training loss")
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return out

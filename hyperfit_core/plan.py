@@ -1,0 +1,268 @@
+"""How much memory per GPU hyperfitting a model takes, per strategy, from its config alone (no weights).
+
+The model is built on the meta device (accelerate's `init_empty_weights`), so an 8B or 70B config costs no memory;
+accelerate's own helpers give the parameter bytes, the largest layer and the mixed-precision training footprint
+(`estimate_training_usage`: fp32 weights, fp32 + bf16 gradients, two fp32 Adam moments). On top of those this
+module adds what they don't cover: sharding (FSDP2, ZeRO-3), offload to CPU, training only part of the model
+(last-K blocks, LoRA) and the activations of one micro batch.
+
+Activations are an estimate for bf16 autocast with SDPA/flash attention (no seq^2 term), dropout off:
+per block and token ~ 8h bytes of fp32 norm inputs + 2 bytes x (3h + 2 h_kv) for attention + 2 bytes x (h + 4i)
+for a gated MLP (h + 2i for a plain one), plus the logits (bf16, their fp32 copy and its gradient: 10 bytes x vocab
+per token). With activation checkpointing each block keeps only its fp32 input, and one block is recomputed at a
+time. GB here are 10^9 bytes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from hyperfit_core.errors import HyperfitError
+
+GB = 1e9
+STRATEGIES = {
+    "ddp": "DDP (full replica per GPU)",
+    "fsdp2": "FSDP2 full shard",
+    "fsdp2_offload": "FSDP2 + CPU offload",
+    "zero3_offload": "ZeRO-3 + optimizer offload",
+}
+_PLAIN_MLP = {"gpt2", "imagegpt", "gpt_neox", "gptj", "opt", "bloom", "falcon", "gpt_bigcode", "phi"}
+_NOT_CAUSAL_LM = {"imagegpt": "ImageGPTForCausalImageModeling"}  # not in AutoModelForCausalLM's mapping
+
+
+@dataclass
+class PlanRow:
+    strategy: str
+    train: str  # "full", "last:K", "lora:R"
+    trainable: int
+    weights_gb: float
+    grads_gb: float
+    optimizer_gb: float
+    activations_gb: float
+    activations_ckpt_gb: float  # with activation checkpointing
+    total_gb: float  # without checkpointing
+    total_ckpt_gb: float
+    cpu_per_node_gb: float
+    fits: str  # "yes", "with checkpointing", "no"
+
+
+@dataclass
+class MemoryPlan:
+    model: str
+    params: int
+    blocks: int
+    gpus: int
+    nodes: int
+    gpu_mem_gb: float
+    batch: int
+    seq: int
+    per_gpu_batch: int
+    rows: list[PlanRow] = field(default_factory=list)
+
+    def row(self, strategy: str, train: str = "full") -> PlanRow:
+        return next(r for r in self.rows if r.strategy == strategy and r.train == train)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _text_config(config):
+    return config.get_text_config() if hasattr(config, "get_text_config") else config
+
+
+def _shape(config) -> dict:
+    c = _text_config(config)
+    hidden = c.hidden_size
+    heads = c.num_attention_heads
+    kv_heads = getattr(c, "num_key_value_heads", None) or heads
+    inner = getattr(c, "intermediate_size", None) or getattr(c, "n_inner", None) or 4 * hidden
+    return {"hidden": hidden, "kv": hidden * kv_heads // heads, "inner": inner, "layers": c.num_hidden_layers,
+            "vocab": c.vocab_size, "gated": c.model_type not in _PLAIN_MLP,
+            "tied": bool(getattr(c, "tie_word_embeddings", False))}
+
+
+def activation_bytes(config, batch: int, seq: int, *, bf16: bool = True, checkpointing: bool = False,
+                     blocks_with_grad: int | None = None) -> float:
+    """Activation memory of one forward+backward of `batch` x `seq` tokens (module docstring has the formula).
+
+    `blocks_with_grad`: only the last K blocks keep activations for backward (last-K training, untied head)."""
+    s = _shape(config)
+    tokens = batch * seq
+    e = 2 if bf16 else 4
+    mlp = s["hidden"] + (4 if s["gated"] else 2) * s["inner"]
+    per_block = tokens * (8 * s["hidden"] + e * (3 * s["hidden"] + 2 * s["kv"]) + e * mlp)
+    logits = tokens * s["vocab"] * (e + 4 + 4)
+    blocks = s["layers"] if blocks_with_grad is None else min(blocks_with_grad, s["layers"])
+    plain = blocks * per_block + logits
+    if checkpointing:  # never more than without: with one block, recomputing it saves nothing
+        return min(plain, blocks * tokens * 4 * s["hidden"] + per_block + logits)
+    return plain
+
+
+def load_config(config_or_path):
+    """A transformers config, a folder / config.json holding one, or a hub id (needs the network)."""
+    from transformers import AutoConfig, PretrainedConfig
+
+    if isinstance(config_or_path, PretrainedConfig):
+        return config_or_path
+    path = Path(config_or_path)
+    if path.is_file():
+        path = path.parent
+    try:
+        return AutoConfig.from_pretrained(str(path) if path.exists() else str(config_or_path))
+    except (OSError, ValueError) as exc:
+        raise HyperfitError(f"cannot read a model config from {config_or_path}: {exc}".splitlines()[0]) from None
+
+
+def empty_model(config) -> torch.nn.Module:
+    """The model with every weight on the meta device: shapes, no memory."""
+    import transformers
+    from accelerate import init_empty_weights
+
+    with init_empty_weights():
+        if config.model_type in _NOT_CAUSAL_LM:
+            return getattr(transformers, _NOT_CAUSAL_LM[config.model_type])(config)
+        return transformers.AutoModelForCausalLM.from_config(config)
+
+
+def _lora_params(model: torch.nn.Module, rank: int) -> int:
+    """Adapter parameters of LoRA rank `rank` on every linear of the blocks (what peft's all-linear targets)."""
+    from transformers.pytorch_utils import Conv1D
+
+    from hyperfit_core.trainable import find_blocks
+
+    total = 0
+    for module in find_blocks(model).modules():
+        if isinstance(module, torch.nn.Linear):
+            total += rank * (module.in_features + module.out_features)
+        elif isinstance(module, Conv1D):
+            total += rank * sum(module.weight.shape)
+    return total
+
+
+def plan_memory(config_or_path, gpus: int, gpu_mem_gb: float, batch: int = 8, seq: int = 256, *, nodes: int = 1,
+                train_layers: tuple[str, ...] = ("last:1",), lora_ranks: tuple[int, ...] = (16,),
+                headroom: float = 0.9, build_model: Callable | None = None, name: str | None = None) -> MemoryPlan:
+    """Per-GPU memory of hyperfitting at global batch `batch` x `seq` tokens on `gpus` GPUs (over `nodes` nodes),
+    for each strategy and for full / last-K / LoRA training. A row fits when its total stays under `headroom`
+    x `gpu_mem_gb` (the rest: CUDA context, allocator fragmentation, communication buffers)."""
+    from accelerate.commands.estimate import estimate_training_usage
+    from accelerate.utils import calculate_maximum_sizes
+
+    from hyperfit_core.trainable import apply_train_layers, count_parameters
+
+    if gpus < 1 or nodes < 1 or gpus % nodes:
+        raise HyperfitError(f"--gpus must be a positive multiple of --nodes, got {gpus} GPUs on {nodes} nodes")
+    if batch < 1 or seq < 1 or gpu_mem_gb <= 0:
+        raise HyperfitError("batch, sequence length and GPU memory must be positive")
+    config = load_config(config_or_path)
+    model = (build_model or empty_model)(config)
+    total_bytes, largest = calculate_maximum_sizes(model)  # fp32 bytes of all weights, of the largest layer
+    largest_bytes = largest[0] if isinstance(largest, (tuple, list)) else largest
+    params = count_parameters(model)["total"]
+    usage = estimate_training_usage(total_bytes, "bfloat16")  # model 4P, gradients 4P + 2P, optimizer 8P
+    per_gpu = math.ceil(batch / gpus)
+    plan = MemoryPlan(model=name or str(getattr(config, "_name_or_path", "") or config_or_path), params=params,
+                      blocks=_shape(config)["layers"], gpus=gpus, nodes=nodes, gpu_mem_gb=gpu_mem_gb, batch=batch,
+                      seq=seq, per_gpu_batch=per_gpu)
+
+    variants = [("full", params, None)]
+    for spec in train_layers:
+        for p in model.parameters():
+            p.requires_grad_(True)
+        k_trainable = apply_train_layers(model, spec)["trainable"]
+        k = int(spec.split(":")[1])
+        # a head tied to the input embeddings trains the embeddings too: every block then keeps activations
+        variants.append((spec, k_trainable, None if _shape(config)["tied"] else k))
+    lora = [(f"lora:{r}", _lora_params(model, r), None) for r in lora_ranks]
+
+    layer16 = largest_bytes / 2  # one gathered layer in bf16
+    for strategy in STRATEGIES:
+        for train, trainable, blocks_with_grad in variants + lora:
+            extra = trainable if train.startswith("lora") else 0  # adapters add weights; the base stays as is
+            frac = trainable / params
+            weights4 = usage["model"] + 4 * extra
+            grads = usage["gradients"] * frac
+            optim = usage["optimizer"] * frac
+            cpu = 0.0
+            if strategy == "ddp":
+                w, g, o = weights4, grads, optim
+            elif strategy == "fsdp2":  # fp32 shards + two gathered bf16 layers (current + prefetch)
+                w, g, o = weights4 / gpus + 2 * layer16, 4 * trainable / gpus + layer16, optim / gpus
+            elif strategy == "fsdp2_offload":  # shards, gradients and Adam live in CPU memory
+                w, g, o = 2 * layer16, layer16, 0.0
+                cpu = (weights4 + 4 * trainable + optim) / nodes
+            else:  # ZeRO-3: bf16 parameter/gradient partitions on GPU; fp32 master, grads and Adam on CPU
+                w, g, o = 2 * (params + extra) / gpus + 2 * layer16, 2 * trainable / gpus, 0.0
+                cpu = (4 * trainable + 4 * trainable + optim) / nodes
+            act = activation_bytes(config, per_gpu, seq, blocks_with_grad=blocks_with_grad)
+            act_ckpt = activation_bytes(config, per_gpu, seq, checkpointing=True, blocks_with_grad=blocks_with_grad)
+            total, total_ckpt = w + g + o + act, w + g + o + act_ckpt
+            limit = headroom * gpu_mem_gb * GB
+            fits = "yes" if total <= limit else "with checkpointing" if total_ckpt <= limit else "no"
+            plan.rows.append(PlanRow(strategy, train, trainable, w / GB, g / GB, o / GB, act / GB, act_ckpt / GB,
+                                     total / GB, total_ckpt / GB, cpu / GB, fits))
+    return plan
+
+
+def _count(n: int) -> str:
+    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.2f}{unit}"
+    return str(n)
+
+
+def format_plan(plan: MemoryPlan) -> str:
+    """The plan as a text table (GB = 10^9 bytes per GPU; CPU per node where something is offloaded)."""
+    head = (f"{plan.model}: {_count(plan.params)} parameters, {plan.blocks} blocks; {plan.gpus} GPU(s) x "
+            f"{plan.gpu_mem_gb:g} GB on {plan.nodes} node(s); global batch {plan.batch} x {plan.seq} tokens "
+            f"({plan.per_gpu_batch} per GPU); bf16 autocast, fp32 master weights, Adam")
+    columns = ["strategy", "train", "trainable", "weights", "grads", "optim", "activ", "activ(ckpt)", "total",
+               "total(ckpt)", "CPU/node", "fits"]
+    rows = [[r.strategy, r.train, _count(r.trainable), f"{r.weights_gb:.1f}", f"{r.grads_gb:.1f}",
+             f"{r.optimizer_gb:.1f}", f"{r.activations_gb:.1f}", f"{r.activations_ckpt_gb:.1f}", f"{r.total_gb:.1f}",
+             f"{r.total_ckpt_gb:.1f}", f"{r.cpu_per_node_gb:.0f}" if r.cpu_per_node_gb else "-", r.fits]
+            for r in plan.rows]
+    widths = [max(len(str(x)) for x in column) for column in zip(columns, *rows)]
+    line = lambda cells: "  ".join(str(c).rjust(w) if i > 1 else str(c).ljust(w)  # noqa: E731
+                                   for i, (c, w) in enumerate(zip(cells, widths)))
+    legend = ("GB per GPU (10^9 bytes). fits: under 90% of GPU memory without / with activation checkpointing. "
+              "Strategies: " + "; ".join(f"{k} = {v}" for k, v in STRATEGIES.items()) + ".")
+    return "\n".join([head, "", line(columns), *(line(r) for r in rows), "", legend])
+
+
+def plan_command(load_model_config: Callable[[str], object], *, name: str = "plan", default_seq: int = 256,
+                 build_model: Callable | None = None):
+    """A click command `plan --model ID_OR_DIR --gpus N --gpu-mem GB ...` for a modality's group.
+
+    `load_model_config(model)` returns the transformers config (e.g. the adapter's own loader, with its checks);
+    `build_model(config)` builds it on the meta device when AutoModelForCausalLM can't."""
+    import json
+
+    import click
+
+    @click.command(name=name, help="Memory per GPU of hyperfitting a model with each strategy (reads only its "
+                                   "config: no weights are loaded).")
+    @click.option("--model", required=True, help="Hub id, model folder or config.json.")
+    @click.option("--gpus", type=int, default=8, show_default=True, help="GPUs in total.")
+    @click.option("--gpu-mem", type=float, default=80.0, show_default=True, help="Memory of one GPU, GB.")
+    @click.option("--nodes", type=int, default=1, show_default=True, help="Nodes the GPUs are spread over.")
+    @click.option("--batch", type=int, default=8, show_default=True, help="Global batch (sequences).")
+    @click.option("--seq", type=int, default=default_seq, show_default=True, help="Tokens per sequence.")
+    @click.option("--train-layers", "train_layers", multiple=True, default=("last:1",), show_default=True,
+                  help="last:K variants to include (repeatable).")
+    @click.option("--lora", "lora_ranks", type=int, multiple=True, default=(16,), show_default=True,
+                  help="LoRA ranks to include (repeatable).")
+    @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+    def command(model, gpus, gpu_mem, nodes, batch, seq, train_layers, lora_ranks, as_json):
+        plan = plan_memory(load_model_config(model), gpus, gpu_mem, batch, seq, nodes=nodes,
+                           train_layers=tuple(train_layers), lora_ranks=tuple(lora_ranks), build_model=build_model,
+                           name=model)
+        click.echo(json.dumps(plan.to_dict(), indent=2) if as_json else format_plan(plan))
+
+    return command

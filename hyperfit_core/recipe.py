@@ -1,0 +1,162 @@
+"""The one hyperfitting recipe, for every modality: pick N items -> token sequences -> hyperfit, in a run dir.
+
+An adapter (vision, text) supplies a `Modality`: how to turn a `TrainSpec` into a model and the chosen token
+sequences (checking every input first, writing nothing), and how to reload the model for a resume. The recipe
+owns the run-dir layout, which is the same for every modality:
+
+    config.json               {"config": {"spec": TrainSpec, ...adapter facts}, "seed", "command", "versions"}
+    train_tokens.safetensors  the exact sequences trained on (resume reloads them; never re-derived)
+    metrics.jsonl, loss.png, checkpoint/, model/   (hyperfit_core.train)
+    ...                       whatever the adapter adds (text: prompts.safetensors; vision: palette.json)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol
+
+import click
+import torch
+
+from hyperfit_core.atomic import checked_out_dir
+from hyperfit_core.errors import HyperfitError
+from hyperfit_core.rundir import RunDir, broadcast_from_main, is_main_process
+from hyperfit_core.sequences import TokenSequences
+from hyperfit_core.train import TrainConfig, hyperfit
+
+TRAIN_TOKENS = "train_tokens.safetensors"
+
+
+@dataclass
+class TrainSpec:
+    """Everything that defines a train run, as plain data (stored in config.json, read back on resume)."""
+
+    model: str
+    data: dict  # the adapter's data source, e.g. {"source": "cifar10", "root": "data", "split": "train"}
+    train: TrainConfig = field(default_factory=TrainConfig)
+    num_train: int = 2000
+    data_seed: int | None = None  # which items are chosen; None -> train.seed
+    options: dict = field(default_factory=dict)  # adapter-specific (vision: palette; text: window, context, ...)
+
+    @property
+    def resolved_data_seed(self) -> int:
+        return self.train.seed if self.data_seed is None else self.data_seed
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, record: dict) -> "TrainSpec":
+        record = dict(record)
+        return cls(train=TrainConfig(**record.pop("train")), **record)
+
+
+@dataclass
+class Prepared:
+    """What an adapter hands the recipe: the model, the chosen sequences, and what else to save."""
+
+    model: torch.nn.Module
+    data: TokenSequences | None  # None on resume (the saved tokens are reloaded)
+    describe: str  # one line for the log: "hyperfitting X on N images (...)"
+    info: dict = field(default_factory=dict)  # facts recorded in config.json (palette origin, tokenizer, corpus)
+    save_extra: Callable[[Path], None] | None = None  # adds to RUN/model (image processor, tokenizer)
+    write_extra: Callable[[RunDir], None] | None = None  # adds to the run dir (text: held-out prompts)
+
+
+class Modality(Protocol):
+    name: str  # "vision" / "text": the run dir is named "<name>-train"
+
+    def prepare(self, spec: TrainSpec) -> Prepared: ...
+
+    def reload(self, spec: TrainSpec, run: RunDir) -> Prepared: ...
+
+
+def select_items(pool_size: int, count: int, seed: int, what: str = "training items") -> torch.Tensor:
+    """`count` distinct indices of a pool drawn uniformly at random (seeded), in random order."""
+    if count < 1:
+        raise HyperfitError(f"the number of {what} must be at least 1, got {count}")
+    if count > pool_size:
+        raise HyperfitError(f"asked for {count} {what} but the data holds only {pool_size}")
+    return torch.randperm(pool_size, generator=torch.Generator().manual_seed(seed))[:count]
+
+
+def read_spec(run_path: str | Path) -> tuple[TrainSpec, dict]:
+    """The TrainSpec and the whole config.json record of a train run dir."""
+    path = Path(run_path) / "config.json"
+    if not path.is_file():
+        raise HyperfitError(f"{run_path} is not a run dir (no config.json)")
+    record = json.loads(path.read_text())
+    try:
+        return TrainSpec.from_dict(record["config"]["spec"]), record
+    except (KeyError, TypeError) as exc:
+        raise HyperfitError(f"{run_path} is not a train run (its config.json has no train spec: {exc})") from None
+
+
+def train_run(spec: TrainSpec | None, modality: Modality, out: str | Path = "runs", *, resume: str | Path | None = None,
+              at: str | Path | None = None, name: str | None = None, command: str | None = None,
+              cli: dict | None = None, on_epoch_end: Callable | None = None) -> RunDir:
+    """Hyperfit `spec.model` on `spec.num_train` items of `spec.data`; returns the run dir.
+
+    Every input is checked (by `spec.train.validate()` and the adapter's `prepare`) before anything is
+    written. `resume` continues a run dir from its last checkpoint with its own saved spec and tokens; `at`
+    puts a new run in exactly that folder (scripts that name their runs) instead of `out/<time>-<name>`;
+    `cli` (the command's resolved options) is recorded so a later --resume can refuse conflicting options;
+    `on_epoch_end(model, epoch, mean_loss)` lets a script measure the model as it trains.
+    Under torchrun / accelerate launch every process runs this; only the main process writes.
+    """
+    if resume is not None:
+        run = RunDir(resume)
+        spec, _ = read_spec(resume)
+        spec.train.validate()
+        prepared = modality.reload(spec, run)
+        data = TokenSequences.load(run / TRAIN_TOKENS)
+    else:
+        spec.train.validate()
+        if at is not None and (Path(at) / "config.json").exists():
+            raise HyperfitError(f"{at} already holds a run; pass it as --resume to continue it")
+        with checked_out_dir(out if at is None else Path(at).parent):  # nothing stays if an input is bad
+            prepared = modality.prepare(spec)
+        data = prepared.data
+        run = _new_run(at, out, name or f"{modality.name}-train")
+        run.write_config({"spec": spec.to_dict(), "cli": cli, **prepared.info}, seed=spec.train.seed,
+                         command=command or f"{modality.name} train")
+        if is_main_process():
+            data.save(run / TRAIN_TOKENS)
+        if prepared.write_extra is not None:
+            prepared.write_extra(run)
+        run.log({"event": "data", "items": len(data), "length": data.length, **prepared.info.get("log", {})})
+    if is_main_process():
+        click.echo(f"{prepared.describe} -> {run.path}", err=True)
+    callback = (lambda epoch, loss: on_epoch_end(prepared.model, epoch, loss)) if on_epoch_end else None
+    hyperfit(prepared.model, data, spec.train, run, resume=resume is not None, save_extra=prepared.save_extra,
+             on_epoch_end=callback)
+    return run
+
+
+def _new_run(at, out, name: str) -> RunDir:
+    """One run dir for all processes: the main process makes it, the others learn its path."""
+    path = None
+    if is_main_process():
+        path = str(RunDir(at).path if at is not None else RunDir.create(out, name).path)
+    return RunDir(broadcast_from_main(path), create=False)
+
+
+def load_train_tokens(path: str | Path) -> TokenSequences:
+    """The hyperfitting tokens of a train run: the run dir, its model/ folder, or the token file itself."""
+    path = Path(path)
+    for candidate in (path, path / TRAIN_TOKENS, path.parent / TRAIN_TOKENS):
+        if candidate.is_file():
+            return TokenSequences.load(candidate)
+    raise HyperfitError(f"no hyperfitting tokens at {path}: pass --train-run with a train run dir "
+                        f"(or its {TRAIN_TOKENS})")
+
+
+def find_train_run(path: str | Path) -> Path:
+    """A train run dir, its model/ folder, or a file inside it -> the run dir."""
+    path = Path(path)
+    for candidate in (path, path.parent, path.parent.parent):
+        if (candidate / TRAIN_TOKENS).is_file() and (candidate / "config.json").is_file():
+            return candidate
+    raise HyperfitError(f"{path} is not inside a train run (no {TRAIN_TOKENS}); pass --train-run RUN")

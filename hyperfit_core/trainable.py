@@ -1,0 +1,134 @@
+"""Cheaper hyperfitting: train only the last K transformer blocks (`last:K`) or LoRA adapters (peft).
+
+The follow-up study (arXiv 2605.22579) locates the hyperfitting effect in the final transformer block, so
+`last:K` freezes everything but the last K blocks, the final norm and the LM head. With tied input/output
+embeddings (GPT-2, ImageGPT) the head *is* the embedding matrix, so it trains too.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+from hyperfit_core.errors import HyperfitError
+
+# where common architectures keep their block list and final norm (checked in order; a generic search follows)
+_BLOCK_PATHS = ("transformer.h", "model.layers", "model.model.layers", "gpt_neox.layers", "model.decoder.layers",
+                "transformer.blocks", "transformer.layers", "layers", "h", "blocks")
+_NORM_PATHS = ("transformer.ln_f", "model.norm", "model.model.norm", "gpt_neox.final_layer_norm",
+               "model.decoder.final_layer_norm", "transformer.norm_f", "norm", "ln_f")
+_TRAIN_LAYERS = re.compile(r"^last:([1-9][0-9]*)$")
+
+
+def parse_train_layers(spec: str) -> int:
+    """"last:K" -> K (>= 1), or one clear error."""
+    match = _TRAIN_LAYERS.match(str(spec).strip())
+    if match is None:
+        raise HyperfitError(f"--train-layers must look like last:K with K >= 1 (e.g. last:1), got {spec!r}")
+    return int(match.group(1))
+
+
+def _get(module: torch.nn.Module, path: str):
+    for part in path.split("."):
+        module = getattr(module, part, None)
+        if module is None:
+            return None
+    return module
+
+
+def find_blocks(model: torch.nn.Module) -> torch.nn.ModuleList:
+    """The model's list of transformer blocks: a known attribute path, else the longest ModuleList of one type."""
+    for path in _BLOCK_PATHS:
+        blocks = _get(model, path)
+        if isinstance(blocks, torch.nn.ModuleList) and len(blocks) > 0:
+            return blocks
+    best = None
+    for module in model.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) > 0 \
+                and len({type(m) for m in module}) == 1 and (best is None or len(module) > len(best)):
+            best = module
+    if best is None:
+        raise HyperfitError(f"cannot find the transformer blocks of {type(model).__name__} for --train-layers")
+    return best
+
+
+def apply_train_layers(model: torch.nn.Module, spec: str) -> dict[str, int]:
+    """Freeze all parameters except the last K blocks, the final norm and the LM head; returns counts."""
+    k = parse_train_layers(spec)
+    blocks = find_blocks(model)
+    if k > len(blocks):
+        raise HyperfitError(f"--train-layers last:{k} but the model has only {len(blocks)} blocks")
+    for param in model.parameters():
+        param.requires_grad_(False)
+    keep = list(blocks[len(blocks) - k:])
+    norm = next((m for m in (_get(model, p) for p in _NORM_PATHS) if isinstance(m, torch.nn.Module)), None)
+    if norm is not None:
+        keep.append(norm)
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if head is None:
+        raise HyperfitError(f"{type(model).__name__} has no output embeddings (LM head) to train")
+    keep.append(head)
+    for module in keep:
+        for param in module.parameters():
+            param.requires_grad_(True)
+    return count_parameters(model)
+
+
+def apply_lora(model: torch.nn.Module, rank: int, alpha: float | None = None):
+    """Wrap `model` with peft LoRA adapters of rank `rank` on every attention/MLP linear (not the LM head).
+
+    peft injects the adapters into the model's own modules, so `model` itself changes; the returned PeftModel
+    is what trains. `merged_state_dict` folds the adapters back into plain weights.
+    """
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError:
+        raise HyperfitError("--lora needs peft: pip install 'hyperfit[lora]'") from None
+    if rank < 1:
+        raise HyperfitError(f"LoRA rank must be at least 1, got {rank}")
+    config = LoraConfig(r=rank, lora_alpha=alpha if alpha is not None else rank, lora_dropout=0.0,
+                        target_modules="all-linear", bias="none")
+    return get_peft_model(model, config)
+
+
+def count_parameters(model: torch.nn.Module) -> dict[str, int]:
+    params = {id(p): p for p in model.parameters()}.values()
+    return {"total": sum(p.numel() for p in params), "trainable": sum(p.numel() for p in params if p.requires_grad)}
+
+
+def merged_state_dict(state_dict: dict, scaling: float, transposed: set[str] = frozenset(),
+                      adapter: str = "default") -> dict:
+    """A peft LoRA model's full state dict -> the plain model's, with W + scaling * B @ A folded in.
+
+    Works on a gathered (full) state dict, so it serves sharded runs (FSDP2 / ZeRO-3) as well as one process.
+    `transposed` names the LoRA modules whose base weight is stored (in, out) (GPT-2-style Conv1D, from
+    `lora_transposed(peft_model)`); their update is transposed to match.
+    """
+    out = {}
+    suffix_a, suffix_b = f".lora_A.{adapter}.weight", f".lora_B.{adapter}.weight"
+    for key, value in state_dict.items():
+        if ".lora_A." in key or ".lora_B." in key or ".lora_embedding_" in key or ".lora_magnitude" in key:
+            continue
+        if ".base_layer." in key:
+            prefix, name = key.split(".base_layer.")
+            if name == "weight" and prefix + suffix_a in state_dict:
+                a, b = state_dict[prefix + suffix_a].float(), state_dict[prefix + suffix_b].float()
+                delta = (b @ a) * scaling
+                if prefix in transposed:
+                    delta = delta.T
+                value = (value.float() + delta).to(value.dtype)
+            key = f"{prefix}.{name}"
+        out[key] = value
+    prefix = "base_model.model."
+    return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in out.items()}
+
+
+def lora_transposed(peft_model) -> set[str]:
+    """State-dict prefixes of the LoRA layers that wrap a transposed (fan_in_fan_out) weight."""
+    return {name for name, module in peft_model.named_modules() if getattr(module, "fan_in_fan_out", False)}
+
+
+def lora_scaling(peft_model, adapter: str = "default") -> float:
+    config = peft_model.peft_config[adapter]
+    return config.lora_alpha / config.r

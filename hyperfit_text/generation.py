@@ -1,0 +1,135 @@
+"""Continue held-out contexts with a causal LM (greedy / top-p / blocker), from a train run's prompts, a prompts
+file or another corpus (hyperfit_text.prompts). A generate run holds NAME.generations.safetensors
+(token ids) and NAME.generations.jsonl (decoded text), and records which train run its prompts came from.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+import torch
+from safetensors.torch import save_file
+
+from hyperfit_core.atomic import atomic_path, checked_out_dir
+from hyperfit_core.blocker import CitationBlocker
+from hyperfit_core.decoding import DecodingConfig, generate_tokens, model_max_positions
+from hyperfit_core.device import resolve_device
+from hyperfit_core.errors import HyperfitError
+from hyperfit_core.recipe import TRAIN_TOKENS, read_spec
+from hyperfit_core.rundir import RunDir
+from hyperfit_core.sequences import TokenSequences
+from hyperfit_text.data import TextSource
+from hyperfit_text.model import TextModel, load_text_model, split_gguf_path, tokenizer_fingerprint
+from hyperfit_text.prompts import prompts_from_corpus, prompts_from_file
+from hyperfit_text.sampling import HeldOut
+from hyperfit_text.training import PROMPTS, find_text_train_run, resolved_model
+
+GENERATIONS = "generations.safetensors"
+
+
+@dataclass
+class GenerateSpec:
+    model: str
+    train_run: str | None = None  # the run whose windows the blocker indexes (default: the run the model came from)
+    gguf_file: str | None = None
+    max_new_tokens: int = 256
+    num_eval: int | None = None  # None: every prompt
+    decoding: DecodingConfig = field(default_factory=DecodingConfig)
+    blocker: bool = False
+    blocker_n: int = 5
+    batch_size: int = 32
+    device: str = "auto"
+    name: str | None = None
+    prompts: str | None = None  # a .txt / .jsonl file of the user's prompts
+    prompts_from: str | None = None  # a corpus (TextSource) to draw held-out contexts from
+    prompt_field: str = "prompt"  # field of a .jsonl prompts file / column of a --prompts-from corpus
+    context: int = 32  # tokens per context for --prompts / --prompts-from
+    prompt_seed: int = 0  # which --prompts-from spans
+
+    def resolved_name(self) -> str:
+        return self.name or self.decoding.name + (f"-blocked{self.blocker_n}" if self.blocker else "")
+
+
+def _check_same_tokenizer(text_model: TextModel, metadata: dict, source: Path) -> None:
+    fingerprint = tokenizer_fingerprint(text_model.tokenizer)
+    if metadata.get("tokenizer") not in (None, fingerprint) or \
+            int(metadata.get("bos_id", text_model.bos_id)) != text_model.bos_id:
+        raise HyperfitError(f"the prompts in {source} were tokenised with another tokenizer than "
+                            f"{text_model.source}'s; use a model with the same vocabulary")
+
+
+def _held_out(spec: GenerateSpec, text_model: TextModel, source: Path, train_tokens: TokenSequences) -> HeldOut:
+    """The contexts to continue: the train run's held-out prompts, a prompts file, or spans of a corpus."""
+    if spec.prompts and spec.prompts_from:
+        raise HyperfitError("pass --prompts or --prompts-from, not both")
+    if spec.prompts:
+        return prompts_from_file(spec.prompts, text_model, spec.context, spec.prompt_field).first(spec.num_eval)
+    if spec.prompts_from:
+        train_spec, _ = read_spec(source)
+        same = TextSource(**train_spec.data).source == spec.prompts_from
+        corpus = TextSource(spec.prompts_from, train_spec.data.get("text_field", "text"))
+        count = spec.num_eval or train_spec.options.get("num_eval", 300)
+        return prompts_from_corpus(corpus, text_model, count, spec.context, spec.max_new_tokens, spec.prompt_seed,
+                                   avoid=train_tokens if same else None,
+                                   max_tokens=train_spec.options.get("max_corpus_tokens") if same else None,
+                                   stream_seed=train_spec.resolved_data_seed)
+    held_out, metadata = HeldOut.load(source / PROMPTS)
+    _check_same_tokenizer(text_model, metadata, source)
+    return held_out.first(spec.num_eval)
+
+
+def generate_run(spec: GenerateSpec, out: str | Path = "runs") -> RunDir:
+    """Continue held-out contexts with one model and decoding; returns the run dir."""
+    if spec.max_new_tokens < 1:
+        raise HyperfitError("--max-new-tokens must be at least 1")
+    if spec.batch_size < 1:
+        raise HyperfitError("--batch-size must be at least 1")
+    with checked_out_dir(out):  # nothing stays if an input is bad
+        spec.model, spec.gguf_file = split_gguf_path(spec.model, spec.gguf_file)
+        source = find_text_train_run(spec.train_run or spec.model)
+        train_tokens = TokenSequences.load(source / TRAIN_TOKENS)
+        device = resolve_device(spec.device)
+        text_model = load_text_model(spec.model, spec.gguf_file, device=str(device))
+        held_out = _held_out(spec, text_model, source, train_tokens)
+        prompts = text_model.with_bos(held_out.contexts)
+        limit = model_max_positions(text_model.model)
+        if limit is not None and prompts.shape[1] + spec.max_new_tokens - 1 > limit:
+            raise HyperfitError(f"a {prompts.shape[1]}-token prompt plus {spec.max_new_tokens} new tokens needs "
+                                f"{prompts.shape[1] + spec.max_new_tokens - 1} positions; {spec.model} has {limit}")
+    citation = CitationBlocker(train_tokens.ids, n=spec.blocker_n) if spec.blocker else None
+    name = spec.resolved_name()
+    run = RunDir.create(out, "text-generate")
+    run.write_config({"model": resolved_model(spec.model), "gguf_file": spec.gguf_file,
+                      "train_run": str(source.resolve()), "name": name, "max_new_tokens": spec.max_new_tokens,
+                      "prompts": len(held_out), "prompt_source": spec.prompts or spec.prompts_from or "train run",
+                      "context": held_out.contexts.shape[1], "decoding": spec.decoding.to_dict(),
+                      "blocker": spec.blocker, "blocker_n": spec.blocker_n, "tokenizer": text_model.describe()},
+                     seed=spec.decoding.seed, command="text generate")
+    click.echo(f"continuing {len(held_out)} contexts of {held_out.contexts.shape[1]} tokens by "
+               f"{spec.max_new_tokens} ({name}) -> {run.path}", err=True)
+    tokens = generate_tokens(text_model.model, prompts, spec.max_new_tokens, spec.decoding,
+                             processors=[citation] if citation is not None else (), batch_size=spec.batch_size)
+    generated = tokens[:, prompts.shape[1]:].contiguous()
+    record = {"event": "generated", "name": name, "prompts": len(held_out), "new_tokens": spec.max_new_tokens}
+    if citation is not None:
+        record["blocker"] = citation.stats()
+    run.log(record)
+    save_generations(run, name, text_model, held_out, generated)
+    return run
+
+
+def save_generations(run: RunDir, name: str, text_model: TextModel, held_out: HeldOut,
+                     generated: torch.Tensor) -> None:
+    with atomic_path(run / f"{name}.{GENERATIONS}") as tmp:
+        save_file({"generated": generated, "contexts": held_out.contexts.contiguous(),
+                   "references": held_out.references.contiguous(), "starts": held_out.starts.contiguous(),
+                   "bos_id": torch.tensor(text_model.bos_id)}, str(tmp))
+    lines = [json.dumps({"index": i, "context": text_model.decode(held_out.contexts[i]),
+                         "continuation": text_model.decode(generated[i]),
+                         "reference": text_model.decode(held_out.references[i])}, ensure_ascii=False)
+             for i in range(len(generated))]
+    with atomic_path(run / f"{name}.generations.jsonl") as tmp:
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -1,0 +1,54 @@
+"""scripts/bench_speed.py on the micro shape: both timing paths, the JSON's fields and the targets."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_speed.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_speed", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_speed"] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop("bench_speed", None)
+
+
+def test_sequential_run_times_every_workload_and_records_compile_time(bench, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch, "compile", lambda model, **kwargs: model)  # the tuned row's path, without minutes
+    out = tmp_path / "speed.json"
+    bench.main(["--shape", "micro", "--device", "cpu", "--steps", "1", "--repeats", "1", "--sequential",
+                "--stock-compile", "on", "--out", str(out)])
+    result = json.loads(out.read_text())
+    assert result["complete"] and result["sequential"] and result["shape"] == "micro"
+    rows = {row["name"]: row for row in result["workloads"]}
+    assert list(rows) == ["imagegpt_train", "imagegpt_complete", "imagegpt_train_tuned", "llama_train",
+                          "llama_greedy"]
+    for row in rows.values():
+        assert row["stock"] > 0 and row["ours"] > 0 and row["ratio"] > 0, row
+        assert "compile_s" in row and "_outputs" not in row
+        assert row["targets"] == [] and row["targets_met"] is None  # targets are for --shape real only
+    # ours is the product: hyperfit() with the CLI's TrainConfig, fast_complete_images with its defaults
+    assert rows["imagegpt_train"]["ours_train_config"]["lr"] == 1e-6
+    assert rows["imagegpt_train_tuned"]["ours"] == rows["imagegpt_train"]["ours"]
+    assert rows["imagegpt_complete"]["tokens_match"] == 1.0  # CPU: fp32 on both sides
+    assert rows["imagegpt_complete"]["tokens_match_fp32"] == 1.0
+    assert rows["llama_greedy"]["tokens_match"] == 1.0 == rows["llama_greedy"]["tokens_match_fp32"]
+    assert rows["llama_greedy"]["ours_fp32"] > 0
+
+
+def test_targets_are_recorded_beside_the_measured_numbers(bench):
+    row = bench.with_targets({"name": "imagegpt_complete", "ours": 13.0, "ratio": 7.5}, "real")
+    assert [(t["field"], t["target"], t["measured"], t["met"]) for t in row["targets"]] == \
+        [("ours", 12, 13.0, True), ("ratio", 8, 7.5, False)]
+    assert row["targets_met"] is False
+    row = bench.with_targets({"name": "llama_greedy", "ours": 9.0}, "real")
+    assert row["targets_met"] is True and row["targets"][0]["op"] == "<="
+    assert bench.with_targets({"name": "llama_train", "ours": None}, "real")["targets_met"] is False

@@ -1,0 +1,53 @@
+"""Launching multi-process test runs: `python -m torch.distributed.run --standalone` (gloo on CPU), bounded."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from hyperfit_core.sequences import TokenSequences
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def make_data(n: int, length: int = 12) -> TokenSequences:
+    """n random sequences whose first token is the sample's index, so a model input tells which sample it was."""
+    ids = torch.randint(0, 50, (n, length), generator=torch.Generator().manual_seed(7))
+    ids[:, 0] = torch.arange(n)
+    return TokenSequences.from_ids(ids)
+
+
+def launch(nproc: int, model: Path, out: Path, jobs: list[dict], *, n: int = 10, env: dict | None = None,
+           timeout: float = 150) -> None:
+    """Run tests/dist/worker.py's `jobs` ({name, run, config, resume}) on `nproc` local gloo processes.
+
+    Bounded: after `timeout` seconds the launcher and every worker are killed and the test fails with the log."""
+    out.mkdir(parents=True, exist_ok=True)
+    spec = out / "spec.json"
+    spec.write_text(json.dumps({"model": str(model), "out": str(out), "n": n, "jobs": jobs}, default=str))
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+               str(REPO / "tests" / "dist" / "worker.py"), str(spec)]
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+                   "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", **(env or {})}
+    log = out / "log.txt"
+    with open(log, "w") as sink:
+        process = subprocess.Popen(command, env=environment, stdout=sink, stderr=subprocess.STDOUT,
+                                   start_new_session=True, cwd=REPO)
+        try:
+            status = process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)  # the launcher and every worker it started
+            process.wait()
+            raise AssertionError(f"multi-process run timed out after {timeout}s; log tail:\n{log.read_text()[-4000:]}")
+    assert status == 0, f"multi-process run failed ({status}); log tail:\n{log.read_text()[-4000:]}"
+
+
+def seen(out: Path, name: str, nproc: int) -> list[list[list[int]]]:
+    """seen[rank][forward] = the sample indices that rank fed the model in that forward pass."""
+    return [json.loads((out / f"seen-{name}-rank{r}.json").read_text()) for r in range(nproc)]

@@ -1,0 +1,139 @@
+"""Inputs as a new user gives them: convertible images, Hugging Face datasets, counts, resume, no network."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hyperfit_core.cli import main
+from hyperfit_vision.data import ImageSource, load_image_folder
+
+
+def run_cli(args, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out, captured.err
+
+
+def ok_cli(args, capsys) -> Path:
+    try:
+        main(args)
+    except SystemExit as exc:
+        assert exc.code in (0, None), capsys.readouterr().err
+    return Path(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def assert_one_line_error(code, err, message):
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], err
+
+
+def test_cmyk_16bit_and_non_square_images_are_converted_and_reported(tmp_path):
+    Image.new("CMYK", (8, 8), (10, 200, 30, 0)).save(tmp_path / "a.jpg")
+    grey16 = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000)
+    Image.fromarray(grey16).save(tmp_path / "b.png")
+    Image.new("RGB", (12, 8), (255, 0, 0)).save(tmp_path / "c.png")
+    images = load_image_folder(tmp_path)
+    assert images.images.shape == (3, 8, 8, 3)
+    assert images.images[1, 0, 1, 0] == (1000 >> 8)  # 16 bits -> the top 8
+    assert any("CMYK" in n for n in images.notes) and any("16-bit" in n for n in images.notes)
+    assert any("centre-cropped" in n for n in images.notes)
+
+
+def _hf_dataset(folder):
+    import datasets
+
+    files = sorted(Path(folder).glob("*.png"))
+    return datasets.Dataset.from_dict({"img": [str(f) for f in files], "label": list(range(len(files)))}) \
+        .cast_column("img", datasets.Image())
+
+
+def test_hugging_face_datasets_save_to_disk_and_parquet(image_folder_8px, tmp_path):
+    data = _hf_dataset(image_folder_8px)
+    data.save_to_disk(str(tmp_path / "saved"))
+    data.to_parquet(str(tmp_path / "images.parquet"))
+    folder = load_image_folder(image_folder_8px)
+    for source in (tmp_path / "saved", tmp_path / "images.parquet"):
+        loaded = ImageSource(str(source)).load()
+        assert loaded.images.shape == folder.images.shape
+        assert np.array_equal(loaded.images.numpy(), folder.images.numpy())
+
+
+def test_image_column_is_checked(image_folder_8px, tmp_path, tiny_imagegpt_dir, capsys):
+    _hf_dataset(image_folder_8px).save_to_disk(str(tmp_path / "saved"))
+    capsys.readouterr()  # the test's own saving progress
+    code, _, err = run_cli(["vision", "train", "--model", str(tiny_imagegpt_dir), "--data", str(tmp_path / "saved"),
+                            "--image-column", "photo", "--num-train", "2", "--out", str(tmp_path / "runs")], capsys)
+    assert_one_line_error(code, err, "no column 'photo'")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_an_unreachable_hub_dataset_is_one_line(tiny_imagegpt_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, _, err = run_cli(["vision", "train", "--model", str(tiny_imagegpt_dir), "--data", "uoft-cs/cifar10",
+                            "--num-train", "2", "--out", str(tmp_path / "runs")], capsys)
+    assert_one_line_error(code, err, "cannot load dataset 'uoft-cs/cifar10'")
+
+
+def test_download_without_a_network_is_one_line(tiny_imagegpt_dir, tmp_path, capsys, monkeypatch):
+    import urllib.error
+
+    import torchvision.datasets
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
+    code, _, err = run_cli(["vision", "train", "--model", str(tiny_imagegpt_dir), "--data", "cifar10", "--download",
+                            "--data-root", str(tmp_path / "data"), "--out", str(tmp_path / "runs")], capsys)
+    assert_one_line_error(code, err, "downloading cifar10 failed")
+    assert "--data-root" in err and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--num-train", "-3"], "'--num-train': -3 is not in the range x>=1"),
+    (["--epochs", "0"], "'--epochs': 0 is not in the range x>=1"),
+    (["--batch-size", "0"], "'--batch-size': 0 is not in the range x>=1"),
+    (["--lr", "0"], "'--lr'"),
+    (["--num-train", "13"], "asked for 13 training images but the data holds only 12"),
+])
+def test_bad_train_counts_exit_2_before_writing(args, message, tiny_imagegpt_dir, image_folder_8px, tmp_path, capsys):
+    code, _, err = run_cli(["vision", "train", "--model", str(tiny_imagegpt_dir), "--data", str(image_folder_8px),
+                            "--out", str(tmp_path / "runs"), *(["--num-train", "2"] if "--num-train" not in args else []),
+                            *args], capsys)
+    assert_one_line_error(code, err, message)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_more_held_out_images_than_exist_names_both_counts(tiny_imagegpt_dir, image_folder_8px, tmp_path, capsys):
+    base = ["vision", "complete", "--model", str(tiny_imagegpt_dir), "--data", str(image_folder_8px),
+            "--out", str(tmp_path / "runs")]
+    code, _, err = run_cli([*base, "--num-eval", "25"], capsys)
+    assert_one_line_error(code, err, "asked for 25 images but the data holds 12; pass --num-eval all")
+    code, _, err = run_cli([*base, "--num-eval", "0"], capsys)
+    assert_one_line_error(code, err, "must be at least 1")
+    assert not (tmp_path / "runs").exists()
+    run = ok_cli([*base, "--num-eval", "all"], capsys)
+    assert json.loads((run / "config.json").read_text())["config"]["num_eval"] == 12
+
+
+def test_resume_refuses_conflicting_options_and_reloads_saved_tokens(tiny_imagegpt_dir, image_folder_8px, tmp_path,
+                                                                     capsys):
+    import shutil
+
+    images = tmp_path / "images"
+    shutil.copytree(image_folder_8px, images)
+    run = ok_cli(["vision", "train", "--model", str(tiny_imagegpt_dir), "--data", str(images),
+                  "--num-train", "4", "--epochs", "1", "--lr", "1e-3", "--out", str(tmp_path / "runs")], capsys)
+    code, _, err = run_cli(["vision", "train", "--resume", str(run), "--lr", "1e-2", "--epochs", "3"], capsys)
+    assert_one_line_error(code, err, "--lr 0.01 (the run has 0.001)")
+    assert "--epochs 3 (the run has 1)" in err
+    # the same value as saved is no conflict, --device may change, and the saved tokens are used: the images
+    # need not exist any more
+    shutil.rmtree(images)
+    assert ok_cli(["vision", "train", "--resume", str(run), "--lr", "1e-3", "--device", "cpu"], capsys) == run
