@@ -1,0 +1,184 @@
+"""The runs a study compares, read straight from their files.
+
+Images: `NAME.completions.safetensors` (written by `vision complete`, `vision benchmark`, `vision demo`) holds
+`tokens` (N, side*side palette ids of the completed images), `real_tokens` (the originals), `source_index`,
+`prefix_rows` and `palette` (k x 3, 0..255). Text: `NAME.generations.jsonl` (written by `text generate`), one
+JSON object a line with `context`, `continuation` and `reference`. Every file is one condition; the original
+(real image / reference text) is the same in all of them or the study is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hyperfit_core.errors import HyperfitError
+
+COMPLETIONS = ".completions.safetensors"
+GENERATIONS = ".generations.jsonl"
+RESERVED = ("original", "broken")  # version names the study itself uses
+
+
+@dataclass
+class TextRuns:
+    """Text conditions over the same contexts: continuations[name][i] continues contexts[i]."""
+
+    contexts: list[str]
+    references: list[str]
+    continuations: dict[str, list[str]] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
+    kind: str = "text"
+
+    def __len__(self) -> int:
+        return len(self.contexts)
+
+
+@dataclass
+class ImageRuns:
+    """Image conditions over the same images: uint8 (N, side, side, 3) arrays, the first prefix_rows given."""
+
+    originals: np.ndarray
+    prefix_rows: int
+    source_index: list[int]
+    palette: np.ndarray
+    completions: dict[str, np.ndarray] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
+    kind: str = "images"
+
+    def __len__(self) -> int:
+        return len(self.originals)
+
+
+def _run_files(path: Path) -> tuple[str, list[Path]]:
+    """('images' | 'text', condition files) of one run dir, or one clear error."""
+    if not path.exists():
+        raise HyperfitError(f"run dir not found: {path}")
+    if not path.is_dir():
+        raise HyperfitError(f"not a run dir (a folder with config.json): {path}")
+    config = path / "config.json"
+    if not config.is_file():
+        raise HyperfitError(f"{path} is not a run dir (no config.json)")
+    try:
+        command = json.loads(config.read_text()).get("command")
+    except (ValueError, OSError, AttributeError) as exc:
+        raise HyperfitError(f"cannot read {config}: {exc}") from None
+    images = sorted(path.glob(f"*{COMPLETIONS}"))
+    texts = sorted(path.glob(f"*{GENERATIONS}"))
+    if images and texts:
+        raise HyperfitError(f"{path} holds both image completions and text generations; rate one kind at a time")
+    if not images and not texts:
+        raise HyperfitError(f"{path} is a `{command}` run with no *{COMPLETIONS} or *{GENERATIONS} to rate; "
+                            "rate needs `vision complete` or `text generate` runs")
+    return ("images", images) if images else ("text", texts)
+
+
+def _condition_name(file: Path, suffix: str, taken: set[str]) -> str:
+    name = file.name[:-len(suffix)]
+    if name in taken or name in RESERVED:  # the same condition name in two runs: tell them apart by run dir
+        name = f"{file.parent.name}/{name}"
+    if name in taken:
+        raise HyperfitError(f"{file} is given twice")
+    taken.add(name)
+    return name
+
+
+def load_runs(paths) -> TextRuns | ImageRuns:
+    """All conditions of the given run dirs; refuses mixed kinds and runs over different prompts or images."""
+    if not paths:
+        raise HyperfitError("give at least one run dir with --runs")
+    found = [(Path(p),) + _run_files(Path(p)) for p in paths]
+    kinds = {kind for _, kind, _ in found}
+    if len(kinds) > 1:
+        by_kind = {kind: str(path) for path, kind, _ in found}
+        raise HyperfitError(f"cannot mix text and image runs in one study ({by_kind['text']} is text, "
+                            f"{by_kind['images']} is images)")
+    files = [f for _, _, fs in found for f in fs]
+    return _load_images(files) if kinds == {"images"} else _load_texts(files)
+
+
+def _read_image_file(file: Path) -> dict:
+    from safetensors.numpy import load_file
+
+    try:
+        data = load_file(str(file))
+    except Exception as exc:  # a truncated or foreign file: one line, not a traceback
+        raise HyperfitError(f"cannot read completions {file}: {exc}") from None
+    missing = {"tokens", "real_tokens", "prefix_rows", "palette"} - set(data)
+    if missing:
+        raise HyperfitError(f"{file} is not a completions file (missing {', '.join(sorted(missing))})")
+    tokens, real = data["tokens"].astype(np.int64), data["real_tokens"].astype(np.int64)
+    side = math.isqrt(real.shape[-1]) if real.ndim == 2 else 0
+    if real.ndim != 2 or side * side != real.shape[1] or tokens.shape != real.shape:
+        raise HyperfitError(f"{file}: tokens {tokens.shape} and real_tokens {real.shape} are not square images")
+    palette = np.clip(np.rint(data["palette"].astype(np.float64)), 0, 255).astype(np.uint8)
+    if palette.ndim != 2 or palette.shape[1] != 3:
+        raise HyperfitError(f"{file}: palette must be k x 3, got {palette.shape}")
+    for name, ids in (("tokens", tokens), ("real_tokens", real)):
+        if ids.size and (ids.min() < 0 or ids.max() >= len(palette)):
+            raise HyperfitError(f"{file}: {name} must be palette indices in [0, {len(palette)})")
+    n = len(real)
+    source = data.get("source_index", np.arange(n)).astype(np.int64).reshape(-1)
+    return {"completed": palette[tokens].reshape(n, side, side, 3), "original": palette[real].reshape(n, side, side, 3),
+            "prefix_rows": int(np.asarray(data["prefix_rows"]).reshape(-1)[0]), "source_index": source.tolist(),
+            "palette": palette}
+
+
+def _load_images(files: list[Path]) -> ImageRuns:
+    runs, taken, first_file = None, set(), None
+    for file in files:
+        data = _read_image_file(file)
+        if runs is None:
+            runs = ImageRuns(data["original"], data["prefix_rows"], data["source_index"], data["palette"])
+            first_file = file
+        elif (data["source_index"] != runs.source_index or data["original"].shape != runs.originals.shape
+              or not np.array_equal(data["original"], runs.originals) or data["prefix_rows"] != runs.prefix_rows):
+            raise HyperfitError(f"{file} completes other images (or from other rows) than {first_file}; "
+                                "a study compares conditions on the same images")
+        name = _condition_name(file, COMPLETIONS, taken)
+        runs.completions[name] = data["completed"]
+        runs.files[name] = str(file)
+    if len(runs) == 0:
+        raise HyperfitError(f"{first_file} holds no images")
+    return runs
+
+
+def _read_text_file(file: Path) -> list[dict]:
+    rows = []
+    try:
+        lines = file.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise HyperfitError(f"cannot read generations {file}: {exc}") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            raise HyperfitError(f"{file}:{number} is not JSON") from None
+        if not isinstance(row, dict) or not all(isinstance(row.get(k), str)
+                                                for k in ("context", "continuation", "reference")):
+            raise HyperfitError(f"{file}:{number} needs string fields context, continuation and reference")
+        rows.append(row)
+    if not rows:
+        raise HyperfitError(f"{file} holds no generations")
+    return rows
+
+
+def _load_texts(files: list[Path]) -> TextRuns:
+    runs, taken, first_file = None, set(), None
+    for file in files:
+        rows = _read_text_file(file)
+        contexts, references = [r["context"] for r in rows], [r["reference"] for r in rows]
+        if runs is None:
+            runs, first_file = TextRuns(contexts, references), file
+        elif contexts != runs.contexts or references != runs.references:
+            raise HyperfitError(f"{file} continues other prompts than {first_file}; "
+                                "a study compares conditions on the same prompts")
+        name = _condition_name(file, GENERATIONS, taken)
+        runs.continuations[name] = [r["continuation"] for r in rows]
+        runs.files[name] = str(file)
+    return runs
