@@ -45,6 +45,7 @@ import torch
 import transformers
 from transformers import ImageGPTConfig, ImageGPTForCausalImageModeling, LlamaConfig, LlamaForCausalLM
 
+from hyperfit_core import engine
 from hyperfit_core.atomic import write_json
 from hyperfit_core.decoding import generate_tokens
 from hyperfit_core.rundir import RunDir
@@ -299,6 +300,7 @@ def ours_trainer(model, batch, length, vocab, device, steps, windows, warmup_ste
                     raise _Stop
                 return next_token_loss(train_model, batch_ids)
 
+            checkpointing_was = engine.is_checkpointing(model)
             with tempfile.TemporaryDirectory() as tmp:
                 try:
                     hyperfit(model, TokenSequences.from_ids(ids), config, RunDir(Path(tmp) / "run"),
@@ -306,7 +308,7 @@ def ours_trainer(model, batch, length, vocab, device, steps, windows, warmup_ste
                 except Exception as exc:  # _Stop, or an error hyperfit() raised while _Stop unwound it
                     if not _stopped(exc):
                         raise
-            model.zero_grad(set_to_none=True)
+            _hand_back(model, checkpointing_was)
             steps_s = [b - a for a, b in zip(stamps, stamps[1:])]
             timed = steps_s[warmup_steps:]
             best = min(sum(timed[w * steps:(w + 1) * steps]) for w in range(windows))
@@ -316,6 +318,20 @@ def ours_trainer(model, batch, length, vocab, device, steps, windows, warmup_ste
         run.self_timed = sequential(device)
         return run
     return prepare
+
+
+def _hand_back(model, checkpointing_was: bool) -> None:
+    """Undo what a hyperfit() stopped by _Stop had no chance to: accelerate's mixed-precision forward patch
+    (the stock sides and decoding must not run under its autocast) and an activation-checkpointing switch."""
+    original = model.__dict__.pop("_original_forward", None)  # what accelerate kept of the forward it patched
+    if original is not None:
+        if getattr(original, "__self__", None) is model and original.__func__ is type(model).forward:
+            model.__dict__.pop("forward", None)  # the class's own method again, HF's decorators included
+        else:
+            model.forward = original
+    if engine.is_checkpointing(model) != checkpointing_was:
+        engine.set_checkpointing(model, checkpointing_was)
+    model.zero_grad(set_to_none=True)
 
 
 def generated_match(new):

@@ -52,3 +52,23 @@ def test_targets_are_recorded_beside_the_measured_numbers(bench):
     row = bench.with_targets({"name": "llama_greedy", "ours": 9.0}, "real")
     assert row["targets_met"] is True and row["targets"][0]["op"] == "<="
     assert bench.with_targets({"name": "llama_train", "ours": None}, "real")["targets_met"] is False
+
+
+def test_ours_stopped_mid_run_hands_the_model_back_unpatched(bench, monkeypatch):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from hyperfit_core.train import TrainConfig
+
+    # bf16 on CPU makes accelerate patch the model's forward with autocast, as it does on CUDA
+    monkeypatch.setattr(bench, "default_train_config",
+                        lambda device: TrainConfig(device="cpu", progress=False, precision="bf16"))
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=1, bos_token_id=None,
+                                         eos_token_id=None, pad_token_id=None))
+    before = model.forward
+    run = bench.ours_trainer(model, 2, 9, 50, torch.device("cpu"), steps=2, windows=2, warmup_steps=1)()
+    timed = run()
+    assert timed.seconds > 0 and timed.first_s is not None
+    assert "_original_forward" not in model.__dict__ and model.forward == before
+    assert model(input_ids=torch.zeros(1, 4, dtype=torch.long)).logits.dtype == torch.float32
