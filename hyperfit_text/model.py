@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from hyperfit_core.device import resolve_device
 from hyperfit_core.errors import HyperfitError
 
 _ENCODE_CHUNK = 512  # documents per tokenizer call: large enough for the Rust batch path, small enough for memory
@@ -122,13 +123,6 @@ def prepare_tokenizer(tokenizer) -> int:
         tokenizer.pad_token = tokenizer.eos_token if tokenizer.eos_token is not None else \
             tokenizer.convert_ids_to_tokens(bos_id)
     return int(bos_id)
-
-
-def resolve_device(device: str) -> torch.device:
-    """"auto" -> cuda when available, else cpu; anything else as torch names it."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def load_text_model(model: str, gguf_file: str | None = None, device: str = "cpu") -> TextModel:
