@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One prepared check of hyperfit's GPU paths for a bare GPU machine with no network (issue #11).
 #
-#   bash scripts/gpu_check.sh            # on the GPU machine, from anywhere: about 5-7 minutes, at most ~7.5
+#   bash scripts/gpu_check.sh            # on the GPU machine, from anywhere: about 5-6 minutes, at most 7m45s
 #   bash scripts/gpu_check.sh --dry-run  # anywhere, CPU: the same steps on micro shapes, in seconds
 #
 # Uses only what is installed there (python3 with torch + transformers; the repo is put on PYTHONPATH, not
@@ -37,13 +37,16 @@ if [ "$DRY" = 1 ]; then
   BUDGET=240                       # seconds for the whole check
   LIMIT_ENV=60 LIMIT_TESTS=120 LIMIT_IMAGEGPT=120 LIMIT_LLAMA=120
   SHAPE=micro
-  BENCH=(--shape micro --device cpu --steps 1 --repeats 1 --warmup-steps 1 --sequential --threads 1)
+  BENCH=(--shape micro --device cpu --steps 1 --warmup-steps 1 --sequential --threads 1)
 else
-  BUDGET=450                       # 7.5 minutes: the issue asks for under 8
-  LIMIT_ENV=45 LIMIT_TESTS=150 LIMIT_IMAGEGPT=240 LIMIT_LLAMA=150
+  BUDGET=465                       # 7 3/4 minutes: the issue asks for under 8
+  LIMIT_ENV=30 LIMIT_TESTS=170 LIMIT_IMAGEGPT=190 LIMIT_LLAMA=120
   SHAPE=real
-  BENCH=(--shape real --device cuda --steps 3 --repeats 2 --warmup-steps 2)
+  BENCH=(--shape real --device cuda --steps 3 --warmup-steps 2)
 fi
+# ImageGPT-Large: one timed run per side (stock HF generate of 64 x 768 tokens alone takes ~20 s a run)
+BENCH_IMAGEGPT=("${BENCH[@]}" --repeats 1)
+BENCH_LLAMA=("${BENCH[@]}" --repeats 2)
 START=$(date +%s)
 FAILED=()
 
@@ -82,9 +85,9 @@ if not torch.cuda.is_available() and not $DRY:
     raise SystemExit('no CUDA device visible')
 "
 step gpu_tests "$LIMIT_TESTS" "$PY" -m pytest tests/gpu -q -rs -p no:cacheprovider --junitxml="$OUT/gpu_tests.xml"
-step bench_imagegpt "$LIMIT_IMAGEGPT" "$PY" scripts/bench_speed.py "${BENCH[@]}" --only imagegpt \
+step bench_imagegpt "$LIMIT_IMAGEGPT" "$PY" scripts/bench_speed.py "${BENCH_IMAGEGPT[@]}" --only imagegpt \
   --out "$OUT/speed_${SHAPE}_imagegpt.json"
-step bench_llama "$LIMIT_LLAMA" "$PY" scripts/bench_speed.py "${BENCH[@]}" --only llama \
+step bench_llama "$LIMIT_LLAMA" "$PY" scripts/bench_speed.py "${BENCH_LLAMA[@]}" --only llama \
   --out "$OUT/speed_${SHAPE}_llama.json"
 
 # one line per workload: measured numbers beside the targets
