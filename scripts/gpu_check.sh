@@ -2,7 +2,7 @@
 # One prepared check of hyperfit's GPU paths for a bare GPU machine with no network (issue #11).
 #
 #   bash scripts/gpu_check.sh            # on the GPU machine, from anywhere: about 5-6 minutes, at most 7m45s
-#   bash scripts/gpu_check.sh --dry-run  # anywhere, CPU: the same steps on micro shapes, in seconds
+#   bash scripts/gpu_check.sh --dry-run  # anywhere, CPU: the same steps on micro shapes, about a minute
 #
 # Uses only what is installed there (python3 with torch + transformers; the repo is put on PYTHONPATH, not
 # pip-installed; nothing is downloaded). Writes under $OUT (default: a new temp folder):
