@@ -13,6 +13,7 @@ owns the run-dir layout, which is the same for every modality:
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
@@ -107,13 +108,15 @@ def train_run(spec: TrainSpec | None, modality: Modality, out: str | Path = "run
     Under torchrun / accelerate launch every process runs this; only the main process writes.
     """
     if resume is not None:
-        run = RunDir(resume)
+        run = RunDir(resume, create=False)
         spec, _ = read_spec(resume)
         spec.train.validate()
+        _start_processes(spec.train)
         prepared = modality.reload(spec, run)
         data = TokenSequences.load(run / TRAIN_TOKENS)
     else:
         spec.train.validate()
+        _start_processes(spec.train)
         if at is not None and (Path(at) / "config.json").exists():
             raise HyperfitError(f"{at} already holds a run; pass it as --resume to continue it")
         with checked_out_dir(out if at is None else Path(at).parent):  # nothing stays if an input is bad
@@ -133,6 +136,15 @@ def train_run(spec: TrainSpec | None, modality: Modality, out: str | Path = "run
     hyperfit(prepared.model, data, spec.train, run, resume=resume is not None, save_extra=prepared.save_extra,
              on_epoch_end=callback)
     return run
+
+
+def _start_processes(config: TrainConfig) -> None:
+    """Under torchrun / accelerate launch, join the process group now, as the engine will (before the model is
+    loaded, so ZeRO-3 can partition it while loading, and so the run dir's path can be shared)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from hyperfit_core.engine import start_early
+
+        start_early(config)
 
 
 def _new_run(at, out, name: str) -> RunDir:

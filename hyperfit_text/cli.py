@@ -68,8 +68,9 @@ def train(ctx, model, gguf_file, source, text_field, num_train, window, num_eval
                          options={"gguf_file": gguf_file, "window": window, "num_eval": num_eval, "context": context,
                                   "reference": reference, "max_corpus_tokens": max_corpus_tokens})
         run = train_text(spec, out, cli=cli_record(ctx))
-    click.echo(f"hyperfitted model: {run / 'model'}")
-    click.echo(str(run.path))
+    if run.writer:  # under torchrun every process ran the recipe; one says where the run is
+        click.echo(f"hyperfitted model: {run / 'model'}")
+        click.echo(str(run.path))
 
 
 @text.command()

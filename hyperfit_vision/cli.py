@@ -88,8 +88,9 @@ def train(ctx, model, num_train, palette, seed, data_seed, out, resume, **option
         spec = TrainSpec(model=model, data=vars(source), train=train_config_from(options, seed),
                          num_train=num_train, data_seed=data_seed, options={"palette": palette})
         run = train_images(spec, out, cli=cli_record(ctx))
-    click.echo(f"hyperfitted model: {run / 'model'}")
-    click.echo(str(run.path))
+    if run.writer:  # under torchrun every process ran the recipe; one says where the run is
+        click.echo(f"hyperfitted model: {run / 'model'}")
+        click.echo(str(run.path))
 
 
 def _load_model_and_images(model: str, palette, options: dict, num_eval, prefix_fraction: float):

@@ -1,4 +1,5 @@
-"""The layout rule: hyperfit_core never imports an adapter (not even lazily); adapters never import each other."""
+"""The layout rule: hyperfit_core never imports an adapter (not even lazily); adapters never import each other;
+hyperfit_rate reads run dirs' files, never model code, and nobody imports it."""
 
 import ast
 from pathlib import Path
@@ -6,11 +7,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-FORBIDDEN = {"hyperfit_core": {"hyperfit_vision", "hyperfit_text"}, "hyperfit_vision": {"hyperfit_text"},
-             "hyperfit_text": {"hyperfit_vision"}}
+FORBIDDEN = {"hyperfit_core": {"hyperfit_vision", "hyperfit_text", "hyperfit_rate"},
+             "hyperfit_vision": {"hyperfit_text", "hyperfit_rate"}, "hyperfit_text": {"hyperfit_vision", "hyperfit_rate"},
+             "hyperfit_rate": {"hyperfit_vision", "hyperfit_text", "torch", "transformers"}}
 
 
-def _imported_packages(path: Path) -> set[str]:
+def imported_packages(path: Path) -> set[str]:
     names = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
@@ -25,5 +27,5 @@ def test_package_imports_respect_the_layout(package):
     files = sorted((ROOT / package).rglob("*.py"))
     assert files
     for path in files:
-        bad = _imported_packages(path) & FORBIDDEN[package]
+        bad = imported_packages(path) & FORBIDDEN[package]
         assert not bad, f"{path.relative_to(ROOT)} imports {bad}"

@@ -1,27 +1,13 @@
 """Property-based (hypothesis) over text generate options: bad combinations exit 2 with one line and leave no
 run dir; good ones run."""
 
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hyperfit_core.cli import main
-
-
-def _run(args, capsys) -> tuple[int, str]:
-    capsys.readouterr()
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    return code, capsys.readouterr().err
-
-
-def _run_dirs(out: Path) -> list[Path]:
-    return [p for p in out.iterdir() if p.is_dir()] if out.exists() else []
+from tests.cli_outcome import assert_outcome
 
 
 @pytest.fixture(scope="module")
@@ -49,14 +35,8 @@ def test_text_generate_options(num_eval, new, blocker, prompts, text_train_run, 
         source = ["--prompts", str(tmp / "p.txt"), "--context", "4"]
     elif prompts == "missing file":
         source = ["--prompts", str(tmp / "nope.txt")]
-    code, err = _run(["text", "generate", "--model", str(text_train_run / "model"), "--num-eval", num_eval,
-                      "--max-new-tokens", new, *blocker, *source, "--out", str(out)], capsys)
     available = 3 if prompts == "file" else 6
     good = new == "8" and blocker != ["--blocker", "--blocker-n", "0"] and prompts != "missing file" and \
         (num_eval == "all" or 1 <= int(num_eval) <= available)
-    if good:
-        assert code == 0, err
-        assert len(_run_dirs(out)) == 1
-    else:
-        assert code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("error: "), err
-        assert _run_dirs(out) == []
+    assert_outcome(["text", "generate", "--model", str(text_train_run / "model"), "--num-eval", num_eval,
+                    "--max-new-tokens", new, *blocker, *source], good, out, capsys)

@@ -1,26 +1,11 @@
 """Property-based (hypothesis) over vision train / complete options: bad combinations exit 2 with one line and
 leave no run dir; good ones run."""
 
-from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hyperfit_core.cli import main
-
-
-def _run(args, capsys) -> tuple[int, str]:
-    capsys.readouterr()
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    return code, capsys.readouterr().err
-
-
-def _run_dirs(out: Path) -> list[Path]:
-    return [p for p in out.iterdir() if p.is_dir()] if out.exists() else []
+from tests.cli_outcome import assert_outcome
 
 
 COUNTS = st.sampled_from(["-3", "0", "1", "2", "8", "12", "13", "x"])
@@ -32,16 +17,10 @@ COUNTS = st.sampled_from(["-3", "0", "1", "2", "8", "12", "13", "x"])
 def test_vision_train_options(num_train, epochs, batch, lr, crop, tiny_imagegpt_dir, image_folder_8px, tmp_path_factory,
                               capsys):
     out = tmp_path_factory.mktemp("runs") / "out"
-    code, err = _run(["vision", "train", "--model", str(tiny_imagegpt_dir), "--data", str(image_folder_8px),
-                      "--num-train", num_train, "--epochs", epochs, "--batch-size", batch, "--lr", lr,
-                      "--crop", crop, "--out", str(out)], capsys)
     good = num_train in ("1", "2", "8", "12") and epochs == "1" and batch == "4" and lr == "1e-3" and crop != "diagonal"
-    if good:
-        assert code == 0, err
-        assert len(_run_dirs(out)) == 1
-    else:
-        assert code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("error: "), err
-        assert _run_dirs(out) == []
+    assert_outcome(["vision", "train", "--model", str(tiny_imagegpt_dir), "--data", str(image_folder_8px),
+                    "--num-train", num_train, "--epochs", epochs, "--batch-size", batch, "--lr", lr,
+                    "--crop", crop], good, out, capsys)
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -52,14 +31,8 @@ def test_vision_train_options(num_train, epochs, batch, lr, crop, tiny_imagegpt_
 def test_vision_complete_options(num_eval, prefix, decoding, batch, tiny_imagegpt_dir, image_folder_8px,
                                  tmp_path_factory, capsys):
     out = tmp_path_factory.mktemp("runs") / "out"
-    code, err = _run(["vision", "complete", "--model", str(tiny_imagegpt_dir), "--data", str(image_folder_8px),
-                      "--num-eval", num_eval, "--prefix-fraction", prefix, "--batch-size", batch, *decoding,
-                      "--out", str(out)], capsys)
     good = num_eval in ("3", "12", "all") and prefix in ("0.25", "0.5") and batch == "5" and \
         decoding in ([], ["--decoding", "top-p"])
-    if good:
-        assert code == 0, err
-        assert len(_run_dirs(out)) == 1
-    else:
-        assert code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("error: "), err
-        assert _run_dirs(out) == []
+    assert_outcome(["vision", "complete", "--model", str(tiny_imagegpt_dir), "--data", str(image_folder_8px),
+                    "--num-eval", num_eval, "--prefix-fraction", prefix, "--batch-size", batch, *decoding],
+                   good, out, capsys)
