@@ -139,8 +139,14 @@ def train_run(spec: TrainSpec | None, modality: Modality, out: str | Path = "run
 
 
 def _start_processes(config: TrainConfig) -> None:
-    """Under torchrun / accelerate launch, join the process group now, as the engine will (before the model is
+    """Check what the engine will need of this machine (batch layout over the processes, the device), then,
+    under torchrun / accelerate launch, join the process group now, as the engine will (before the model is
     loaded, so ZeRO-3 can partition it while loading, and so the run dir's path can be shared)."""
+    from hyperfit_core.device import resolve_device
+    from hyperfit_core.engine import batch_layout
+
+    batch_layout(config.batch_size, config.per_device_batch_size, int(os.environ.get("WORLD_SIZE", "1")))
+    resolve_device(config.device)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         from hyperfit_core.engine import start_early
 

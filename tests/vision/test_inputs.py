@@ -101,6 +101,10 @@ def test_download_without_a_network_is_one_line(tiny_imagegpt_dir, tmp_path, cap
     (["--batch-size", "0"], "'--batch-size': 0 is not in the range x>=1"),
     (["--lr", "0"], "'--lr'"),
     (["--num-train", "13"], "asked for 13 training images but the data holds only 12"),
+    (["--per-device-batch-size", "3"], "global batch 8 is not a multiple of per-device batch 3"),
+    (["--device", "tpu"], "unknown device 'tpu'"),
+    (["--train-layers", "first:2"], "--train-layers must look like last:K"),
+    (["--lora", "4", "--train-layers", "last:1"], "not both"),
 ])
 def test_bad_train_counts_exit_2_before_writing(args, message, tiny_imagegpt_dir, image_folder_8px, tmp_path, capsys):
     code, _, err = run_cli(["vision", "train", "--model", str(tiny_imagegpt_dir), "--data", str(image_folder_8px),
