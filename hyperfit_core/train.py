@@ -290,6 +290,9 @@ def hyperfit(model, data: TokenSequences, config: TrainConfig, run: RunDir, *, r
     acc.wait_for_everyone()
     state_dict = acc.get_state_dict(prepared)
     plain = acc.unwrap_model(prepared, keep_fp32_wrapper=False)  # no autocast patch left
+    # unwrapping leaves an instance `forward` unwrapped past transformers' own decorators too (return_dict
+    # handling breaks): drop it, so the class's forward is the model's again
+    plain.__dict__.pop("forward", None)
     if config.lora_rank:
         from hyperfit_core.trainable import merged_state_dict
 

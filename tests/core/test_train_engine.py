@@ -158,3 +158,14 @@ def test_an_accelerator_started_before_loading_is_taken_over(tiny_gpt2_dir, tmp_
     fitted = _fit(tiny_gpt2_dir, tmp_path / "run", **config)
     assert engine._EARLY == {} and early.project_dir == str(tmp_path / "run")
     assert fitted is not None and (tmp_path / "run" / "model").is_dir()
+
+
+def test_the_model_hyperfit_returns_is_a_plain_transformers_model_after_bf16(tiny_gpt2_dir, tmp_path):
+    """accelerate's mixed-precision wrapper is gone and transformers' own forward is back (return_dict works)."""
+    model = AutoModelForCausalLM.from_pretrained(tiny_gpt2_dir)
+    data = TokenSequences.from_ids(torch.randint(0, 50, (8, 12), generator=torch.Generator().manual_seed(0)))
+    model = hyperfit(model, data, TrainConfig(lr=1e-3, epochs=1, batch_size=4, precision="bf16", device="cpu",
+                                              progress=False), RunDir(tmp_path / "run"))
+    as_tuple = model(data.ids[:2], return_dict=False)
+    assert isinstance(as_tuple, tuple) and as_tuple[0].dtype == torch.float32
+    assert torch.equal(model(input_ids=data.ids[:2]).logits, as_tuple[0])
