@@ -31,6 +31,9 @@ def test_benchmark_scores_every_condition_and_resumes(tiny_imagegpt_dir, image_f
     for file in ("results.json", "results.md", "results.png", "grid.png"):
         assert (run / file).is_file()
     assert "| hyperfit-blocked |" in results_table(results)
+    table = (run / "results.md").read_text()  # how many images each number rests on, and FID's caveat
+    assert "4 held-out images scored per condition" in table and "FID rests on 4 < 2048 images" in table
+    assert results["base-greedy"]["images"] == 4
     blocked = [r for r in run.read_metrics() if r.get("condition") == "hyperfit-blocked" and r["event"] == "completed"]
     assert blocked[0]["blocker"]["fired"] > 0
     # a second call finds every condition cached: no new completions are made
@@ -38,6 +41,7 @@ def test_benchmark_scores_every_condition_and_resumes(tiny_imagegpt_dir, image_f
     again = run_benchmark({"base": base, "hyperfit": fitted}, held_out, paper_conditions(), run,
                           train_tokens=train, blocker_n=8, fid=False, device="cpu")
     assert sum(r["event"] == "completed" for r in run.read_metrics()) == completed_before
+    assert "FID rests on" not in (run / "results.md").read_text()  # no FID, no caveat
     assert again["hyperfit-greedy"]["max_span"] == results["hyperfit-greedy"]["max_span"]
     # ... and FID reuses the cached Inception features: same numbers without running the network
     assert (run / "real.inception.safetensors").is_file()
