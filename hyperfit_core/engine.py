@@ -73,8 +73,14 @@ def make_accelerator(config, run_path: Path | None, accumulation: int):
         if key == _early_key(config, accumulation):
             early.project_configuration.set_directories(str(run_path))
             return early
+    import importlib.util
+
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, GradientState, PartialState
+
+    if config.report_to != "none" and importlib.util.find_spec(config.report_to) is None:
+        raise HyperfitError(f"--report-to {config.report_to} needs the {config.report_to} package: "
+                            f"pip install {config.report_to}")
 
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     AcceleratorState._reset_state(reset_partial_state=not distributed and not PartialState().use_distributed)

@@ -158,3 +158,15 @@ def test_an_accelerator_started_before_loading_is_taken_over(tiny_gpt2_dir, tmp_
     fitted = _fit(tiny_gpt2_dir, tmp_path / "run", **config)
     assert engine._EARLY == {} and early.project_dir == str(tmp_path / "run")
     assert fitted is not None and (tmp_path / "run" / "model").is_dir()
+
+
+def test_trackers_log_into_the_run_dir_or_say_what_is_missing(tiny_gpt2_dir, tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is None:
+        with pytest.raises(HyperfitError, match="pip install tensorboard"):
+            _fit(tiny_gpt2_dir, tmp_path / "run", epochs=1, report_to="tensorboard")
+    else:
+        _fit(tiny_gpt2_dir, tmp_path / "run", epochs=1, report_to="tensorboard")
+        assert list((tmp_path / "run").rglob("events.out.tfevents*"))
+        assert (tmp_path / "run" / "metrics.jsonl").is_file()
