@@ -170,3 +170,13 @@ def test_trackers_log_into_the_run_dir_or_say_what_is_missing(tiny_gpt2_dir, tmp
         _fit(tiny_gpt2_dir, tmp_path / "run", epochs=1, report_to="tensorboard")
         assert list((tmp_path / "run").rglob("events.out.tfevents*"))
         assert (tmp_path / "run" / "metrics.jsonl").is_file()
+
+
+def test_last_k_with_gradient_checkpointing_matches_without(tiny_gpt2_dir, tmp_path):
+    from hyperfit_core import engine
+
+    plain = _fit(tiny_gpt2_dir, tmp_path / "a", epochs=1, train_layers="last:1", gradient_checkpointing="off")
+    recomputed = _fit(tiny_gpt2_dir, tmp_path / "b", epochs=1, train_layers="last:1", gradient_checkpointing="on")
+    for a, b in zip(plain.state_dict().values(), recomputed.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6, rtol=0)
+    assert not engine.is_checkpointing(recomputed)  # a training-only setting: handed back as it came
