@@ -180,3 +180,18 @@ def test_last_k_with_gradient_checkpointing_matches_without(tiny_gpt2_dir, tmp_p
     for a, b in zip(plain.state_dict().values(), recomputed.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-6, rtol=0)
     assert not engine.is_checkpointing(recomputed)  # a training-only setting: handed back as it came
+
+
+def test_bf16_autocast_keeps_fp32_master_weights_that_a_1e6_step_changes(tiny_gpt2_dir, tmp_path):
+    base = AutoModelForCausalLM.from_pretrained(tiny_gpt2_dir)
+    fitted = _fit(tiny_gpt2_dir, tmp_path / "run", lr=1e-6, epochs=1, max_steps=1, precision="bf16")
+    engine_record = RunDir(tmp_path / "run").read_metrics()[0]
+    assert engine_record["mixed_precision"] == "bf16"
+    weight, before = fitted.transformer.h[0].mlp.c_fc.weight, base.transformer.h[0].mlp.c_fc.weight
+    assert weight.dtype == torch.float32
+    changed = (weight != before).float().mean().item()
+    assert changed > 0.5  # in bf16 weights (8 mantissa bits) a 1e-6 update to ~0.02 would round away everywhere
+    assert (weight.to(torch.bfloat16) == before.to(torch.bfloat16)).float().mean().item() > 0.9
+    ids = _data().ids[:2, :-1]
+    with torch.no_grad():  # the returned model carries no autocast patch: plain fp32 forward
+        assert fitted(input_ids=ids).logits.dtype == torch.float32
