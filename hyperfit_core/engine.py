@@ -45,6 +45,16 @@ def mixed_precision(config, cuda: bool) -> str:
     return "bf16" if cuda else "no"
 
 
+def process_state(device: str = "auto"):
+    """accelerate's PartialState as `hyperfit()` will use it, joining the process group that torchrun /
+    accelerate launch describe in the environment. Use this (not a bare `PartialState()`) before training, e.g.
+    to broadcast the run dir: on a machine without CUDA a bare PartialState() does not join the group (gloo needs
+    cpu=True), and every process would think it is rank 0."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=device == "cpu" or (device == "auto" and not torch.cuda.is_available()))
+
+
 _EARLY: dict = {}  # an Accelerator started before the model was loaded (start_early), waiting for hyperfit()
 
 
@@ -83,7 +93,10 @@ def make_accelerator(config, run_path: Path | None, accumulation: int):
                             f"pip install {config.report_to}")
 
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    AcceleratorState._reset_state(reset_partial_state=not distributed and not PartialState().use_distributed)
+    # keep a process group that is up; a state made without one (alone, or a bare PartialState() on a CPU-only
+    # machine under torchrun) is made again
+    joined = bool(PartialState._shared_state) and PartialState().use_distributed
+    AcceleratorState._reset_state(reset_partial_state=not (distributed and joined))
     GradientState._reset_state()
     device = config.device
     if device == "auto":

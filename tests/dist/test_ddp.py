@@ -29,7 +29,8 @@ CONFIG = dict(lr=1e-4, epochs=EPOCHS, batch_size=BATCH, per_device_batch_size=1,
 @pytest.fixture(scope="module")
 def two_process_runs(tiny_gpt2_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("ddp")
-    jobs = [dict(name="unbroken", run=root / "unbroken", config=CONFIG),
+    # the first job starts with a bare PartialState(), which on CPU joins no group: hyperfit must still form one
+    jobs = [dict(name="unbroken", run=root / "unbroken", config=CONFIG, bare_partial_state=True),
             dict(name="stopped", run=root / "broken", config={**CONFIG, "max_steps": 4, "keep_checkpoints": 5}),
             dict(name="resumed", run=root / "broken", config={**CONFIG, "keep_checkpoints": 5}, resume=True)]
     launch(2, tiny_gpt2_dir, root / "out", jobs, n=N)

@@ -33,6 +33,10 @@ def main():
             seen.append(ids[:, 0].tolist())
             return next_token_loss(model, ids)
 
+        if job.get("bare_partial_state"):  # what a caller may do first: on CPU this joins no process group
+            from accelerate import PartialState
+
+            PartialState()
         model = AutoModelForCausalLM.from_pretrained(spec["model"])  # fresh weights: a resume gets all from disk
         hyperfit(model, data, TrainConfig(**job["config"]), RunDir(job["run"]), resume=job.get("resume", False),
                  loss_fn=recording_loss)
