@@ -81,7 +81,8 @@ class TrainConfig:
         need(self.weight_decay >= 0, f"weight decay must not be negative, got {self.weight_decay}")
         need(self.shuffle_swaps >= 0, f"shuffle swaps must not be negative, got {self.shuffle_swaps}")
         need(self.grad_clip is None or self.grad_clip > 0, f"grad clip must be positive, got {self.grad_clip}")
-        need(self.precision in ("auto", "fp32", "bf16"), f"unknown precision {self.precision!r}: use auto, fp32 or bf16")
+        need(self.precision in ("auto", "fp32", "bf16"),
+             f"unknown precision {self.precision!r}: use auto, fp32 or bf16")
         need(self.compile in _SWITCH, f"unknown compile setting {self.compile!r}: use auto, on or off")
         need(self.gradient_checkpointing in _SWITCH,
              f"unknown gradient checkpointing setting {self.gradient_checkpointing!r}: use auto, on or off")

@@ -32,7 +32,8 @@ def _equal(a, b):
     (dict(batch_size=0), "batch size"), (dict(epochs=0), "epochs"), (dict(max_steps=0), "max steps"),
     (dict(lr=0.0), "learning rate"), (dict(precision="fp16"), "precision"), (dict(compile="maybe"), "compile"),
     (dict(gradient_checkpointing="x"), "checkpointing"), (dict(save_every=0), "save every"),
-    (dict(keep_checkpoints=0), "keep"), (dict(train_layers="first:2"), "last:K"), (dict(train_layers="last:0"), "last:K"),
+    (dict(keep_checkpoints=0), "keep"), (dict(train_layers="first:2"), "last:K"),
+    (dict(train_layers="last:0"), "last:K"),
     (dict(report_to="mlflow"), "tracker"), (dict(per_device_batch_size=9), "per-device"),
     (dict(lora_rank=2, train_layers="last:1"), "not both"), (dict(device="tpu"), "device")])
 def test_validate_rejects_each_bad_field_with_one_line(fields, message):

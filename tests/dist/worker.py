@@ -4,7 +4,6 @@ Runs the spec's jobs in order: each trains the tiny model on `n` sequences whose
 and writes what this rank fed the model (one list of sample indices per forward) to OUT/seen-JOB-rank{R}.json.
 """
 
-import argparse
 import json
 import os
 import sys
