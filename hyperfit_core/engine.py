@@ -193,8 +193,9 @@ def register_portable_weights(accelerator) -> None:
 
 
 def want_compile(config, accelerator) -> bool:
+    """"auto": on CUDA with one process or DDP (compiling FSDP2 / DeepSpeed models is left to "on")."""
     if config.compile == "auto":
-        return accelerator.device.type == "cuda" and strategy(accelerator) != "deepspeed"
+        return accelerator.device.type == "cuda" and strategy(accelerator) in ("single", "ddp")
     return config.compile == "on"
 
 

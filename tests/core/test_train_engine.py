@@ -196,3 +196,26 @@ def test_bf16_autocast_keeps_fp32_master_weights_that_a_1e6_step_changes(tiny_gp
     ids = _data().ids[:2, :-1]
     with torch.no_grad():  # the returned model carries no autocast patch: plain fp32 forward
         assert fitted(input_ids=ids).logits.dtype == torch.float32
+
+
+def test_auto_switches_resolve_off_on_cpu_and_explicit_ones_win():
+    from types import SimpleNamespace
+
+    from accelerate.utils import DistributedType
+
+    from hyperfit_core import engine
+
+    def accelerator(device, kind=DistributedType.NO, processes=1):
+        return SimpleNamespace(device=torch.device(device), distributed_type=kind, num_processes=processes,
+                               is_fsdp2=kind == DistributedType.FSDP, state=SimpleNamespace())
+
+    cpu, cuda = accelerator("cpu"), accelerator("cuda")
+    fsdp = accelerator("cuda", DistributedType.FSDP, 8)
+    assert not engine.want_compile(TrainConfig(), cpu) and engine.want_compile(TrainConfig(), cuda)
+    assert not engine.want_compile(TrainConfig(), fsdp) and engine.want_compile(TrainConfig(compile="on"), fsdp)
+    assert engine.want_compile(TrainConfig(compile="on"), cpu)
+    assert not engine.want_compile(TrainConfig(compile="off"), cuda)
+    assert not engine.want_checkpointing(TrainConfig(), cpu, None, 8, 256)
+    assert engine.want_checkpointing(TrainConfig(gradient_checkpointing="on"), cpu, None, 8, 256)
+    assert engine.strategy(fsdp) == "fsdp2"
+    assert engine.strategy(accelerator("cpu", DistributedType.MULTI_CPU, 2)) == "ddp"
