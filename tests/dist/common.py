@@ -48,6 +48,22 @@ def launch(nproc: int, model: Path, out: Path, jobs: list[dict], *, n: int = 10,
     assert status == 0, f"multi-process run failed ({status}); log tail:\n{log.read_text()[-4000:]}"
 
 
+def launcher_env(config_file: Path) -> dict:
+    """The environment `accelerate launch --config_file FILE` hands its worker processes (its own code)."""
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils import launch as launcher
+
+    args = launch_command_parser().parse_args(["--config_file", str(config_file), "-m", "hyperfit_core.cli"])
+    args, defaults, mp_from_config = _validate_launch_command(args)
+    if args.use_deepspeed:
+        args.deepspeed_fields_from_accelerate_config = ",".join(
+            list(defaults.deepspeed_config) + (["mixed_precision"] if mp_from_config else []))
+        return launcher.prepare_deepspeed_cmd_env(args)[1]
+    if args.use_fsdp:
+        return launcher.prepare_multi_gpu_env(args)
+    return launcher.prepare_simple_launcher_cmd_env(args)[1]
+
+
 def seen(out: Path, name: str, nproc: int) -> list[list[list[int]]]:
     """seen[rank][forward] = the sample indices that rank fed the model in that forward pass."""
     return [json.loads((out / f"seen-{name}-rank{r}.json").read_text()) for r in range(nproc)]
