@@ -133,6 +133,24 @@ def strategy(accelerator) -> str:
     return "ddp" if accelerator.num_processes > 1 else "single"
 
 
+def describe(accelerator) -> dict:
+    """What the run trains on, for metrics.jsonl: strategy, processes, device, precision and the sharding setup."""
+    record = {"strategy": strategy(accelerator), "processes": accelerator.num_processes,
+              "device": str(accelerator.device), "mixed_precision": accelerator.mixed_precision}
+    if record["strategy"] == "fsdp2":
+        plugin = accelerator.state.fsdp_plugin
+        policy = plugin.mixed_precision_policy
+        record["fsdp"] = {"param_dtype": str(getattr(policy, "param_dtype", None)),
+                          "reduce_dtype": str(getattr(policy, "reduce_dtype", None)),
+                          "cpu_offload": bool(plugin.cpu_offload), "state_dict": plugin.state_dict_type.name,
+                          "activation_checkpointing": bool(plugin.activation_checkpointing)}
+    elif record["strategy"] == "deepspeed":
+        zero = accelerator.state.deepspeed_plugin.deepspeed_config.get("zero_optimization", {})
+        record["deepspeed"] = {"zero_stage": zero.get("stage"),
+                               "offload_optimizer": zero.get("offload_optimizer", {}).get("device", "none")}
+    return record
+
+
 def configure_plugins(accelerator, config, per_device: int, accumulation: int) -> None:
     """Settings the launch config can't express, applied before `prepare`.
 

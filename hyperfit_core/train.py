@@ -197,9 +197,8 @@ def hyperfit(model, data: TokenSequences, config: TrainConfig, run: RunDir, *, r
     # saved and returned (and later used for decoding) is the plain one
     train_model = torch.compile(prepared) if engine.want_compile(config, acc) else prepared
     if main:
-        run.log({"event": "engine", "strategy": engine.strategy(acc), "processes": acc.num_processes,
-                 "per_device_batch": per_device, "accumulation": accumulation, "device": str(acc.device),
-                 "mixed_precision": acc.mixed_precision, "gradient_checkpointing": checkpointing,
+        run.log({"event": "engine", **engine.describe(acc), "per_device_batch": per_device,
+                 "accumulation": accumulation, "gradient_checkpointing": checkpointing,
                  "compile": train_model is not prepared, "resumed_at_step": step if resume else None})
 
     def checkpoint(epoch, sample_in_epoch):

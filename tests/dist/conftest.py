@@ -13,6 +13,7 @@ CONFIG = dict(lr=1e-4, epochs=EPOCHS, batch_size=BATCH, per_device_batch_size=1,
               precision="fp32")
 LORA = {**CONFIG, "lora_rank": 2, "lr": 1e-2, "epochs": 2}
 LAST = {**CONFIG, "train_layers": "last:1", "epochs": 2}
+BF16 = {**CONFIG, "precision": "bf16", "lr": 1e-6, "max_steps": 1}  # the paper's lr: one step in bf16 compute
 FSDP2_YAML = Path(__file__).resolve().parents[2] / "configs" / "accelerate" / "fsdp2_8gpu.yaml"
 
 
@@ -30,6 +31,7 @@ def two_process_runs(tiny_gpt2_dir, tmp_path_factory):
         dict(name="fsdp-resumed", run=root / "fsdp-broken", config=CONFIG, resume=True, fsdp_env=fsdp),
         dict(name="fsdp-lora", run=root / "fsdp-lora", config=LORA, fsdp_env=fsdp),
         dict(name="fsdp-last", run=root / "fsdp-last", config=LAST, fsdp_env=fsdp),
+        dict(name="fsdp-bf16", run=root / "fsdp-bf16", config=BF16, fsdp_env=fsdp),
     ]
     launch(2, tiny_gpt2_dir, root / "out", jobs, n=N, timeout=240)
     return root

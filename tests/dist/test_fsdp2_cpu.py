@@ -35,6 +35,7 @@ def _assert_close(a: dict, b: dict, tol: float):
 def test_fsdp2_trains_the_same_weights_as_one_process(two_process_runs, tiny_gpt2_dir, tmp_path):
     engine = RunDir(two_process_runs / "fsdp-unbroken").read_metrics()[0]
     assert engine["strategy"] == "fsdp2" and engine["processes"] == 2 and engine["accumulation"] == 2
+    assert engine["fsdp"]["state_dict"] == "SHARDED_STATE_DICT" and engine["fsdp"]["activation_checkpointing"]
     fsdp = _weights(two_process_runs / "fsdp-unbroken")
     assert all(w.dtype == torch.float32 for w in fsdp.values())  # gathered full weights, a plain model
     _assert_close(fsdp, _one_process(tiny_gpt2_dir, tmp_path / "one", CONFIG), TOL)
@@ -60,3 +61,14 @@ def test_fsdp2_last_k_matches_one_process(two_process_runs, tiny_gpt2_dir, tmp_p
     _assert_close(fsdp, one, TOL)
     base = AutoModelForCausalLM.from_pretrained(tiny_gpt2_dir).state_dict()
     assert torch.equal(fsdp["transformer.h.0.attn.c_attn.weight"], base["transformer.h.0.attn.c_attn.weight"])
+
+
+def test_fsdp2_bf16_compute_keeps_fp32_master_weights_that_an_lr_1e6_step_changes(two_process_runs, tiny_gpt2_dir):
+    engine = RunDir(two_process_runs / "fsdp-bf16").read_metrics()[0]
+    assert engine["mixed_precision"] == "bf16"
+    assert (engine["fsdp"]["param_dtype"], engine["fsdp"]["reduce_dtype"]) == ("torch.bfloat16", "torch.float32")
+    fitted = _weights(two_process_runs / "fsdp-bf16")["transformer.h.0.mlp.c_fc.weight"]
+    before = AutoModelForCausalLM.from_pretrained(tiny_gpt2_dir).transformer.h[0].mlp.c_fc.weight.detach()
+    assert fitted.dtype == torch.float32
+    assert (fitted != before).float().mean() > 0.5  # bf16 weights would have rounded a 1e-6 update away
+    assert (fitted.to(torch.bfloat16) == before.to(torch.bfloat16)).float().mean() > 0.9
