@@ -13,7 +13,7 @@ import pytest
 from accelerate.commands.config import load_config_from_file
 from accelerate.utils import DeepSpeedPlugin, DistributedType, FullyShardedDataParallelPlugin
 
-from tests.dist.common import launcher_env
+from tests.distributed.common import launcher_env
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "accelerate"
 EXPECTED = {"single_gpu": (DistributedType.NO, 1), "fsdp2_8gpu": (DistributedType.FSDP, 8),

@@ -1,6 +1,6 @@
 """FSDP2 through accelerate on CUDA (accelerate enables FSDP only on accelerators, so this can't run on CPU).
 
-Launches tests/dist/worker.py on min(2, GPUs) processes with the environment `accelerate launch --config_file
+Launches tests/distributed/worker.py on min(2, GPUs) processes with the environment `accelerate launch --config_file
 configs/accelerate/fsdp2_8gpu.yaml` gives its workers: an unbroken run, a run stopped mid-epoch by its step budget
 and that run resumed from its sharded checkpoint. Run by the GPU check script, not by CI.
 """
@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from hyperfit_core.rundir import RunDir
-from tests.dist.common import launch, launcher_env
+from tests.distributed.common import launch, launcher_env
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 

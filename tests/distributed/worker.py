@@ -1,4 +1,4 @@
-"""One process of a multi-process test run (launched by tests/dist through torch.distributed.run).
+"""One process of a multi-process test run (launched by tests/distributed through torch.distributed.run).
 
 Runs the spec's jobs in order: each trains the tiny model on `n` sequences whose first token is the sample's index
 and writes what this rank fed the model (one list of sample indices per forward) to OUT/seen-JOB-rank{R}.json.
@@ -26,7 +26,7 @@ from transformers import AutoModelForCausalLM  # noqa: E402
 from hyperfit_core import engine  # noqa: E402
 from hyperfit_core.rundir import RunDir  # noqa: E402
 from hyperfit_core.train import TrainConfig, hyperfit, next_token_loss  # noqa: E402
-from tests.dist.common import make_data  # noqa: E402
+from tests.distributed.common import make_data  # noqa: E402
 
 
 @contextmanager

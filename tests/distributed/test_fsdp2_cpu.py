@@ -1,7 +1,7 @@
 """FSDP2 (torch fully_shard through accelerate, configs/accelerate/fsdp2_8gpu.yaml's settings: full shard per
 block, activation checkpointing, sharded checkpoints, rank-0 loading) on two CPU processes over gloo, against one
 process. The worker switches accelerate to FSDP by hand, since accelerate enables it only on accelerators
-(tests/dist/worker.py says how); fp32 here, so the tolerances are DDP's (conftest: 1e-6 at lr 1e-4)."""
+(tests/distributed/worker.py says how); fp32 here, so the tolerances are DDP's (conftest: 1e-6 at lr 1e-4)."""
 
 import torch
 from safetensors.torch import load_file
@@ -10,8 +10,8 @@ from transformers import AutoModelForCausalLM
 from hyperfit_core.checkpoint import latest_checkpoint
 from hyperfit_core.rundir import RunDir
 from hyperfit_core.train import TrainConfig, hyperfit
-from tests.dist.common import make_data
-from tests.dist.conftest import CONFIG, LAST, LORA, TOL, N
+from tests.distributed.common import make_data
+from tests.distributed.conftest import CONFIG, LAST, LORA, TOL, N
 
 
 def _weights(run_dir) -> dict:

@@ -25,14 +25,14 @@ def make_data(n: int, length: int = 12) -> TokenSequences:
 
 def launch(nproc: int, model: Path, out: Path, jobs: list[dict], *, n: int = 10, env: dict | None = None,
            timeout: float = 150) -> None:
-    """Run tests/dist/worker.py's `jobs` ({name, run, config, resume}) on `nproc` local gloo processes.
+    """Run tests/distributed/worker.py's `jobs` ({name, run, config, resume}) on `nproc` local gloo processes.
 
     Bounded: after `timeout` seconds the launcher and every worker are killed and the test fails with the log."""
     out.mkdir(parents=True, exist_ok=True)
     spec = out / "spec.json"
     spec.write_text(json.dumps({"model": str(model), "out": str(out), "n": n, "jobs": jobs}, default=str))
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
-               str(REPO / "tests" / "dist" / "worker.py"), str(spec)]
+               str(REPO / "tests" / "distributed" / "worker.py"), str(spec)]
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
                    "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", **(env or {})}
     log = out / "log.txt"

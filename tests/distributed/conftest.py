@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.dist.common import launch, launcher_env
+from tests.distributed.common import launch, launcher_env
 
 N, BATCH, EPOCHS, TOL = 10, 4, 3, 1e-6
 # per-device batch 1 on 2 processes: 2 accumulation steps per update (DDP no_sync / FSDP2 gradient-sync off)

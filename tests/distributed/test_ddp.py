@@ -20,8 +20,8 @@ from hyperfit_core.engine import split_bounds
 from hyperfit_core.rundir import RunDir
 from hyperfit_core.sequences import epoch_order
 from hyperfit_core.train import TrainConfig, hyperfit
-from tests.dist.common import make_data, seen
-from tests.dist.conftest import BATCH, CONFIG, EPOCHS, TOL, N
+from tests.distributed.common import make_data, seen
+from tests.distributed.conftest import BATCH, CONFIG, EPOCHS, TOL, N
 
 
 def _weights(run_dir):
