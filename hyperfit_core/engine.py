@@ -45,6 +45,16 @@ def mixed_precision(config, cuda: bool) -> str:
     return "bf16" if cuda else "no"
 
 
+def process_state(device: str = "auto"):
+    """accelerate's PartialState as `hyperfit()` will use it, joining the process group that torchrun /
+    accelerate launch describe in the environment. Use this (not a bare `PartialState()`) before training, e.g.
+    to broadcast the run dir: on a machine without CUDA a bare PartialState() does not join the group (gloo needs
+    cpu=True), and every process would think it is rank 0."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=device == "cpu" or (device == "auto" and not torch.cuda.is_available()))
+
+
 _EARLY: dict = {}  # an Accelerator started before the model was loaded (start_early), waiting for hyperfit()
 
 
@@ -73,11 +83,20 @@ def make_accelerator(config, run_path: Path | None, accumulation: int):
         if key == _early_key(config, accumulation):
             early.project_configuration.set_directories(str(run_path))
             return early
+    import importlib.util
+
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, GradientState, PartialState
 
+    if config.report_to != "none" and importlib.util.find_spec(config.report_to) is None:
+        raise HyperfitError(f"--report-to {config.report_to} needs the {config.report_to} package: "
+                            f"pip install {config.report_to}")
+
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    AcceleratorState._reset_state(reset_partial_state=not distributed and not PartialState().use_distributed)
+    # keep a process group that is up; a state made without one (alone, or a bare PartialState() on a CPU-only
+    # machine under torchrun) is made again
+    joined = bool(PartialState._shared_state) and PartialState().use_distributed
+    AcceleratorState._reset_state(reset_partial_state=not (distributed and joined))
     GradientState._reset_state()
     device = config.device
     if device == "auto":
@@ -112,6 +131,24 @@ def strategy(accelerator) -> str:
     if kind == DistributedType.DEEPSPEED:
         return "deepspeed"
     return "ddp" if accelerator.num_processes > 1 else "single"
+
+
+def describe(accelerator) -> dict:
+    """What the run trains on, for metrics.jsonl: strategy, processes, device, precision and the sharding setup."""
+    record = {"strategy": strategy(accelerator), "processes": accelerator.num_processes,
+              "device": str(accelerator.device), "mixed_precision": accelerator.mixed_precision}
+    if record["strategy"] == "fsdp2":
+        plugin = accelerator.state.fsdp_plugin
+        policy = plugin.mixed_precision_policy
+        record["fsdp"] = {"param_dtype": str(getattr(policy, "param_dtype", None)),
+                          "reduce_dtype": str(getattr(policy, "reduce_dtype", None)),
+                          "cpu_offload": bool(plugin.cpu_offload), "state_dict": plugin.state_dict_type.name,
+                          "activation_checkpointing": bool(plugin.activation_checkpointing)}
+    elif record["strategy"] == "deepspeed":
+        zero = accelerator.state.deepspeed_plugin.deepspeed_config.get("zero_optimization", {})
+        record["deepspeed"] = {"zero_stage": zero.get("stage"),
+                               "offload_optimizer": zero.get("offload_optimizer", {}).get("device", "none")}
+    return record
 
 
 def configure_plugins(accelerator, config, per_device: int, accumulation: int) -> None:
@@ -174,8 +211,9 @@ def register_portable_weights(accelerator) -> None:
 
 
 def want_compile(config, accelerator) -> bool:
+    """"auto": on CUDA with one process or DDP (compiling FSDP2 / DeepSpeed models is left to "on")."""
     if config.compile == "auto":
-        return accelerator.device.type == "cuda" and strategy(accelerator) != "deepspeed"
+        return accelerator.device.type == "cuda" and strategy(accelerator) in ("single", "ddp")
     return config.compile == "on"
 
 

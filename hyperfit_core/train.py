@@ -81,7 +81,8 @@ class TrainConfig:
         need(self.weight_decay >= 0, f"weight decay must not be negative, got {self.weight_decay}")
         need(self.shuffle_swaps >= 0, f"shuffle swaps must not be negative, got {self.shuffle_swaps}")
         need(self.grad_clip is None or self.grad_clip > 0, f"grad clip must be positive, got {self.grad_clip}")
-        need(self.precision in ("auto", "fp32", "bf16"), f"unknown precision {self.precision!r}: use auto, fp32 or bf16")
+        need(self.precision in ("auto", "fp32", "bf16"),
+             f"unknown precision {self.precision!r}: use auto, fp32 or bf16")
         need(self.compile in _SWITCH, f"unknown compile setting {self.compile!r}: use auto, on or off")
         need(self.gradient_checkpointing in _SWITCH,
              f"unknown gradient checkpointing setting {self.gradient_checkpointing!r}: use auto, on or off")
@@ -169,8 +170,9 @@ def hyperfit(model, data: TokenSequences, config: TrainConfig, run: RunDir, *, r
     checkpointing = engine.want_checkpointing(config, acc, model, per_device, data.length - 1)
     if checkpointing != checkpointing_was:
         engine.set_checkpointing(model, checkpointing)
-        if checkpointing and (config.train_layers or config.lora_rank):
-            model.enable_input_require_grads()  # frozen embeddings: recomputed blocks still need an input grad
+    input_grads = checkpointing and bool(config.train_layers or config.lora_rank)
+    if input_grads:
+        model.enable_input_require_grads()  # frozen embeddings: recomputed blocks still need an input grad
     trained.train()
 
     engine.configure_plugins(acc, config, per_device, accumulation)
@@ -195,9 +197,8 @@ def hyperfit(model, data: TokenSequences, config: TrainConfig, run: RunDir, *, r
     # saved and returned (and later used for decoding) is the plain one
     train_model = torch.compile(prepared) if engine.want_compile(config, acc) else prepared
     if main:
-        run.log({"event": "engine", "strategy": engine.strategy(acc), "processes": acc.num_processes,
-                 "per_device_batch": per_device, "accumulation": accumulation, "device": str(acc.device),
-                 "mixed_precision": acc.mixed_precision, "gradient_checkpointing": checkpointing,
+        run.log({"event": "engine", **engine.describe(acc), "per_device_batch": per_device,
+                 "accumulation": accumulation, "gradient_checkpointing": checkpointing,
                  "compile": train_model is not prepared, "resumed_at_step": step if resume else None})
 
     def checkpoint(epoch, sample_in_epoch):
@@ -205,12 +206,11 @@ def hyperfit(model, data: TokenSequences, config: TrainConfig, run: RunDir, *, r
             "epoch": epoch, "sample_in_epoch": sample_in_epoch, "step": step, "epoch_loss_sum": epoch_sum,
             "epoch_seen": epoch_seen, "batch_size": batch, "samples": n, "processes": acc.num_processes,
             "strategy": engine.strategy(acc), "epochs_done": epoch}, keep=config.keep_checkpoints)
-        return step
 
     budget = config.max_steps
     bar = tqdm(total=min(config.epochs * steps_per_epoch, budget or 1 << 62), initial=step,
                disable=not (config.progress and main), desc="hyperfit", unit="step")
-    saved_at, epoch, first = (step if resume else None), start_epoch, start_sample
+    first = start_sample
     stop = budget is not None and step >= budget
     try:
         for epoch in range(start_epoch, config.epochs):
@@ -268,9 +268,9 @@ def hyperfit(model, data: TokenSequences, config: TrainConfig, run: RunDir, *, r
             if epoch_done:
                 epoch_sum, epoch_seen = 0.0, 0
                 if (epoch + 1) % config.save_every == 0 or last:
-                    saved_at = checkpoint(epoch + 1, 0)
+                    checkpoint(epoch + 1, 0)
             else:
-                saved_at = checkpoint(epoch, first + batch)  # stopped mid-epoch: resume from the next batch
+                checkpoint(epoch, first + batch)  # stopped mid-epoch: resume from the next batch
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1, epoch_mean)
             if reached:
@@ -281,8 +281,6 @@ def hyperfit(model, data: TokenSequences, config: TrainConfig, run: RunDir, *, r
                 if main:
                     run.log({"event": "step_budget_reached", "epoch": epoch + 1, "step": step})
                 break
-        if saved_at != step:
-            saved_at = checkpoint(epoch + 1, 0)
     finally:
         bar.close()
 
@@ -304,6 +302,8 @@ def hyperfit(model, data: TokenSequences, config: TrainConfig, run: RunDir, *, r
             plain = plain.get_base_model()
     for name, param in plain.named_parameters():
         param.requires_grad_(requires_grad_was.get(name, True))
+    if input_grads:
+        plain.disable_input_require_grads()
     if engine.is_checkpointing(plain) != checkpointing_was:
         engine.set_checkpointing(plain, checkpointing_was)  # training-only settings: hand the model back as it came
     plain.eval()

@@ -8,6 +8,7 @@ embeddings (GPT-2, ImageGPT) the head *is* the embedding matrix, so it trains to
 from __future__ import annotations
 
 import re
+import warnings
 
 import torch
 
@@ -89,7 +90,10 @@ def apply_lora(model: torch.nn.Module, rank: int, alpha: float | None = None):
         raise HyperfitError(f"LoRA rank must be at least 1, got {rank}")
     config = LoraConfig(r=rank, lora_alpha=alpha if alpha is not None else rank, lora_dropout=0.0,
                         target_modules="all-linear", bias="none")
-    return get_peft_model(model, config)
+    with warnings.catch_warnings():  # GPT-2-style Conv1D: peft switches fan_in_fan_out on itself, and says so
+        warnings.filterwarnings("ignore", message=".*fan_in_fan_out.*")
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")  # peft reads the old name
+        return get_peft_model(model, config)
 
 
 def count_parameters(model: torch.nn.Module) -> dict[str, int]:

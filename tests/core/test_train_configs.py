@@ -11,26 +11,14 @@ from unittest import mock
 
 import pytest
 from accelerate.commands.config import load_config_from_file
-from accelerate.commands.launch import _validate_launch_command, launch_command_parser
 from accelerate.utils import DeepSpeedPlugin, DistributedType, FullyShardedDataParallelPlugin
-from accelerate.utils import launch as launcher
+
+from tests.distributed.common import launcher_env
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "accelerate"
 EXPECTED = {"single_gpu": (DistributedType.NO, 1), "fsdp2_8gpu": (DistributedType.FSDP, 8),
             "fsdp2_8gpu_offload": (DistributedType.FSDP, 8), "multinode_fsdp2": (DistributedType.FSDP, 32),
             "deepspeed_zero3_offload": (DistributedType.DEEPSPEED, 8)}
-
-
-def _worker_env(path: Path) -> dict:
-    args = launch_command_parser().parse_args(["--config_file", str(path), "-m", "hyperfit_core.cli", "text", "train"])
-    args, defaults, mp_from_config = _validate_launch_command(args)
-    if args.use_deepspeed:
-        args.deepspeed_fields_from_accelerate_config = ",".join(
-            list(defaults.deepspeed_config) + (["mixed_precision"] if mp_from_config else []))
-        return launcher.prepare_deepspeed_cmd_env(args)[1]
-    if args.use_fsdp:
-        return launcher.prepare_multi_gpu_env(args)
-    return launcher.prepare_simple_launcher_cmd_env(args)[1]
 
 
 def test_every_shipped_config_is_tested():
@@ -42,7 +30,7 @@ def test_config_parses_and_launches_bf16(name):
     config = load_config_from_file(str(CONFIGS / f"{name}.yaml"))
     assert (config.distributed_type, config.num_processes) == EXPECTED[name]
     assert config.mixed_precision == "bf16" and not config.use_cpu
-    assert _worker_env(CONFIGS / f"{name}.yaml")["ACCELERATE_MIXED_PRECISION"] == "bf16"
+    assert launcher_env(CONFIGS / f"{name}.yaml")["ACCELERATE_MIXED_PRECISION"] == "bf16"
 
 
 @pytest.mark.parametrize("name, offload", [("fsdp2_8gpu", False), ("fsdp2_8gpu_offload", True),
@@ -50,7 +38,7 @@ def test_config_parses_and_launches_bf16(name):
 def test_fsdp_configs_give_fsdp2_full_shard_with_activation_checkpointing(name, offload):
     from torch.distributed.fsdp import CPUOffloadPolicy
 
-    with mock.patch.dict(os.environ, _worker_env(CONFIGS / f"{name}.yaml")):
+    with mock.patch.dict(os.environ, launcher_env(CONFIGS / f"{name}.yaml")):
         plugin = FullyShardedDataParallelPlugin()
     assert plugin.fsdp_version == 2 and plugin.reshard_after_forward is True
     assert plugin.activation_checkpointing and plugin.cpu_ram_efficient_loading
@@ -59,7 +47,7 @@ def test_fsdp_configs_give_fsdp2_full_shard_with_activation_checkpointing(name, 
 
 
 def test_deepspeed_config_gives_zero3_with_optimizer_offload():
-    env = _worker_env(CONFIGS / "deepspeed_zero3_offload.yaml")
+    env = launcher_env(CONFIGS / "deepspeed_zero3_offload.yaml")
     assert "ACCELERATE_GRADIENT_ACCUMULATION_STEPS" not in env  # hyperfit sets it from the batch layout
     with mock.patch.dict(os.environ, env):
         plugin = DeepSpeedPlugin()

@@ -32,7 +32,8 @@ def _equal(a, b):
     (dict(batch_size=0), "batch size"), (dict(epochs=0), "epochs"), (dict(max_steps=0), "max steps"),
     (dict(lr=0.0), "learning rate"), (dict(precision="fp16"), "precision"), (dict(compile="maybe"), "compile"),
     (dict(gradient_checkpointing="x"), "checkpointing"), (dict(save_every=0), "save every"),
-    (dict(keep_checkpoints=0), "keep"), (dict(train_layers="first:2"), "last:K"), (dict(train_layers="last:0"), "last:K"),
+    (dict(keep_checkpoints=0), "keep"), (dict(train_layers="first:2"), "last:K"),
+    (dict(train_layers="last:0"), "last:K"),
     (dict(report_to="mlflow"), "tracker"), (dict(per_device_batch_size=9), "per-device"),
     (dict(lora_rank=2, train_layers="last:1"), "not both"), (dict(device="tpu"), "device")])
 def test_validate_rejects_each_bad_field_with_one_line(fields, message):
@@ -169,3 +170,63 @@ def test_the_model_hyperfit_returns_is_a_plain_transformers_model_after_bf16(tin
     as_tuple = model(data.ids[:2], return_dict=False)
     assert isinstance(as_tuple, tuple) and as_tuple[0].dtype == torch.float32
     assert torch.equal(model(input_ids=data.ids[:2]).logits, as_tuple[0])
+
+
+def test_trackers_log_into_the_run_dir_or_say_what_is_missing(tiny_gpt2_dir, tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is None:
+        with pytest.raises(HyperfitError, match="pip install tensorboard"):
+            _fit(tiny_gpt2_dir, tmp_path / "run", epochs=1, report_to="tensorboard")
+    else:
+        _fit(tiny_gpt2_dir, tmp_path / "run", epochs=1, report_to="tensorboard")
+        assert list((tmp_path / "run").rglob("events.out.tfevents*"))
+        assert (tmp_path / "run" / "metrics.jsonl").is_file()
+
+
+def test_last_k_with_gradient_checkpointing_matches_without(tiny_gpt2_dir, tmp_path):
+    from hyperfit_core import engine
+
+    plain = _fit(tiny_gpt2_dir, tmp_path / "a", epochs=1, train_layers="last:1", gradient_checkpointing="off")
+    recomputed = _fit(tiny_gpt2_dir, tmp_path / "b", epochs=1, train_layers="last:1", gradient_checkpointing="on")
+    for a, b in zip(plain.state_dict().values(), recomputed.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6, rtol=0)
+    assert not engine.is_checkpointing(recomputed)  # a training-only setting: handed back as it came
+
+
+def test_bf16_autocast_keeps_fp32_master_weights_that_a_1e6_step_changes(tiny_gpt2_dir, tmp_path):
+    base = AutoModelForCausalLM.from_pretrained(tiny_gpt2_dir)
+    fitted = _fit(tiny_gpt2_dir, tmp_path / "run", lr=1e-6, epochs=1, max_steps=1, precision="bf16")
+    engine_record = RunDir(tmp_path / "run").read_metrics()[0]
+    assert engine_record["mixed_precision"] == "bf16"
+    weight, before = fitted.transformer.h[0].mlp.c_fc.weight, base.transformer.h[0].mlp.c_fc.weight
+    assert weight.dtype == torch.float32
+    changed = (weight != before).float().mean().item()
+    assert changed > 0.5  # in bf16 weights (8 mantissa bits) a 1e-6 update to ~0.02 would round away everywhere
+    assert (weight.to(torch.bfloat16) == before.to(torch.bfloat16)).float().mean().item() > 0.9
+    ids = _data().ids[:2, :-1]
+    with torch.no_grad():  # the returned model carries no autocast patch: plain fp32 forward
+        assert fitted(input_ids=ids).logits.dtype == torch.float32
+
+
+def test_auto_switches_resolve_off_on_cpu_and_explicit_ones_win():
+    from types import SimpleNamespace
+
+    from accelerate.utils import DistributedType
+
+    from hyperfit_core import engine
+
+    def accelerator(device, kind=DistributedType.NO, processes=1):
+        return SimpleNamespace(device=torch.device(device), distributed_type=kind, num_processes=processes,
+                               is_fsdp2=kind == DistributedType.FSDP, state=SimpleNamespace())
+
+    cpu, cuda = accelerator("cpu"), accelerator("cuda")
+    fsdp = accelerator("cuda", DistributedType.FSDP, 8)
+    assert not engine.want_compile(TrainConfig(), cpu) and engine.want_compile(TrainConfig(), cuda)
+    assert not engine.want_compile(TrainConfig(), fsdp) and engine.want_compile(TrainConfig(compile="on"), fsdp)
+    assert engine.want_compile(TrainConfig(compile="on"), cpu)
+    assert not engine.want_compile(TrainConfig(compile="off"), cuda)
+    assert not engine.want_checkpointing(TrainConfig(), cpu, None, 8, 256)
+    assert engine.want_checkpointing(TrainConfig(gradient_checkpointing="on"), cpu, None, 8, 256)
+    assert engine.strategy(fsdp) == "fsdp2"
+    assert engine.strategy(accelerator("cpu", DistributedType.MULTI_CPU, 2)) == "ddp"

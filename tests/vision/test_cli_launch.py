@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from tests.dist.common import REPO
+from tests.distributed.common import REPO
 
 
 def _hyperfit(prefix: list[str], args: list[str], out: Path, timeout: float = 150) -> Path:

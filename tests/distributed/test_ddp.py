@@ -1,7 +1,7 @@
 """Two CPU processes (gloo, DDP through accelerate) against one: same weights, disjoint complete data, resumable.
 
-One launch runs three jobs in the same two processes: an unbroken run, a run stopped by its step budget in the
-middle of epoch 2, and that run resumed (fresh weights, all state from its checkpoint). Tolerance: the two
+The launch (conftest.py) runs, among others, an unbroken run, a run stopped by its step budget in the middle of
+epoch 2, and that run resumed (fresh weights, all state from its checkpoint). Tolerance: the two
 processes all-reduce fp32 gradients (a different summation order than one process's batch of 4), and Adam turns
 last-bit gradient differences into update differences of up to ~lr/300 per step: at lr 1e-4 the weights move by
 ~9e-4 in 9 steps and agree with one process to 1e-6 (measured ~3e-7).
@@ -20,20 +20,8 @@ from hyperfit_core.engine import split_bounds
 from hyperfit_core.rundir import RunDir
 from hyperfit_core.sequences import epoch_order
 from hyperfit_core.train import TrainConfig, hyperfit
-from tests.dist.common import launch, make_data, seen
-
-N, BATCH, EPOCHS, TOL = 10, 4, 3, 1e-6
-CONFIG = dict(lr=1e-4, epochs=EPOCHS, batch_size=BATCH, per_device_batch_size=1, seed=5, progress=False)
-
-
-@pytest.fixture(scope="module")
-def two_process_runs(tiny_gpt2_dir, tmp_path_factory):
-    root = tmp_path_factory.mktemp("ddp")
-    jobs = [dict(name="unbroken", run=root / "unbroken", config=CONFIG),
-            dict(name="stopped", run=root / "broken", config={**CONFIG, "max_steps": 4, "keep_checkpoints": 5}),
-            dict(name="resumed", run=root / "broken", config={**CONFIG, "keep_checkpoints": 5}, resume=True)]
-    launch(2, tiny_gpt2_dir, root / "out", jobs, n=N)
-    return root
+from tests.distributed.common import make_data, seen
+from tests.distributed.conftest import BATCH, CONFIG, EPOCHS, TOL, N
 
 
 def _weights(run_dir):

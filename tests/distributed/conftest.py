@@ -1,0 +1,37 @@
+"""One launch of two CPU processes (gloo) serves every multi-process test: starting Python, torch and
+transformers twice costs more than all the training, so the jobs run one after another in the same processes."""
+
+from pathlib import Path
+
+import pytest
+
+from tests.distributed.common import launch, launcher_env
+
+N, BATCH, EPOCHS, TOL = 10, 4, 3, 1e-6
+# per-device batch 1 on 2 processes: 2 accumulation steps per update (DDP no_sync / FSDP2 gradient-sync off)
+CONFIG = dict(lr=1e-4, epochs=EPOCHS, batch_size=BATCH, per_device_batch_size=1, seed=5, progress=False,
+              precision="fp32")
+LORA = {**CONFIG, "lora_rank": 2, "lr": 1e-2, "epochs": 2}
+LAST = {**CONFIG, "train_layers": "last:1", "epochs": 2}
+BF16 = {**CONFIG, "precision": "bf16", "lr": 1e-6, "max_steps": 1}  # the paper's lr: one step in bf16 compute
+FSDP2_YAML = Path(__file__).resolve().parents[2] / "configs" / "accelerate" / "fsdp2_8gpu.yaml"
+
+
+@pytest.fixture(scope="session")
+def two_process_runs(tiny_gpt2_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("two-processes")
+    fsdp = launcher_env(FSDP2_YAML)  # what `accelerate launch --config_file fsdp2_8gpu.yaml` gives its workers
+    jobs = [
+        # the first job starts with a bare PartialState(), which on CPU joins no group: hyperfit must form one
+        dict(name="unbroken", run=root / "unbroken", config=CONFIG, bare_partial_state=True),
+        dict(name="stopped", run=root / "broken", config={**CONFIG, "max_steps": 4, "keep_checkpoints": 5}),
+        dict(name="resumed", run=root / "broken", config={**CONFIG, "keep_checkpoints": 5}, resume=True),
+        dict(name="fsdp-unbroken", run=root / "fsdp-unbroken", config=CONFIG, fsdp_env=fsdp),
+        dict(name="fsdp-stopped", run=root / "fsdp-broken", config={**CONFIG, "max_steps": 4}, fsdp_env=fsdp),
+        dict(name="fsdp-resumed", run=root / "fsdp-broken", config=CONFIG, resume=True, fsdp_env=fsdp),
+        dict(name="fsdp-lora", run=root / "fsdp-lora", config=LORA, fsdp_env=fsdp),
+        dict(name="fsdp-last", run=root / "fsdp-last", config=LAST, fsdp_env=fsdp),
+        dict(name="fsdp-bf16", run=root / "fsdp-bf16", config=BF16, fsdp_env=fsdp),
+    ]
+    launch(2, tiny_gpt2_dir, root / "out", jobs, n=N, timeout=240)
+    return root
