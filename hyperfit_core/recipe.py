@@ -6,7 +6,7 @@ owns the run-dir layout, which is the same for every modality:
 
     config.json               {"config": {"spec": TrainSpec, ...adapter facts}, "seed", "command", "versions"}
     train_tokens.safetensors  the exact sequences trained on (resume reloads them; never re-derived)
-    metrics.jsonl, loss.png, checkpoint/, model/   (hyperfit_core.train)
+    metrics.jsonl, loss.png, checkpoints/step-N/, model/   (hyperfit_core.train)
     ...                       whatever the adapter adds (text: prompts.safetensors; vision: palette.json)
 """
 
