@@ -7,6 +7,7 @@ from transformers import ImageGPTConfig, ImageGPTForCausalImageModeling
 import hyperfit_vision.fast_decode as fd
 from hyperfit_core.decoding import DecodingConfig
 from hyperfit_vision.fast_decode import fast_complete_images
+from tests.vision.oracle import record_engine_batches
 
 SOS = 27
 MODELS = [{}, {"scale_attn_by_inverse_layer_idx": True}, {"reorder_and_upcast_attn": True, "n_layer": 3}]
@@ -86,14 +87,7 @@ def test_two_engines_in_a_row_keep_their_batch_size(cuda, monkeypatch):
     torch.manual_seed(0)
     model = ImageGPTForCausalImageModeling(ImageGPTConfig(vocab_size=513, n_positions=1024, n_embd=512, n_layer=8,
                                                           n_head=8)).to(cuda).eval()
-    sizes = []
-    real_init = fd.StaticImageGPT.__init__
-
-    def spy(self, model, batch, max_len, dtype=None):
-        sizes.append(batch)
-        real_init(self, model, batch, max_len, dtype)
-
-    monkeypatch.setattr(fd.StaticImageGPT, "__init__", spy)
+    sizes = record_engine_batches(monkeypatch)
     tokens = _tokens(64, side=32, sos=512)
     # leave ~2 GiB free: auto must pick fewer than the 64 images, the same number both times
     hog = torch.empty(fd.free_memory(cuda) - 2 * 2**30, dtype=torch.uint8, device=cuda)

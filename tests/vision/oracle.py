@@ -24,3 +24,18 @@ def complete_images(model, tokens: torch.Tensor, prefix_rows: int, side: int,
     out = generate_tokens(model, prompt, new, decoding, processors=processors, batch_size=batch_size,
                           progress=progress)
     return out[:, 1:]
+
+
+def record_engine_batches(monkeypatch) -> list[int]:
+    """The batch size of every static-cache engine built from now on (fast_decode sizes them itself)."""
+    import hyperfit_vision.fast_decode as fd
+
+    sizes: list[int] = []
+    real_init = fd.StaticImageGPT.__init__
+
+    def spy(self, model, batch, max_len, dtype=None):
+        sizes.append(batch)
+        real_init(self, model, batch, max_len, dtype)
+
+    monkeypatch.setattr(fd.StaticImageGPT, "__init__", spy)
+    return sizes

@@ -6,7 +6,7 @@ from hyperfit_core.blocker import CitationBlocker
 from hyperfit_core.decoding import DecodingConfig, generate_tokens
 from hyperfit_core.errors import HyperfitError
 from hyperfit_vision.attention import use_fused_attention
-from tests.vision.oracle import complete_images
+from tests.vision.oracle import complete_images, record_engine_batches
 from hyperfit_vision.fast_decode import fast_complete_images, fast_generate_tokens
 
 SOS = 27
@@ -164,14 +164,7 @@ def test_batch_size_none_is_auto_and_an_int_is_exact(monkeypatch):
     import hyperfit_vision.fast_decode as fd
 
     model, cpu = _model(), torch.device("cpu")
-    seen = []
-    real_init = fd.StaticImageGPT.__init__
-
-    def spy(self, model, batch, max_len, dtype=None):
-        seen.append(batch)
-        real_init(self, model, batch, max_len, dtype)
-
-    monkeypatch.setattr(fd.StaticImageGPT, "__init__", spy)
+    seen = record_engine_batches(monkeypatch)
     tokens = _tokens(5)
     auto = fast_complete_images(model, tokens, 2, 8, progress=False)
     assert torch.equal(auto, fast_complete_images(model, tokens, 2, 8, batch_size=2, progress=False))
