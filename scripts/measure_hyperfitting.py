@@ -61,9 +61,12 @@ def hyperfit_seed(args, seed: int, lr: float, train_pool, test_ids, out: Path) -
     data = TokenSequences(images_to_tokens(chosen.images, base.palette, sos=base.sos), chosen.source_index)
     run = RunDir(out / f"seed{seed}-lr{lr:g}")
     run.write_config({**vars(args), "seed": seed, "lr": lr}, seed=seed, command=" ".join(sys.argv))
-    config = TrainConfig(lr=lr, epochs=args.epochs, batch_size=args.batch_size, seed=seed, progress=False)
-    if not (run / "model").is_dir():
-        hyperfit(fitted.model, data, config, run, save_extra=lambda f: fitted.processor().save_pretrained(f))
+    config = TrainConfig(lr=lr, epochs=args.epochs, batch_size=args.batch_size, seed=seed, progress=False,
+                         target_loss=args.target_loss)
+    resume = args.resume_training and (run / "checkpoint" / "state.json").is_file()
+    if resume or not (run / "model").is_dir():
+        hyperfit(fitted.model, data, config, run, resume=resume,
+                 save_extra=lambda f: fitted.processor().save_pretrained(f))
     else:
         fitted, _ = load_imagegpt(str(run / "model"))
     final_loss = [r for r in run.read_metrics() if r["event"] == "epoch"][-1]["mean_loss"]
@@ -94,6 +97,11 @@ def main() -> None:
     p.add_argument("--num-test", type=int, default=1000)
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--target-loss", type=float, default=None,
+                   help="Stop hyperfitting once an epoch's mean training loss is below this (--epochs is the cap).")
+    p.add_argument("--resume-training", action="store_true",
+                   help="Continue an earlier run of the same seed/lr/--out from its last epoch checkpoint up to "
+                        "--epochs (or --target-loss); the constant-lr schedule makes this the same as one long run.")
     p.add_argument("--decode-batch", type=int, default=250)
     p.add_argument("--context", type=int, default=65, help="Prefix tokens (SOS + 4 rows) for prediction stats.")
     p.add_argument("--no-fid", action="store_true")
