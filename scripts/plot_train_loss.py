@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 from pathlib import Path
 
 from hyperfit_core.atomic import atomic_path, write_json
@@ -28,6 +30,9 @@ def main() -> None:
     p.add_argument("--label", nargs="+", default=None)
     p.add_argument("--target", type=float, default=None, help="Draw the target training loss.")
     p.add_argument("--reference", type=float, default=0.9214, help="Base model's held-out loss (dotted line).")
+    p.add_argument("--trajectory", type=Path, default=None,
+                   help="Also draw a scripts/measure_loss_trajectory.py JSON (its exact eval-mode training loss).")
+    p.add_argument("--trajectory-label", default="trajectory")
     p.add_argument("--title", default="hyperfitting loss")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--json", type=Path, default=None)
@@ -42,11 +47,15 @@ def main() -> None:
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for label, rows in curves.items():
         ax.plot([r["epoch"] for r in rows], [r["mean_loss"] for r in rows], "-", marker=".", label=label)
+    if args.trajectory is not None:
+        rows = json.loads(args.trajectory.read_text())["rows"]
+        ax.plot([r["epoch"] for r in rows], [r["train_loss"] for r in rows], "s--", color="grey",
+                label=args.trajectory_label)
     if args.target is not None:
         ax.axhline(args.target, color="red", linestyle="--", linewidth=1, label=f"target {args.target:g}")
     ax.axhline(args.reference, color="grey", linestyle=":", linewidth=1, label="base held-out loss")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("epoch-mean training loss (nats/pixel)")
+    ax.set_ylabel("training loss (nats/pixel)")
     ax.set_title(args.title, fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -54,7 +63,8 @@ def main() -> None:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
     if args.json:
-        write_json(args.json, {"runs": {label: str(run) for label, run in zip(labels, args.runs)},
+        write_json(args.json, {"command": shlex.join(sys.argv),
+                               "runs": {label: str(run) for label, run in zip(labels, args.runs)},
                                "curves": curves})
     for label, rows in curves.items():
         print(f"{label}: {len(rows)} epochs, final {rows[-1]['mean_loss']:.4f}, "
