@@ -97,19 +97,29 @@ def read_spec(run_path: str | Path) -> tuple[TrainSpec, dict]:
 
 def train_run(spec: TrainSpec | None, modality: Modality, out: str | Path = "runs", *, resume: str | Path | None = None,
               at: str | Path | None = None, name: str | None = None, command: str | None = None,
-              cli: dict | None = None, on_epoch_end: Callable | None = None) -> RunDir:
+              cli: dict | None = None, on_epoch_end: Callable | None = None, extend: dict | None = None) -> RunDir:
     """Hyperfit `spec.model` on `spec.num_train` items of `spec.data`; returns the run dir.
 
     Every input is checked (by `spec.train.validate()` and the adapter's `prepare`) before anything is
     written. `resume` continues a run dir from its last checkpoint with its own saved spec and tokens; `at`
     puts a new run in exactly that folder (scripts that name their runs) instead of `out/<time>-<name>`;
     `cli` (the command's resolved options) is recorded so a later --resume can refuse conflicting options;
-    `on_epoch_end(model, epoch, mean_loss)` lets a script measure the model as it trains.
+    `on_epoch_end(model, epoch, mean_loss)` lets a script measure the model as it trains; `extend` (epochs,
+    max_steps, target_loss) lets a resumed run go on longer than it was first asked to (recorded in the run).
     Under torchrun / accelerate launch every process runs this; only the main process writes.
     """
     if resume is not None:
         run = RunDir(resume, create=False)
-        spec, _ = read_spec(resume)
+        spec, record = read_spec(resume)
+        if extend:
+            unknown = set(extend) - {"epochs", "max_steps", "target_loss"}
+            if unknown:
+                raise HyperfitError(f"a resumed run can only be lengthened (epochs, max_steps, target_loss), not {unknown}")
+            for name, value in extend.items():
+                setattr(spec.train, name, value)
+            record["config"]["spec"] = spec.to_dict()
+            run.write_config(record["config"], seed=record.get("seed"), command=record.get("command"))
+            run.log({"event": "schedule_extended", **extend})
         spec.train.validate()
         _start_processes(spec.train)
         prepared = modality.reload(spec, run)

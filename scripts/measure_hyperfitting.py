@@ -53,12 +53,14 @@ def hyperfit_seed(args, seed: int, lr: float, test_ids, out: Path) -> tuple[dict
     """Hyperfit (or reuse, or resume) the run of one seed and lr, then measure it."""
     base, _ = load_imagegpt(str(BASE))
     path = out / f"seed{seed}-lr{lr:g}"
-    if (path / "config.json").is_file() and not (path / "model").is_dir():
-        train_images(None, resume=path)  # an interrupted run continues from its last checkpoint
+    schedule = {"epochs": args.epochs, "target_loss": args.target_loss}
+    if (path / "config.json").is_file() and (args.resume_training or not (path / "model").is_dir()):
+        # an interrupted run continues from its last checkpoint; --resume-training also lengthens a finished one
+        train_images(None, resume=path, extend=schedule if args.resume_training else None)
     elif not (path / "model").is_dir():
         spec = TrainSpec(model=str(BASE), data=vars(ImageSource("fashion-mnist", args.data_root, "train")),
-                         train=TrainConfig(lr=lr, epochs=args.epochs, batch_size=args.batch_size, seed=seed,
-                                           progress=False), num_train=args.num_train)
+                         train=TrainConfig(lr=lr, batch_size=args.batch_size, seed=seed, progress=False, **schedule),
+                         num_train=args.num_train)
         train_images(spec, at=path, command=" ".join(sys.argv))
     run = RunDir(path)
     fitted, _ = load_imagegpt(str(path / "model"))
@@ -90,6 +92,11 @@ def main() -> None:
     p.add_argument("--num-test", type=int, default=1000)
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--target-loss", type=float, default=None,
+                   help="Stop hyperfitting once an epoch's mean training loss is below this (--epochs is the cap).")
+    p.add_argument("--resume-training", action="store_true",
+                   help="Continue an earlier run of the same seed/lr/--out from its last epoch checkpoint up to "
+                        "--epochs (or --target-loss); the constant-lr schedule makes this the same as one long run.")
     p.add_argument("--decode-batch", type=int, default=250)
     p.add_argument("--context", type=int, default=65, help="Prefix tokens (SOS + 4 rows) for prediction stats.")
     p.add_argument("--no-fid", action="store_true")

@@ -141,3 +141,23 @@ def test_resume_refuses_conflicting_options_and_reloads_saved_tokens(tiny_imageg
     # need not exist any more
     shutil.rmtree(images)
     assert ok_cli(["vision", "train", "--resume", str(run), "--lr", "1e-3", "--device", "cpu"], capsys) == run
+
+
+def test_a_finished_run_can_be_lengthened_from_python_and_the_change_is_recorded(tiny_imagegpt_dir,
+                                                                                 image_folder_8px, tmp_path):
+    from hyperfit_core.errors import HyperfitError
+    from hyperfit_core.recipe import TrainSpec, read_spec
+    from hyperfit_core.rundir import RunDir
+    from hyperfit_core.train import TrainConfig
+    from hyperfit_vision.training import train_images
+
+    spec = TrainSpec(model=str(tiny_imagegpt_dir), data={"source": str(image_folder_8px)}, num_train=4,
+                     train=TrainConfig(lr=1e-3, epochs=1, batch_size=4, progress=False))
+    run = train_images(spec, at=tmp_path / "run")
+    with pytest.raises(HyperfitError, match="only be lengthened"):
+        train_images(None, resume=run.path, extend={"lr": 1.0})
+    train_images(None, resume=run.path, extend={"epochs": 3})
+    epochs = [r["epoch"] for r in RunDir(run.path).read_metrics() if r["event"] == "epoch"]
+    assert epochs == [1, 2, 3]
+    assert read_spec(run.path)[0].train.epochs == 3
+    assert any(r["event"] == "schedule_extended" for r in RunDir(run.path).read_metrics())

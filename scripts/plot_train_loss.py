@@ -1,0 +1,75 @@
+"""Plot the per-epoch mean training loss of hyperfitting runs (their metrics.jsonl) and save the curves as JSON.
+
+    python scripts/plot_train_loss.py runs/c-s0/seed0-lr0.002 runs/c-s1/seed1-lr0.002 \\
+        --label "seed 0" "seed 1" --target 0.25 --out docs/train_loss_2000.png --json docs/measurements/x.json
+
+Each epoch's value is the mean of that epoch's step losses (the weights move during the epoch, so it lags the
+exact end-of-epoch loss a little); `seconds` is that epoch's wall-clock time (one thread per process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from hyperfit_core.atomic import atomic_path, write_json
+
+
+def epochs_of(run: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return [{"epoch": r["epoch"], "step": r["step"], "mean_loss": r["mean_loss"], "seconds": r["seconds"]}
+            for r in rows if r.get("event") == "epoch"]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", nargs="+", type=Path, help="Run folders holding metrics.jsonl.")
+    p.add_argument("--label", nargs="+", default=None)
+    p.add_argument("--target", type=float, default=None, help="Draw the target training loss.")
+    p.add_argument("--reference", type=float, default=0.9214, help="Base model's held-out loss (dotted line).")
+    p.add_argument("--trajectory", type=Path, default=None,
+                   help="Also draw a scripts/measure_loss_trajectory.py JSON (its exact eval-mode training loss).")
+    p.add_argument("--trajectory-label", default="trajectory")
+    p.add_argument("--title", default="hyperfitting loss")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--json", type=Path, default=None)
+    args = p.parse_args()
+    labels = args.label or [str(r) for r in args.runs]
+    curves = {label: epochs_of(run) for label, run in zip(labels, args.runs)}
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for label, rows in curves.items():
+        ax.plot([r["epoch"] for r in rows], [r["mean_loss"] for r in rows], "-", marker=".", label=label)
+    if args.trajectory is not None:
+        rows = json.loads(args.trajectory.read_text())["rows"]
+        ax.plot([r["epoch"] for r in rows], [r["train_loss"] for r in rows], "s--", color="grey",
+                label=args.trajectory_label)
+    if args.target is not None:
+        ax.axhline(args.target, color="red", linestyle="--", linewidth=1, label=f"target {args.target:g}")
+    ax.axhline(args.reference, color="grey", linestyle=":", linewidth=1, label="base held-out loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training loss (nats/pixel)")
+    ax.set_title(args.title, fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(args.out) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    if args.json:
+        write_json(args.json, {"command": shlex.join(sys.argv),
+                               "runs": {label: str(run) for label, run in zip(labels, args.runs)},
+                               "curves": curves})
+    for label, rows in curves.items():
+        print(f"{label}: {len(rows)} epochs, final {rows[-1]['mean_loss']:.4f}, "
+              f"{sum(r['seconds'] for r in rows) / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()
