@@ -101,7 +101,7 @@ def run_benchmark(models: dict[str, ImageModel], images: LabelledImages, conditi
     return results
 
 
-def _cached_features(extractor, images: torch.Tensor, cache: Path) -> torch.Tensor:
+def cached_features(extractor, images: torch.Tensor, cache: Path) -> torch.Tensor:
     """Inception features of `images`, reused from `cache` when it holds features of exactly these pixels from
     the same weights (thousands of images take tens of minutes on a CPU; an interrupted benchmark keeps them)."""
     key = hashlib.sha256(images.contiguous().numpy().tobytes()).hexdigest() + f"|{extractor.weights_path}"
@@ -126,9 +126,9 @@ def _add_fid(results: dict, files: dict, weights: str | None) -> None:
         side = int(data["real_tokens"].shape[1] ** 0.5)
         if real_features is None:  # every condition completes the same images
             real = check_images(tokens_to_images(data["real_tokens"], data["palette"], side), "real images", 2)
-            real_features = _cached_features(extractor, real, path.with_name(f"real.{FEATURES}"))
+            real_features = cached_features(extractor, real, path.with_name(f"real.{FEATURES}"))
         fake = check_images(tokens_to_images(data["tokens"], data["palette"], side), "generated images", 2)
-        fake_features = _cached_features(extractor, fake, path.with_name(f"{name}.{FEATURES}"))
+        fake_features = cached_features(extractor, fake, path.with_name(f"{name}.{FEATURES}"))
         results[name].update(fid_kid_from_features(real_features, fake_features))
 
 

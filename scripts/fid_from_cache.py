@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from hyperfit_core.atomic import write_json
-from hyperfit_vision.benchmark import FEATURES, _cached_features
+from hyperfit_vision.benchmark import FEATURES, cached_features
 from hyperfit_vision.fid import InceptionFeatures, check_images, fid_kid_from_features
 from hyperfit_vision.recipes import COMPLETIONS, load_completions
 from hyperfit_vision.tokens import tokens_to_images
@@ -43,14 +43,14 @@ def main() -> None:
         side = int(data["real_tokens"].shape[1] ** 0.5)
         if real_features is None:
             real = check_images(tokens_to_images(data["real_tokens"], data["palette"], side), "real images", 2)
-            real_features = _cached_features(extractor, real, path.with_name(f"real.{FEATURES}"))
+            real_features = cached_features(extractor, real, path.with_name(f"real.{FEATURES}"))
             keep = torch.ones(len(real), dtype=torch.bool)
             if args.unique_prefixes:
                 prefix = data["real_tokens"][:, :int(data["prefix_rows"]) * side]
                 _, inverse, counts = torch.unique(prefix, dim=0, return_inverse=True, return_counts=True)
                 keep = counts[inverse] == 1
         fake = check_images(tokens_to_images(data["tokens"], data["palette"], side), "generated images", 2)
-        fake_features = _cached_features(extractor, fake, path.with_name(f"{name}.{FEATURES}"))
+        fake_features = cached_features(extractor, fake, path.with_name(f"{name}.{FEATURES}"))
         results[name] = {**fid_kid_from_features(real_features[keep], fake_features[keep]), "images": int(keep.sum()),
                          "minutes": (time.time() - started) / 60}
         write_json(args.out, {"run": str(args.run), "results": results})

@@ -72,15 +72,15 @@ def test_inception_features_are_cached_and_invalidated_by_other_pixels(tmp_path,
 
     images = torch.randint(0, 256, (4, 8, 8, 3), dtype=torch.uint8)
     cache = tmp_path / "x.inception.safetensors"
-    first = benchmark._cached_features(FakeExtractor(), images, cache)
-    again = benchmark._cached_features(FakeExtractor(), images, cache)
+    first = benchmark.cached_features(FakeExtractor(), images, cache)
+    again = benchmark.cached_features(FakeExtractor(), images, cache)
     assert calls == [4] and torch.equal(first, again) and again.dtype == torch.float64
     changed = images.clone()
     changed[0, 0, 0, 0] ^= 1
-    benchmark._cached_features(FakeExtractor(), changed, cache)
+    benchmark.cached_features(FakeExtractor(), changed, cache)
     assert calls == [4, 4]  # one pixel differs: recomputed, not served stale
     other = FakeExtractor()
     other.weights_path = "other-weights"
-    benchmark._cached_features(other, changed, cache)
+    benchmark.cached_features(other, changed, cache)
     assert calls == [4, 4, 4]  # other Inception weights: recomputed
     assert [p.name for p in tmp_path.iterdir()] == ["x.inception.safetensors"]  # no temp files left
