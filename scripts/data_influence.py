@@ -129,8 +129,12 @@ class Text:
 
     def flat(self, entry: dict) -> dict:
         last = self.args.ttr_last
+        analysis = entry.get("analysis") or {}
         return {"ttr": entry[f"ttr_tokens_last{last}"], "self_bleu4": entry["self_bleu4"],
-                "seq_rep_4": entry["seq_rep_4"], "ttr_words": entry.get(f"ttr_words_last{last}")}
+                "seq_rep_4": entry["seq_rep_4"], "ttr_words": entry.get(f"ttr_words_last{last}"),
+                "dataset_bleu4": entry.get("dataset_bleu4"), "overlap_mean_span": entry["overlap"]["mean_span"],
+                "overlap_max_span": entry["overlap"]["max_span"], "perplexity": analysis.get("perplexity"),
+                "entropy": analysis.get("entropy_mean")}
 
     def greedy(self, run: Path, out: Path, name: str) -> dict:
         gen = self.generate(run, str(run / "model"), out / "gen", name)
@@ -326,7 +330,12 @@ def text_length(args) -> None:
     if args.collect:
         for path in args.collect:
             results = json.loads((Path(path) / "results.json").read_text())
-            scored.append({**results["runs"], "human reference": results["human_reference"]})
+            entry = {**results["runs"], "human reference": results["human_reference"]}
+            fitted = [e for e in results["runs"].values() if "hyperfitted" in Path(e["file"]).name]
+            if fitted:  # the train run the hyperfitted model came from, as its generate run recorded it
+                config = json.loads((Path(fitted[0]["file"]).parent / "config.json").read_text())["config"]
+                entry["train_loss"] = final_loss(Path(config["train_run"]))
+            scored.append(entry)
     else:
         for seed in args.seeds:
             where = out / f"seed{seed}"
@@ -341,14 +350,16 @@ def text_length(args) -> None:
             scored.append(entry)
     conditions = [c for c in scored[0] if isinstance(scored[0][c], dict)]
     per_seed = [{c: side.flat(entry[c]) for c in conditions} for entry in scored]
-    summary = {c: aggregate([s[c] for s in per_seed], list(TEXT_METRICS) + ["ttr_words"]) for c in conditions}
+    keys = list(TEXT_METRICS) + ["ttr_words", "dataset_bleu4", "overlap_mean_span", "overlap_max_span", "perplexity",
+                                 "entropy"]
+    summary = {c: aggregate([s[c] for s in per_seed], keys) for c in conditions}
     curves = {c: {L: mean_sd([entry[c]["length_curve"][L]["ttr"] for entry in scored])
                   for L in scored[0][c]["length_curve"]} for c in conditions}
     plot_series({"TTR of the first L tokens": curves}, out / "text_length.png", "continuation length L (tokens)",
                 title=f"{len(scored)} seed(s); TTR of the last {args.ttr_last} of {args.new_tokens} tokens in JSON")
     result = {"experiment": "text-length", "ttr_last": args.ttr_last, "seeds": args.seeds if not args.collect else None,
               "collected": args.collect, "per_seed": per_seed, "summary": summary, "ttr_curve": curves,
-              "train_loss": [entry.get("train_loss") for entry in scored]}
+              "train_loss": mean_sd([entry.get("train_loss") for entry in scored])}
     finish(args, "text_length", result, started)
 
 
