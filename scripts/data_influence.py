@@ -49,7 +49,7 @@ from hyperfit_core.rundir import RunDir
 from hyperfit_core.train import TrainConfig
 
 TEXT_METRICS = ("ttr", "self_bleu4", "seq_rep_4")
-VISION_METRICS = ("type_token_ratio", "seq_rep_4", "row_repetition", "patch_duplication")
+VISION_METRICS = ("type_token_ratio", "seq_rep_4", "row_repetition", "patch_duplication", "overlap_mean_span")
 CONDITIONS = ("base-greedy", "base-top-p", "hyperfitted-greedy", "hyperfitted-greedy-blocked5")
 
 
@@ -199,6 +199,8 @@ class Vision:
         return self.image_model(model_path).model
 
     def greedy(self, run: Path, out: Path, name: str) -> dict:
+        from hyperfit_core.overlap import overlap_report
+        from hyperfit_core.recipe import load_train_tokens
         from hyperfit_vision.completion import COMPLETIONS, complete_run, load_completions
         from hyperfit_vision.repetition import repetition_report
         from hyperfit_vision.tokens import tokens_to_images
@@ -214,6 +216,15 @@ class Vision:
         report = repetition_report(generated, real, data["tokens"], data["real_tokens"], int(data["prefix_rows"]))
         scores = {key: value["generated"] for key, value in report["metrics"].items()}
         scores.update({f"real_{key}": value["real"] for key, value in report["metrics"].items()})
+        # copying: the longest run of generated pixels (in raster order) that also occurs in a training image
+        prefix = int(data["prefix_rows"]) * side
+        train = load_train_tokens(run).ids[:, 1:]
+        copied = overlap_report(data["tokens"][:, prefix:], train)
+        # the same for the real test images: flat backgrounds match long runs of any training image
+        real = overlap_report(data["real_tokens"][:, prefix:], train)
+        scores.update({"overlap_mean_span": copied["mean_span"], "overlap_max_span": copied["max_span"],
+                       "real_overlap_mean_span": real["mean_span"], "real_overlap_max_span": real["max_span"],
+                       "overlap_generated_pixels": data["tokens"].shape[1] - prefix})
         return scores
 
 
@@ -232,6 +243,11 @@ def steps_done(run: Path) -> int | None:
 
 
 def finish(args, name: str, result: dict, started: float) -> None:
+    previous = Path(args.out) / f"{name}.json"
+    if previous.is_file():  # a rerun reuses the trained runs: keep what the earlier invocations cost
+        earlier = json.loads(previous.read_text())
+        result["earlier_invocations"] = earlier.get("earlier_invocations", []) + [
+            {k: earlier.get(k) for k in ("wall_minutes", "cpu_minutes", "cpu_minutes_wall", "command")}]
     result["wall_minutes"] = round((time.time() - started) / 60, 2)  # on shared cores: more than the CPU time
     result["cpu_minutes"] = round(time.process_time() / 60, 2)  # this process, all threads
     result["command"] = " ".join(sys.argv)
