@@ -43,7 +43,7 @@ def bradley_terry(wins: np.ndarray, prior: float = 0.0, iterations: int = 10_000
     if len(idx) == 0:
         return strength
     s = np.ones(len(idx))
-    w, n, W = wins[np.ix_(idx, idx)], games[np.ix_(idx, idx)], total_wins[idx]
+    n, W = games[np.ix_(idx, idx)], total_wins[idx]
     for _ in range(iterations):
         sums = s[:, None] + s[None, :]
         denominators = np.divide(n, sums, out=np.zeros_like(n), where=n > 0).sum(axis=1)
