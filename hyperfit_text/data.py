@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from hyperfit_core.dataset_names import parse_dataset_spec
 from hyperfit_core.errors import HyperfitError
 
 _LOCAL_SUFFIXES = (".txt", ".jsonl")
@@ -86,13 +87,3 @@ class TextSource:
     def describe(self) -> dict:
         return {"source": self.source, "text_field": self.text_field}
 
-
-def parse_dataset_spec(spec: str) -> tuple[str, str | None, str]:
-    """`name[:config[:split]]` -> (name, config or None, split, default "train")."""
-    parts = spec.split(":")
-    if len(parts) > 3 or not parts[0]:
-        raise HyperfitError(f"dataset spec {spec!r} is not name[:config[:split]] (nor a .txt/.jsonl file)")
-    name = parts[0]
-    config = parts[1] if len(parts) > 1 and parts[1] else None
-    split = parts[2] if len(parts) > 2 and parts[2] else "train"
-    return name, config, split

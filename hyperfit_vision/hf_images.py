@@ -10,20 +10,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from hyperfit_core.dataset_names import parse_dataset_spec
 from hyperfit_core.errors import HyperfitError
 from hyperfit_vision.data import LabelledImages, _stack, to_rgb_array
 
 _LIKELY_COLUMNS = ("img", "image", "images", "pixel_values")
-
-
-def parse_dataset_spec(spec: str, default_split: str) -> tuple[str, str | None, str]:
-    """`name[:config[:split]]` -> (name, config or None, split); a split in the spec wins over --split."""
-    parts = spec.split(":")
-    if len(parts) > 3 or not parts[0]:
-        raise HyperfitError(f"dataset {spec!r} is not name[:config[:split]], a folder or a parquet file")
-    config = parts[1] if len(parts) > 1 and parts[1] else None
-    split = parts[2] if len(parts) > 2 and parts[2] else default_split
-    return parts[0], config, split
 
 
 def _open_dataset(source: str, split: str):

@@ -2,8 +2,9 @@ import json
 
 import pytest
 
+from hyperfit_core.dataset_names import parse_dataset_spec
 from hyperfit_core.errors import HyperfitError
-from hyperfit_text.data import TextSource, parse_dataset_spec
+from hyperfit_text.data import TextSource
 
 
 def test_txt_documents_are_split_at_blank_lines(tmp_path):
@@ -58,6 +59,8 @@ def test_dataset_spec_parsing():
     assert parse_dataset_spec("wikitext:wikitext-103-raw-v1:train") == ("wikitext", "wikitext-103-raw-v1", "train")
     assert parse_dataset_spec("imdb::test") == ("imdb", None, "test")
     assert parse_dataset_spec("imdb") == ("imdb", None, "train")
+    assert parse_dataset_spec("uoft-cs/cifar10", "test") == ("uoft-cs/cifar10", None, "test")
+    assert parse_dataset_spec("uoft-cs/cifar10::train", "test") == ("uoft-cs/cifar10", None, "train")
     with pytest.raises(HyperfitError, match="name\\[:config"):
         parse_dataset_spec("a:b:c:d")
 
