@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from hyperfit_core.device import resolve_device
 from hyperfit_core.errors import HyperfitError
 
 
@@ -52,7 +53,7 @@ def process_state(device: str = "auto"):
     cpu=True), and every process would think it is rank 0."""
     from accelerate import PartialState
 
-    return PartialState(cpu=device == "cpu" or (device == "auto" and not torch.cuda.is_available()))
+    return PartialState(cpu=resolve_device(device).type == "cpu")
 
 
 _EARLY: dict = {}  # an Accelerator started before the model was loaded (start_early), waiting for hyperfit()
@@ -98,19 +99,10 @@ def make_accelerator(config, run_path: Path | None, accumulation: int):
     joined = bool(PartialState._shared_state) and PartialState().use_distributed
     AcceleratorState._reset_state(reset_partial_state=not (distributed and joined))
     GradientState._reset_state()
-    device = config.device
-    if device == "auto":
-        cpu = not torch.cuda.is_available()
-    elif device == "cpu":
-        cpu = True
-    elif device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise HyperfitError(f"--device {device} asked for but CUDA is not available")
-        cpu = False
-        if ":" in device and not distributed:
-            torch.cuda.set_device(torch.device(device))
-    else:
-        raise HyperfitError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N")
+    target = resolve_device(config.device)
+    cpu = target.type == "cpu"
+    if target.index is not None and not distributed:
+        torch.cuda.set_device(target)
     accelerator = Accelerator(cpu=cpu, mixed_precision=mixed_precision(config, not cpu),
                               gradient_accumulation_steps=accumulation,
                               log_with=None if config.report_to == "none" else config.report_to,

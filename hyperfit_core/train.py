@@ -103,11 +103,6 @@ class TrainConfig:
     def resolved_order_seed(self) -> int:
         return self.seed if self.order_seed is None else self.order_seed
 
-    def resolved_device(self) -> torch.device:
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.device)
-
     def autocast_dtype(self, device: torch.device) -> torch.dtype | None:
         if self.precision == "fp32" or (self.precision == "auto" and device.type != "cuda"):
             return None
