@@ -10,7 +10,8 @@ import click
 from hyperfit_core.cli_options import (DECODING_OPTION_NAMES, POSITIVE, blocker_options, check_resume_options,
                                        cli_record, decode_batch_option, decode_precision_option, decoding_config_from, decoding_options,
                                        device_option, named_paths, num_eval_option, out_option, pop_options,
-                                       resume_option, seed_options, train_config_from, train_options, train_run_option)
+                                       resume_option, seed_options, stack, train_config_from, train_options,
+                                       train_run_option)
 from hyperfit_core.errors import HyperfitError
 from hyperfit_vision.demo import DEMO_EPOCHS, DEMO_LR, DEMO_TRAIN_IMAGES
 
@@ -20,8 +21,6 @@ IMAGE_BLOCKER_ROWS = 2
 
 
 def image_data_options(default_split: str):
-    from hyperfit_core.cli_options import stack
-
     return stack(
         click.option("--data", "source", default="cifar10", show_default=True,
                      help="cifar10, fashion-mnist, a folder of PNG/JPEG images, a Hugging Face dataset "
