@@ -87,6 +87,11 @@ train_options = stack(
                  help="Stop after this many optimizer steps (default: no limit; the size sweep keeps it constant)."),
     click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-6, show_default=True,
                  help="Adam learning rate."),
+    click.option("--lr-schedule", type=click.Choice(["constant", "linear", "cosine"]), default="constant",
+                 show_default=True, help="constant = the paper's; linear / cosine decay to zero at the last "
+                                         "planned step (--epochs, or --max-steps if sooner)."),
+    click.option("--warmup-steps", type=NON_NEGATIVE, default=0, show_default=True,
+                 help="Optimizer steps of linear warm-up to --lr."),
     click.option("--batch-size", type=POSITIVE, default=8, show_default=True,
                  help="Sequences per optimizer step (the global batch over all processes)."),
     click.option("--weight-decay", type=click.FloatRange(min=0), default=0.0, show_default=True,
@@ -116,7 +121,7 @@ train_options = stack(
                  show_default=True, help="Also log to this tracker through accelerate (metrics.jsonl always)."),
 )
 
-TRAIN_OPTION_NAMES = ("epochs", "max_steps", "lr", "batch_size", "weight_decay", "target_loss", "device",
+TRAIN_OPTION_NAMES = ("epochs", "max_steps", "lr", "lr_schedule", "warmup_steps", "batch_size", "weight_decay", "target_loss", "device",
                       "precision", "compile", "gradient_checkpointing", "per_device_batch_size", "save_every",
                       "keep_checkpoints", "train_layers", "lora_rank", "report_to", "order_seed", "shuffle_swaps")
 

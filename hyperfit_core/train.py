@@ -27,6 +27,7 @@ from hyperfit_core.rundir import RunDir
 from hyperfit_core.sequences import TokenSequences, epoch_order
 
 _SWITCH = ("auto", "on", "off")
+LR_SCHEDULES = ("constant", "linear", "cosine")
 
 
 @dataclass
@@ -34,6 +35,8 @@ class TrainConfig:
     """The paper's recipe by default: Adam 1e-6, no weight decay, batch 8, 20 epochs, dropout off."""
 
     lr: float = 1e-6
+    lr_schedule: str = "constant"  # constant (the paper's), linear or cosine decay to zero at the planned last step
+    warmup_steps: int = 0  # linear warm-up from lr/warmup_steps to lr over this many steps
     weight_decay: float = 0.0
     batch_size: int = 8  # the GLOBAL batch: per-device batch x processes x accumulation steps
     per_device_batch_size: int | None = None  # None: batch_size split over the processes, no accumulation
@@ -78,6 +81,9 @@ class TrainConfig:
         need(self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
         need(self.max_steps is None or self.max_steps >= 1, f"max steps must be at least 1, got {self.max_steps}")
         need(self.lr > 0, f"learning rate must be positive, got {self.lr}")
+        need(self.lr_schedule in LR_SCHEDULES,
+             f"unknown learning-rate schedule {self.lr_schedule!r}: use {', '.join(LR_SCHEDULES)}")
+        need(self.warmup_steps >= 0, f"warm-up steps must not be negative, got {self.warmup_steps}")
         need(self.weight_decay >= 0, f"weight decay must not be negative, got {self.weight_decay}")
         need(self.shuffle_swaps >= 0, f"shuffle swaps must not be negative, got {self.shuffle_swaps}")
         need(self.grad_clip is None or self.grad_clip > 0, f"grad clip must be positive, got {self.grad_clip}")
@@ -99,6 +105,23 @@ class TrainConfig:
 
             parse_train_layers(self.train_layers)
         return self
+
+    def planned_steps(self, samples: int) -> int:
+        """Update steps this config runs over `samples` sequences (the end of a decaying schedule)."""
+        steps = self.epochs * math.ceil(samples / self.batch_size)
+        return steps if self.max_steps is None else min(steps, self.max_steps)
+
+    def lr_at(self, step: int, total: int) -> float:
+        """Learning rate of update `step` (0-based) of `total`: a pure function of the step, so a resumed run
+        continues the same curve. Warm-up first, then constant or a decay that reaches zero after the last step."""
+        if step < self.warmup_steps:
+            return self.lr * (step + 1) / self.warmup_steps
+        if self.lr_schedule == "constant":
+            return self.lr
+        progress = min(1.0, (step - self.warmup_steps) / max(1, total - self.warmup_steps))
+        if self.lr_schedule == "linear":
+            return self.lr * (1.0 - progress)
+        return self.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
 
     def resolved_order_seed(self) -> int:
         return self.seed if self.order_seed is None else self.order_seed
@@ -203,6 +226,7 @@ def hyperfit(model, data: TokenSequences, config: TrainConfig, run: RunDir, *, r
             "strategy": engine.strategy(acc), "epochs_done": epoch}, keep=config.keep_checkpoints)
 
     budget = config.max_steps
+    total_steps = config.planned_steps(n)
     bar = tqdm(total=min(config.epochs * steps_per_epoch, budget or 1 << 62), initial=step,
                disable=not (config.progress and main), desc="hyperfit", unit="step")
     first = start_sample
@@ -235,6 +259,9 @@ def hyperfit(model, data: TokenSequences, config: TrainConfig, run: RunDir, *, r
                 if not math.isfinite(value):
                     raise HyperfitError(f"training loss became {value} at epoch {epoch + 1}, step {step + 1}; "
                                         "lower the learning rate or check the data")
+                lr = config.lr_at(step, total_steps)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
                 if config.grad_clip and acc.sync_gradients:
                     acc.clip_grad_norm_(prepared.parameters(), config.grad_clip)
                 optimizer.step()
@@ -243,7 +270,7 @@ def hyperfit(model, data: TokenSequences, config: TrainConfig, run: RunDir, *, r
                 epoch_sum += value * len(rows)
                 epoch_seen += len(rows)
                 if main:
-                    run.log({"event": "step", "epoch": epoch + 1, "step": step, "loss": value})
+                    run.log({"event": "step", "epoch": epoch + 1, "step": step, "loss": value, "lr": lr})
                     bar.set_postfix(epoch=epoch + 1, loss=f"{value:.4f}")
                     bar.update(1)
                 if config.report_to != "none":

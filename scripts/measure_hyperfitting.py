@@ -59,7 +59,9 @@ def hyperfit_seed(args, seed: int, lr: float, test_ids, out: Path) -> tuple[dict
         train_images(None, resume=path, extend=schedule if args.resume_training else None)
     elif not (path / "model").is_dir():
         spec = TrainSpec(model=str(BASE), data=vars(ImageSource("fashion-mnist", args.data_root, "train")),
-                         train=TrainConfig(lr=lr, batch_size=args.batch_size, seed=seed, progress=False, **schedule),
+                         train=TrainConfig(lr=lr, batch_size=args.batch_size, seed=seed, progress=False,
+                                           lr_schedule=args.lr_schedule, warmup_steps=args.warmup_steps,
+                                           precision=args.precision, **schedule),
                          num_train=args.num_train)
         train_images(spec, at=path, command=" ".join(sys.argv))
     run = RunDir(path)
@@ -92,11 +94,18 @@ def main() -> None:
     p.add_argument("--num-test", type=int, default=1000)
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr-schedule", choices=["constant", "linear", "cosine"], default="constant",
+                   help="constant (the paper's), or linear / cosine decay to zero at the last epoch.")
+    p.add_argument("--warmup-steps", type=int, default=0, help="Steps of linear warm-up to --lr.")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="Training arithmetic: bf16 autocast (fp32 master weights) is ~1.6x faster on CPUs with "
+                        "AVX512-BF16 / AMX; auto = bf16 on CUDA, fp32 on CPU.")
     p.add_argument("--target-loss", type=float, default=None,
                    help="Stop hyperfitting once an epoch's mean training loss is below this (--epochs is the cap).")
     p.add_argument("--resume-training", action="store_true",
                    help="Continue an earlier run of the same seed/lr/--out from its last epoch checkpoint up to "
-                        "--epochs (or --target-loss); the constant-lr schedule makes this the same as one long run.")
+                        "--epochs (or --target-loss); the constant-lr schedule makes this the same as one long run "
+                        "(a decaying schedule cannot be lengthened).")
     p.add_argument("--decode-batch", type=int, default=250)
     p.add_argument("--context", type=int, default=65, help="Prefix tokens (SOS + 4 rows) for prediction stats.")
     p.add_argument("--no-fid", action="store_true")

@@ -35,7 +35,8 @@ def _equal(a, b):
     (dict(keep_checkpoints=0), "keep"), (dict(train_layers="first:2"), "last:K"),
     (dict(train_layers="last:0"), "last:K"),
     (dict(report_to="mlflow"), "tracker"), (dict(per_device_batch_size=9), "per-device"),
-    (dict(lora_rank=2, train_layers="last:1"), "not both"), (dict(device="tpu"), "device")])
+    (dict(lora_rank=2, train_layers="last:1"), "not both"), (dict(device="tpu"), "device"),
+    (dict(lr_schedule="step"), "schedule"), (dict(warmup_steps=-1), "warm-up")])
 def test_validate_rejects_each_bad_field_with_one_line(fields, message):
     with pytest.raises(HyperfitError, match=message) as info:
         TrainConfig(**fields).validate()
@@ -48,6 +49,38 @@ def test_config_defaults_and_old_boolean_spellings():
     assert TrainConfig(compile=True, gradient_checkpointing=False).compile == "on"
     assert TrainConfig(gradient_checkpointing=None).gradient_checkpointing == "auto"
     assert TrainConfig(seed=1, order_seed=7).resolved_order_seed() == 7
+
+
+def test_learning_rate_schedules_warm_up_then_decay_to_zero_at_the_planned_end():
+    constant = TrainConfig(lr=1.0)
+    assert [constant.lr_at(s, 10) for s in (0, 5, 9)] == [1.0, 1.0, 1.0]
+    linear = TrainConfig(lr=1.0, lr_schedule="linear", warmup_steps=2)
+    assert [linear.lr_at(s, 10) for s in range(10)] == pytest.approx([0.5, 1, 1, 0.875, 0.75, 0.625, 0.5, 0.375,
+                                                                       0.25, 0.125])
+    cosine = TrainConfig(lr=2.0, lr_schedule="cosine")
+    assert [cosine.lr_at(s, 4) for s in range(4)] == pytest.approx([2.0, 1 + 2 ** -0.5, 1.0, 1 - 2 ** -0.5])
+    # the decay ends at the step budget when that comes before the last epoch
+    assert TrainConfig(epochs=5, batch_size=4).planned_steps(10) == 15
+    assert TrainConfig(epochs=5, batch_size=4, max_steps=7).planned_steps(10) == 7
+
+
+def test_a_decaying_schedule_resumes_on_the_same_curve(tiny_gpt2_dir, tmp_path):
+    schedule = dict(lr_schedule="linear", warmup_steps=2)
+    unbroken = _fit(tiny_gpt2_dir, tmp_path / "a", **schedule)
+
+    def crash(epoch, loss):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_gpt2_dir)
+    config = TrainConfig(lr=1e-3, epochs=3, batch_size=4, progress=False, **schedule)
+    with pytest.raises(KeyboardInterrupt):
+        hyperfit(model, _data(), config, RunDir(tmp_path / "b"), on_epoch_end=crash)
+    resumed = _fit(tiny_gpt2_dir, tmp_path / "b", resume=True, **schedule)
+    assert _equal(unbroken, resumed)
+    lrs = [r["lr"] for r in RunDir(tmp_path / "b").read_metrics() if r["event"] == "step"]
+    assert lrs == pytest.approx([config.lr_at(s, 9) for s in range(9)])
+    assert lrs[0] == pytest.approx(5e-4) and lrs[-1] == pytest.approx(1e-3 / 7)
 
 
 def test_batch_layout_and_contiguous_splits():

@@ -161,3 +161,18 @@ def test_a_finished_run_can_be_lengthened_from_python_and_the_change_is_recorded
     assert epochs == [1, 2, 3]
     assert read_spec(run.path)[0].train.epochs == 3
     assert any(r["event"] == "schedule_extended" for r in RunDir(run.path).read_metrics())
+
+
+def test_a_decaying_schedule_cannot_be_lengthened_but_can_get_a_loss_target(tiny_imagegpt_dir, image_folder_8px,
+                                                                             tmp_path):
+    from hyperfit_core.errors import HyperfitError
+    from hyperfit_core.recipe import TrainSpec
+    from hyperfit_core.train import TrainConfig
+    from hyperfit_vision.training import train_images
+
+    spec = TrainSpec(model=str(tiny_imagegpt_dir), data={"source": str(image_folder_8px)}, num_train=4,
+                     train=TrainConfig(lr=1e-3, epochs=1, batch_size=4, progress=False, lr_schedule="cosine"))
+    run = train_images(spec, at=tmp_path / "run")
+    with pytest.raises(HyperfitError, match="cosine learning-rate schedule ends at its planned last step"):
+        train_images(None, resume=run.path, extend={"epochs": 3})
+    train_images(None, resume=run.path, extend={"epochs": 1, "target_loss": 0.5})  # same length: allowed
