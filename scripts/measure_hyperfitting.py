@@ -9,8 +9,9 @@ held-out images (entropy, top-1 probability, perplexity). Aggregates mean and sp
     python scripts/measure_hyperfitting.py --seeds 0 1 2 --num-train 2000 --num-test 1000 --out runs/measure
     python scripts/measure_hyperfitting.py --lr-sweep 1e-6 1e-5 1e-4 3e-4 --num-train 256 --epochs 5   # sweep
 
-Seeds are independent, so they can run as separate processes (one core each) and be merged afterwards:
-    python scripts/measure_hyperfitting.py --seeds 0 --out runs/full-s0    # ... and s1, s2 in parallel
+Seeds are independent, so they can run as separate processes (one core each: --threads 1, else every process
+starts one thread per core and they slow each other ~4x) and be merged afterwards:
+    python scripts/measure_hyperfitting.py --seeds 0 --threads 1 --out runs/full-s0    # ... and s1, s2 in parallel
     python scripts/measure_hyperfitting.py --merge runs/full-s0 runs/full-s1 runs/full-s2 --out runs/full
 """
 
@@ -22,6 +23,7 @@ import statistics
 import sys
 from pathlib import Path
 
+import torch
 
 from hyperfit_core.analysis import prediction_stats, summarize
 from hyperfit_core.atomic import atomic_path, write_json, write_text
@@ -106,6 +108,8 @@ def main() -> None:
                    help="Continue an earlier run of the same seed/lr/--out from its last epoch checkpoint up to "
                         "--epochs (or --target-loss); the constant-lr schedule makes this the same as one long run "
                         "(a decaying schedule cannot be lengthened).")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads of this process (default: torch's, one per core); 1 when seeds run side by side.")
     p.add_argument("--decode-batch", type=int, default=250)
     p.add_argument("--context", type=int, default=65, help="Prefix tokens (SOS + 4 rows) for prediction stats.")
     p.add_argument("--no-fid", action="store_true")
@@ -114,6 +118,10 @@ def main() -> None:
     p.add_argument("--merge", nargs="+", default=None, metavar="DIR",
                    help="Only aggregate the summary.json of earlier runs (e.g. one process per seed) into --out.")
     args = p.parse_args()
+    if args.threads is not None:
+        if args.threads < 1:
+            raise SystemExit(f"error: --threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     if args.merge:
         merge_summaries([Path(d) for d in args.merge], Path(args.out))
         return
