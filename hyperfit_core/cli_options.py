@@ -96,6 +96,8 @@ train_options = stack(
                  help="Sequences per optimizer step (the global batch over all processes)."),
     click.option("--weight-decay", type=click.FloatRange(min=0), default=0.0, show_default=True,
                  help="Adam weight decay."),
+    click.option("--grad-clip", type=click.FloatRange(min=0, min_open=True), default=None,
+                 help="Clip the global gradient norm to this before each step (default: no clipping)."),
     click.option("--target-loss", type=click.FloatRange(min=0, min_open=True), default=None,
                  help="Stop once an epoch's mean loss (nats/token) is below this (default: run every epoch)."),
     device_option,
@@ -121,9 +123,10 @@ train_options = stack(
                  show_default=True, help="Also log to this tracker through accelerate (metrics.jsonl always)."),
 )
 
-TRAIN_OPTION_NAMES = ("epochs", "max_steps", "lr", "lr_schedule", "warmup_steps", "batch_size", "weight_decay", "target_loss", "device",
-                      "precision", "compile", "gradient_checkpointing", "per_device_batch_size", "save_every",
-                      "keep_checkpoints", "train_layers", "lora_rank", "report_to", "order_seed", "shuffle_swaps")
+TRAIN_OPTION_NAMES = ("epochs", "max_steps", "lr", "lr_schedule", "warmup_steps", "batch_size", "weight_decay",
+                      "grad_clip", "target_loss", "device", "precision", "compile", "gradient_checkpointing",
+                      "per_device_batch_size", "save_every", "keep_checkpoints", "train_layers", "lora_rank",
+                      "report_to", "order_seed", "shuffle_swaps")
 
 
 def train_config_from(options: dict, seed: int, progress: bool = True) -> TrainConfig:

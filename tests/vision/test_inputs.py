@@ -105,6 +105,9 @@ def test_download_without_a_network_is_one_line(tiny_imagegpt_dir, tmp_path, cap
     (["--device", "tpu"], "unknown device 'tpu'"),
     (["--train-layers", "first:2"], "--train-layers must look like last:K"),
     (["--lora", "4", "--train-layers", "last:1"], "not both"),
+    (["--lr-schedule", "step"], "'--lr-schedule': 'step' is not one of"),
+    (["--warmup-steps", "-1"], "'--warmup-steps': -1 is not in the range x>=0"),
+    (["--grad-clip", "0"], "'--grad-clip'"),
 ])
 def test_bad_train_counts_exit_2_before_writing(args, message, tiny_imagegpt_dir, image_folder_8px, tmp_path, capsys):
     code, _, err = run_cli(["vision", "train", "--model", str(tiny_imagegpt_dir), "--data", str(image_folder_8px),
@@ -176,3 +179,21 @@ def test_a_decaying_schedule_cannot_be_lengthened_but_can_get_a_loss_target(tiny
     with pytest.raises(HyperfitError, match="cosine learning-rate schedule ends at its planned last step"):
         train_images(None, resume=run.path, extend={"epochs": 3})
     train_images(None, resume=run.path, extend={"epochs": 1, "target_loss": 0.5})  # same length: allowed
+
+
+def test_schedule_and_clipping_options_reach_the_loop_and_the_run_record(tiny_imagegpt_dir, image_folder_8px,
+                                                                        tmp_path, capsys):
+    from hyperfit_core.recipe import read_spec
+    from hyperfit_core.rundir import RunDir
+
+    run = ok_cli(["vision", "train", "--model", str(tiny_imagegpt_dir), "--data", str(image_folder_8px),
+                  "--num-train", "8", "--batch-size", "2", "--epochs", "2", "--lr", "1e-3", "--lr-schedule", "cosine",
+                  "--warmup-steps", "2", "--grad-clip", "1.0", "--out", str(tmp_path / "runs")], capsys)
+    train = read_spec(run)[0].train
+    assert (train.lr_schedule, train.warmup_steps, train.grad_clip) == ("cosine", 2, 1.0)
+    lrs = [r["lr"] for r in RunDir(run).read_metrics() if r["event"] == "step"]
+    assert lrs == pytest.approx([train.lr_at(s, 8) for s in range(8)])
+    assert lrs[0] == pytest.approx(5e-4) and lrs[1] == pytest.approx(1e-3) and lrs[-1] < 1e-4
+    # resuming with the same schedule is no conflict; a different one is named
+    code, _, err = run_cli(["vision", "train", "--resume", str(run), "--lr-schedule", "linear"], capsys)
+    assert_one_line_error(code, err, "--lr-schedule linear (the run has cosine)")
