@@ -236,15 +236,18 @@ def format_plan(plan: MemoryPlan) -> str:
     return "\n".join([head, "", line(columns), *(line(r) for r in rows), "", legend])
 
 
-def plan_command(load_model_config: Callable[[str], object], *, name: str = "plan", default_seq: int = 256,
+def plan_command(load_model_config: Callable[[str], object], *, name: str = "plan", default_seq: int | None = 256,
                  build_model: Callable | None = None):
     """A click command `plan --model ID_OR_DIR --gpus N --gpu-mem GB ...` for a modality's group.
 
     `load_model_config(model)` returns the transformers config (e.g. the adapter's own loader, with its checks);
-    `build_model(config)` builds it on the meta device when AutoModelForCausalLM can't."""
+    `build_model(config)` builds it on the meta device when AutoModelForCausalLM can't; `default_seq=None` makes
+    --seq default to the model's own positions (an image model's sequence is its whole image)."""
     import json
 
     import click
+
+    seq_help = "Tokens per sequence" + ("." if default_seq else " (default: the model's positions, n_positions).")
 
     @click.command(name=name, help="Memory per GPU of hyperfitting a model with each strategy (reads only its "
                                    "config: no weights are loaded).")
@@ -253,14 +256,17 @@ def plan_command(load_model_config: Callable[[str], object], *, name: str = "pla
     @click.option("--gpu-mem", type=float, default=80.0, show_default=True, help="Memory of one GPU, GB.")
     @click.option("--nodes", type=int, default=1, show_default=True, help="Nodes the GPUs are spread over.")
     @click.option("--batch", type=int, default=8, show_default=True, help="Global batch (sequences).")
-    @click.option("--seq", type=int, default=default_seq, show_default=True, help="Tokens per sequence.")
+    @click.option("--seq", type=int, default=default_seq, show_default=default_seq is not None, help=seq_help)
     @click.option("--train-layers", "train_layers", multiple=True, default=("last:1",), show_default=True,
                   help="last:K variants to include (repeatable).")
     @click.option("--lora", "lora_ranks", type=int, multiple=True, default=(16,), show_default=True,
                   help="LoRA ranks to include (repeatable).")
     @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
     def command(model, gpus, gpu_mem, nodes, batch, seq, train_layers, lora_ranks, as_json):
-        plan = plan_memory(load_model_config(model), gpus, gpu_mem, batch, seq, nodes=nodes,
+        config = load_model_config(model)
+        if seq is None:
+            seq = config.n_positions
+        plan = plan_memory(config, gpus, gpu_mem, batch, seq, nodes=nodes,
                            train_layers=tuple(train_layers), lora_ranks=tuple(lora_ranks), build_model=build_model,
                            name=model)
         click.echo(json.dumps(plan.to_dict(), indent=2) if as_json else format_plan(plan))

@@ -270,7 +270,7 @@ def _imagegpt_on_meta(config):
 def _plan():
     from hyperfit_core.plan import plan_command
 
-    return plan_command(_imagegpt_config, default_seq=1024, build_model=_imagegpt_on_meta)
+    return plan_command(_imagegpt_config, default_seq=None, build_model=_imagegpt_on_meta)
 
 
 vision.add_command(_plan(), "plan")

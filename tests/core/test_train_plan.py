@@ -81,3 +81,18 @@ def test_plan_command_is_a_reusable_click_command(configs):
                                           "--lora", "8", "--json"])
     plan = json.loads(result.output)
     assert plan["nodes"] == 2 and any(r["train"] == "lora:8" for r in plan["rows"])
+
+
+def test_vision_plan_sizes_the_sequence_from_the_model_unless_told(tmp_path, capsys):
+    from hyperfit_core.cli import main
+
+    def plan_seq(*extra):
+        try:
+            main(["vision", "plan", "--model", str(tmp_path), "--gpus", "1", "--json", *extra])
+        except SystemExit as exc:
+            assert exc.code in (0, None), capsys.readouterr().err
+        return json.loads(capsys.readouterr().out)["seq"]
+
+    ImageGPTConfig(vocab_size=17, n_positions=256, n_embd=32, n_layer=2, n_head=2).save_pretrained(tmp_path)
+    assert plan_seq() == 256  # a 16x16 model: 256 pixels, not ImageGPT-Large's 1024
+    assert plan_seq("--seq", "64") == 64
