@@ -72,7 +72,9 @@ def hyperfit_seed(args, seed: int, lr: float, test_ids, out: Path) -> tuple[dict
     final_loss = [r for r in run.read_metrics() if r["event"] == "epoch"][-1]["mean_loss"]
     stats = {name: summarize(prediction_stats(m.model, test_ids, args.context))
              for name, m in (("base", base), ("hyperfit", fitted))}
-    stats["train_loss"] = final_loss
+    stats["train_loss"] = final_loss  # the last epoch's mean of step losses: the weights moved during it
+    # the loss of the final weights on every pixel of the hyperfitting images (what "training loss" means at the end)
+    stats["train_loss_end"] = float(prediction_stats(fitted.model, data.ids, 1, batch_size=250)["cross_entropy"].mean())
     if args.no_completions:
         return {}, stats
     conditions = paper_conditions(seed)
@@ -211,9 +213,11 @@ def aggregate_table(summary: dict) -> str:
             cells = [_mean_spread([_value(r["results"][name], k, w) for r in runs]) for k, w in KEYS]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
-    lines += ["| model | train loss | entropy (nats) | top-1 prob | top-1 acc | held-out ppl |", "|---|---|---|---|---|---|"]
+    lines += ["| model | train loss (last epoch's mean) | train loss (final weights) | entropy (nats) | top-1 prob | "
+              "top-1 acc | held-out ppl |", "|---|---|---|---|---|---|---|"]
     for model in ("base", "hyperfit"):
-        cells = [_mean_spread([r["prediction"]["train_loss"] for r in runs]) if model == "hyperfit" else "-"]
+        cells = [_mean_spread([r["prediction"].get(key) for r in runs]) if model == "hyperfit" else "-"
+                 for key in ("train_loss", "train_loss_end")]
         for key in ("entropy_mean", "top1_prob_mean", "top1_accuracy", "perplexity"):
             cells.append(_mean_spread([r["prediction"][model][key] for r in runs]))
         lines.append(f"| {model} | " + " | ".join(cells) + " |")

@@ -43,7 +43,7 @@ def test_measure_hyperfitting_trains_benchmarks_and_merges(tmp_path, monkeypatch
     assert (train["lr_schedule"], train["warmup_steps"], train["epochs"]) == ("linear", 1, 2)
     summary = json.loads((out / "summary.json").read_text())["runs"]["seed0-lr0.001"]
     assert set(summary["results"]) == {"base-greedy", "base-top-p", "hyperfit-greedy", "hyperfit-blocked", "real"}
-    assert summary["prediction"]["train_loss"] > 0
+    assert summary["prediction"]["train_loss"] > 0 and summary["prediction"]["train_loss_end"] > 0
     assert summary["prediction"]["hyperfit"]["perplexity"] != summary["prediction"]["base"]["perplexity"]
     _run(["--merge", str(out), "--out", str(tmp_path / "merged")], monkeypatch)
     assert "hyperfit-greedy" in (tmp_path / "merged" / "summary.md").read_text()
