@@ -60,7 +60,8 @@ def hyperfit_seed(args, seed: int, lr: float, test_ids, out: Path) -> tuple[dict
         # an interrupted run continues from its last checkpoint; --resume-training also lengthens a finished one
         train_images(None, resume=path, extend=schedule if args.resume_training else None)
     elif not (path / "model").is_dir():
-        spec = TrainSpec(model=str(BASE), data=vars(ImageSource("fashion-mnist", args.data_root, "train")),
+        start = args.start_from or str(BASE)
+        spec = TrainSpec(model=start, data=vars(ImageSource("fashion-mnist", args.data_root, "train")),
                          train=TrainConfig(lr=lr, batch_size=args.batch_size, seed=seed, progress=False,
                                            lr_schedule=args.lr_schedule, warmup_steps=args.warmup_steps,
                                            precision=args.precision, **schedule),
@@ -106,6 +107,10 @@ def main() -> None:
                         "AVX512-BF16 / AMX; auto = bf16 on CUDA, fp32 on CPU.")
     p.add_argument("--target-loss", type=float, default=None,
                    help="Stop hyperfitting once an epoch's mean training loss is below this (--epochs is the cap).")
+    p.add_argument("--start-from", default=None, metavar="MODEL_DIR",
+                   help="Hyperfit this model instead of the base (e.g. an earlier run's model/, to continue it under "
+                        "another schedule); the same images are drawn (same --seeds and --num-train), and the base "
+                        "conditions still use the base.")
     p.add_argument("--resume-training", action="store_true",
                    help="Continue an earlier run of the same seed/lr/--out from its last epoch checkpoint up to "
                         "--epochs (or --target-loss); the constant-lr schedule makes this the same as one long run "

@@ -45,5 +45,14 @@ def test_measure_hyperfitting_trains_benchmarks_and_merges(tmp_path, monkeypatch
     assert set(summary["results"]) == {"base-greedy", "base-top-p", "hyperfit-greedy", "hyperfit-blocked", "real"}
     assert summary["prediction"]["train_loss"] > 0 and summary["prediction"]["train_loss_end"] > 0
     assert summary["prediction"]["hyperfit"]["perplexity"] != summary["prediction"]["base"]["perplexity"]
+    # a second stage from that run's model: the same images (the saved tokens equal), another schedule
+    _run(["--data-root", str(tmp_path / "data"), "--seeds", "0", "--num-train", "8", "--num-test", "4",
+          "--epochs", "1", "--lr", "1e-4", "--start-from", str(run / "model"), "--no-completions", "--threads", "1",
+          "--out", str(tmp_path / "stage2")], monkeypatch)
+    from hyperfit_core.recipe import load_train_tokens
+
+    stage2 = tmp_path / "stage2" / "seed0-lr0.0001"
+    assert json.loads((stage2 / "config.json").read_text())["config"]["spec"]["model"] == str(run / "model")
+    assert (load_train_tokens(stage2).ids == load_train_tokens(run).ids).all()
     _run(["--merge", str(out), "--out", str(tmp_path / "merged")], monkeypatch)
     assert "hyperfit-greedy" in (tmp_path / "merged" / "summary.md").read_text()
