@@ -19,14 +19,21 @@ from hyperfit_core.atomic import atomic_path, write_json
 
 
 def epochs_of(run: Path) -> list[dict]:
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    return [{"epoch": r["epoch"], "step": r["step"], "mean_loss": r["mean_loss"], "seconds": r["seconds"]}
-            for r in rows if r.get("event") == "epoch"]
+    """Epoch rows of a run; `A+B` is run B continuing run A (B started from A's model): B's epochs and steps
+    are numbered on from A's last, and each row says which stage it came from."""
+    out: list[dict] = []
+    for stage, part in enumerate(str(run).split("+")):
+        rows = [json.loads(line) for line in (Path(part) / "metrics.jsonl").read_text().splitlines() if line.strip()]
+        epoch0, step0 = (out[-1]["epoch"], out[-1]["step"]) if out else (0, 0)
+        out += [{"epoch": epoch0 + r["epoch"], "step": step0 + r["step"], "mean_loss": r["mean_loss"],
+                 "seconds": r["seconds"], "stage": stage + 1} for r in rows if r.get("event") == "epoch"]
+    return out
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("runs", nargs="+", type=Path, help="Run folders holding metrics.jsonl.")
+    p.add_argument("runs", nargs="+", type=Path,
+                   help="Run folders holding metrics.jsonl; A+B draws run B (started from A's model) after A.")
     p.add_argument("--label", nargs="+", default=None)
     p.add_argument("--target", type=float, default=None, help="Draw the target training loss.")
     p.add_argument("--reference", type=float, default=0.9214, help="Base model's held-out loss (dotted line).")
