@@ -101,6 +101,12 @@ def _position_stats(logits: torch.Tensor, target: torch.Tensor) -> dict[str, tor
     return out
 
 
+def mean_token_loss(model, ids, batch_size: int = 16) -> float:
+    """Mean cross-entropy (nats/token) over every predicted position of `ids` (all but the first), in eval mode:
+    the exact loss of these weights, which a training loop's running mean of step losses lags behind."""
+    return float(prediction_stats(model, ids, 1, batch_size=batch_size)["cross_entropy"].mean())
+
+
 def summarize(stats: dict, bins: int = 40) -> dict:
     """Scalar summary of `prediction_stats` over all positions: entropy mean/median and a histogram on
     `bins` equal bins over [0, ln(num_classes)] (the same edges for every model with that many classes),

@@ -10,7 +10,7 @@ import click
 
 from hyperfit_core.decoding import DecodingConfig
 from hyperfit_core.errors import HyperfitError
-from hyperfit_core.train import TrainConfig
+from hyperfit_core.train import LR_SCHEDULES, TrainConfig
 
 
 def stack(*decorators):
@@ -87,7 +87,7 @@ train_options = stack(
                  help="Stop after this many optimizer steps (default: no limit; the size sweep keeps it constant)."),
     click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-6, show_default=True,
                  help="Adam learning rate."),
-    click.option("--lr-schedule", type=click.Choice(["constant", "linear", "cosine"]), default="constant",
+    click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default="constant",
                  show_default=True, help="constant = the paper's; linear / cosine decay to zero at the last "
                                          "planned step (--epochs, or --max-steps if sooner)."),
     click.option("--warmup-steps", type=NON_NEGATIVE, default=0, show_default=True,

@@ -116,7 +116,7 @@ def train_run(spec: TrainSpec | None, modality: Modality, out: str | Path = "run
             if unknown:
                 raise HyperfitError(f"a resumed run can only be lengthened (epochs, max_steps, target_loss), not {unknown}")
             longer = {k for k in ("epochs", "max_steps") if k in extend and extend[k] != getattr(spec.train, k)}
-            if longer and (spec.train.lr_schedule != "constant"):
+            if longer and spec.train.lr_schedule != "constant":
                 raise HyperfitError(f"the run's {spec.train.lr_schedule} learning-rate schedule ends at its planned "
                                     "last step; it cannot be lengthened (start a new run with more epochs)")
             for name, value in extend.items():

@@ -202,7 +202,6 @@ def hyperfit(model, data: TokenSequences, config: TrainConfig, run: RunDir, *, r
                                               if isinstance(v, (int, float, str, bool))})
 
     n, batch = len(data), config.batch_size
-    steps_per_epoch = math.ceil(n / batch)
     start_epoch, start_sample, step, epoch_sum, epoch_seen = 0, 0, 0, 0.0, 0
     if resume:
         state = load_checkpoint(acc, run.path)
@@ -227,7 +226,7 @@ def hyperfit(model, data: TokenSequences, config: TrainConfig, run: RunDir, *, r
 
     budget = config.max_steps
     total_steps = config.planned_steps(n)
-    bar = tqdm(total=min(config.epochs * steps_per_epoch, budget or 1 << 62), initial=step,
+    bar = tqdm(total=total_steps, initial=step,
                disable=not (config.progress and main), desc="hyperfit", unit="step")
     first = start_sample
     stop = budget is not None and step >= budget

@@ -25,11 +25,11 @@ from pathlib import Path
 
 import torch
 
-from hyperfit_core.analysis import prediction_stats, summarize
+from hyperfit_core.analysis import mean_token_loss, prediction_stats, summarize
 from hyperfit_core.atomic import atomic_path, write_json, write_text
 from hyperfit_core.recipe import TrainSpec, load_train_tokens
 from hyperfit_core.rundir import RunDir
-from hyperfit_core.train import TrainConfig
+from hyperfit_core.train import LR_SCHEDULES, TrainConfig
 from hyperfit_vision.benchmark import paper_conditions, run_benchmark
 from hyperfit_vision.data import ImageSource, load_torchvision_dataset
 from hyperfit_vision.model import load_imagegpt
@@ -74,8 +74,7 @@ def hyperfit_seed(args, seed: int, lr: float, test_ids, out: Path) -> tuple[dict
     stats = {name: summarize(prediction_stats(m.model, test_ids, args.context))
              for name, m in (("base", base), ("hyperfit", fitted))}
     stats["train_loss"] = final_loss  # the last epoch's mean of step losses: the weights moved during it
-    # the loss of the final weights on every pixel of the hyperfitting images (what "training loss" means at the end)
-    stats["train_loss_end"] = float(prediction_stats(fitted.model, data.ids, 1, batch_size=250)["cross_entropy"].mean())
+    stats["train_loss_end"] = mean_token_loss(fitted.model, data.ids, batch_size=250)  # the final weights' loss
     if args.no_completions:
         return {}, stats
     conditions = paper_conditions(seed)
@@ -99,7 +98,7 @@ def main() -> None:
     p.add_argument("--num-test", type=int, default=1000)
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--lr-schedule", choices=["constant", "linear", "cosine"], default="constant",
+    p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="constant",
                    help="constant (the paper's), or linear / cosine decay to zero at the last epoch.")
     p.add_argument("--warmup-steps", type=int, default=0, help="Steps of linear warm-up to --lr.")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from hyperfit_core.analysis import prediction_stats, summarize
+from hyperfit_core.analysis import mean_token_loss, prediction_stats, summarize
 from hyperfit_core.atomic import atomic_path, write_json
 from hyperfit_core.overlap import overlap_report
 from hyperfit_core.recipe import TrainSpec
@@ -46,7 +46,7 @@ def measure(model, epoch: int, train: TokenSequences, test_ids: torch.Tensor, si
                                tokens, real, prefix_rows)
     # the exact loss over every pixel, in eval mode (the per-epoch training mean lags behind the weights);
     # prediction_stats and fast_complete_images hand the model back in the mode it came in
-    train_loss = float(prediction_stats(model, train.ids, 1)["cross_entropy"].mean())
+    train_loss = mean_token_loss(model, train.ids)
     row = {"epoch": epoch, "train_loss": train_loss,
            **{k: stats[k] for k in ("entropy_mean", "top1_prob_mean", "top1_accuracy", "perplexity")},
            **{k: v["generated"] for k, v in report["metrics"].items()},

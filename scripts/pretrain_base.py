@@ -21,18 +21,13 @@ from pathlib import Path
 
 import torch
 
-from hyperfit_core.analysis import prediction_stats
+from hyperfit_core.analysis import mean_token_loss
 from hyperfit_core.rundir import RunDir
 from hyperfit_core.train import TrainConfig, hyperfit, next_token_loss
 from hyperfit_vision.data import load_torchvision_dataset
 from hyperfit_vision.model import build_imagegpt
 from hyperfit_vision.palette import kmeans_palette
 from hyperfit_vision.training import image_sequences
-
-
-def held_out_loss(model, ids: torch.Tensor) -> float:
-    """Mean nats per pixel of the held-out images (every pixel scored, as in training)."""
-    return float(prediction_stats(model, ids, 1, batch_size=256)["cross_entropy"].mean())
 
 
 def main() -> None:
@@ -77,7 +72,7 @@ def main() -> None:
                          grad_clip=1.0, max_steps=max_steps)
     started = time.time()
     hyperfit(base.model, train_ids, config, run, save_extra=lambda folder: base.processor().save_pretrained(folder))
-    test_loss = held_out_loss(base.model, test_ids)
+    test_loss = mean_token_loss(base.model, test_ids, batch_size=256)
     summary = {"event": "pretrain_done", "test_loss_nats": test_loss, "test_bits_per_pixel": test_loss / math.log(2),
                "test_images": len(test_ids), "minutes": (time.time() - started) / 60,
                "params": sum(p.numel() for p in base.model.parameters()), "max_steps": max_steps}
