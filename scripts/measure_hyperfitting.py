@@ -70,10 +70,11 @@ def hyperfit_seed(args, seed: int, lr: float, test_ids, out: Path) -> tuple[dict
     run = RunDir(path)
     fitted, _ = load_imagegpt(str(path / "model"))
     data = load_train_tokens(path)
-    final_loss = [r for r in run.read_metrics() if r["event"] == "epoch"][-1]["mean_loss"]
+    last_epoch = [r for r in run.read_metrics() if r["event"] == "epoch"][-1]
     stats = {name: summarize(prediction_stats(m.model, test_ids, args.context))
              for name, m in (("base", base), ("hyperfit", fitted))}
-    stats["train_loss"] = final_loss  # the last epoch's mean of step losses: the weights moved during it
+    stats["train_loss"] = last_epoch["mean_loss"]  # the last epoch's mean of step losses: the weights moved during it
+    stats["epochs"] = last_epoch["epoch"]  # below --epochs when --target-loss stopped the run
     stats["train_loss_end"] = mean_token_loss(fitted.model, data.ids, batch_size=250)  # the final weights' loss
     if args.no_completions:
         return {}, stats
@@ -123,6 +124,9 @@ def main() -> None:
     p.add_argument("--out", default="runs/measure")
     p.add_argument("--merge", nargs="+", default=None, metavar="DIR",
                    help="Only aggregate the summary.json of earlier runs (e.g. one process per seed) into --out.")
+    p.add_argument("--compare", nargs="+", default=None, metavar="LABEL=SUMMARY_JSON",
+                   help="Only print one markdown row per merged summary.json: how far each setting was trained "
+                        "against what its hyperfitted greedy completions and held-out predictions show.")
     args = p.parse_args()
     if args.threads is not None:
         if args.threads < 1:
@@ -130,6 +134,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     if args.merge:
         merge_summaries([Path(d) for d in args.merge], Path(args.out))
+        return
+    if args.compare:
+        print(compare_table(args.compare))
         return
     base, _ = load_imagegpt(str(BASE))
     test_ids = image_sequences(test_pool_images(args), base).ids
@@ -227,6 +234,45 @@ def aggregate_table(summary: dict) -> str:
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
     lines.append("\nruns: " + ", ".join(f"seed {r['seed']} lr {r['lr']:g}" for r in runs))
     return "\n".join(lines) + "\n"
+
+
+def _final_loss(runs) -> str:
+    """The final weights' training loss; summaries older than that statistic have the last epoch's mean."""
+    if all("train_loss_end" in r["prediction"] for r in runs):
+        return _mean_spread([r["prediction"]["train_loss_end"] for r in runs]) + " (final weights)"
+    return _mean_spread([r["prediction"]["train_loss"] for r in runs]) + " (last epoch's mean)"
+
+
+def compare_table(pairs: list[str]) -> str:
+    """Training loss reached against the effect, one row per setting (mean ± sd over its seeds)."""
+    header = ("| setting | images | epochs | lr | train loss | greedy FID | base top-p FID | "
+              "greedy seq-rep-4 | greedy patch dup. | held-out ppl | entropy (nats) |")
+    lines = [header, "|---" * header.count(" | ") + "|---|"]
+    real = None
+    for pair in pairs:
+        label, sep, file = pair.partition("=")
+        if not sep or not label or not Path(file).is_file():
+            raise SystemExit(f"error: --compare takes LABEL=SUMMARY_JSON with an existing file, got {pair!r}")
+        summary = json.loads(Path(file).read_text())
+        args, runs = summary["args"], [r for r in summary["runs"].values() if r["results"]]
+        if not runs:
+            raise SystemExit(f"error: {file} has no benchmarked run (was it made with --no-completions?)")
+        trained = [r["prediction"].get("epochs", args["epochs"]) for r in runs]  # older summaries: the plan
+        epochs = str(trained[0]) if len(set(trained)) == 1 else " / ".join(map(str, trained))
+        schedule = args.get("lr_schedule", "constant")
+        cells = [label, str(args["num_train"]), epochs,
+                 f"{args['lr']:g}" + ("" if schedule == "constant" else f" {schedule} to 0"),
+                 _final_loss(runs)]
+        cells += [_mean_spread([_value(r["results"][name], key, where) for r in runs]) for name, key, where in (
+            ("hyperfit-greedy", "fid", None), ("base-top-p", "fid", None),
+            ("hyperfit-greedy", "seq_rep_4", "rep"), ("hyperfit-greedy", "patch_duplication", "rep"))]
+        cells += [_mean_spread([r["prediction"]["hyperfit"][k] for r in runs]) for k in ("perplexity", "entropy_mean")]
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
+        real = real or {k: _value(runs[0]["results"]["real"], k, "rep") for k in ("seq_rep_4", "patch_duplication")}
+        base = runs[0]["prediction"]["base"]
+    lines.append(f"\nreal images: seq-rep-4 {real['seq_rep_4']:.4g}, patch dup. {real['patch_duplication']:.4g}; "
+                 f"base model: held-out ppl {base['perplexity']:.4g}, entropy {base['entropy_mean']:.4g}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

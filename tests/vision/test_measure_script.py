@@ -1,6 +1,6 @@
 """scripts/measure_hyperfitting.py end to end on a tiny Fashion-MNIST layout (real idx files, 16 + 8 images):
 the script behind docs/results.md trains through the recipe with the options it is given, benchmarks the four
-conditions and writes a summary that --merge can aggregate."""
+conditions and writes a summary that --merge can aggregate and --compare can set beside others."""
 
 import json
 import runpy
@@ -56,3 +56,9 @@ def test_measure_hyperfitting_trains_benchmarks_and_merges(tmp_path, monkeypatch
     assert (load_train_tokens(stage2).ids == load_train_tokens(run).ids).all()
     _run(["--merge", str(out), "--out", str(tmp_path / "merged")], monkeypatch)
     assert "hyperfit-greedy" in (tmp_path / "merged" / "summary.md").read_text()
+    # --compare: one row per setting, with the epochs actually trained and the final weights' loss
+    capsys.readouterr()
+    _run(["--compare", f"tiny={tmp_path / 'merged' / 'summary.json'}"], monkeypatch)
+    row = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| tiny |")]
+    assert len(row) == 1 and row[0].startswith("| tiny | 8 | 2 | 0.001 linear to 0 |")
+    assert f"{summary['prediction']['train_loss_end']:.4g} (final weights)" in row[0]
