@@ -51,7 +51,7 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig, ax = plt.subplots(figsize=(9, 4))
     for label, rows in curves.items():
         ax.plot([r["epoch"] for r in rows], [r["mean_loss"] for r in rows], "-", marker=".", label=label)
     if args.trajectory is not None:
@@ -64,7 +64,7 @@ def main() -> None:
     ax.set_xlabel("epoch")
     ax.set_ylabel("training loss (nats/pixel)")
     ax.set_title(args.title, fontsize=10)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))  # outside: inside it hides curves
     fig.tight_layout()
     with atomic_path(args.out) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
