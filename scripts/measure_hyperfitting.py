@@ -254,8 +254,11 @@ def compare_table(pairs: list[str]) -> str:
         label, sep, file = pair.partition("=")
         if not sep or not label or not Path(file).is_file():
             raise SystemExit(f"error: --compare takes LABEL=SUMMARY_JSON with an existing file, got {pair!r}")
-        summary = json.loads(Path(file).read_text())
-        args, runs = summary["args"], [r for r in summary["runs"].values() if r["results"]]
+        try:
+            summary = json.loads(Path(file).read_text())
+            args, runs = summary["args"], [r for r in summary["runs"].values() if r["results"]]
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as err:
+            raise SystemExit(f"error: {file} is not a summary.json of this script ({type(err).__name__}: {err})")
         if not runs:
             raise SystemExit(f"error: {file} has no benchmarked run (was it made with --no-completions?)")
         trained = [r["prediction"].get("epochs", args["epochs"]) for r in runs]  # older summaries: the plan
@@ -271,8 +274,8 @@ def compare_table(pairs: list[str]) -> str:
         lines.append("| " + " | ".join(map(str, cells)) + " |")
         real = real or {k: _value(runs[0]["results"]["real"], k, "rep") for k in ("seq_rep_4", "patch_duplication")}
         base = runs[0]["prediction"]["base"]
-    lines.append(f"\nreal images: seq-rep-4 {real['seq_rep_4']:.4g}, patch dup. {real['patch_duplication']:.4g}; "
-                 f"base model: held-out ppl {base['perplexity']:.4g}, entropy {base['entropy_mean']:.4g}")
+    lines.append(f"\nreal images (first summary's test set): seq-rep-4 {real['seq_rep_4']:.4g}, "
+                 f"patch dup. {real['patch_duplication']:.4g}; base model: held-out ppl {base['perplexity']:.4g}, entropy {base['entropy_mean']:.4g}")
     return "\n".join(lines)
 
 

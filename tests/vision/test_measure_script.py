@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "measure_hyperfitting.py"
 
@@ -62,3 +63,6 @@ def test_measure_hyperfitting_trains_benchmarks_and_merges(tmp_path, monkeypatch
     row = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| tiny |")]
     assert len(row) == 1 and row[0].startswith("| tiny | 8 | 2 | 0.001 linear to 0 |")
     assert f"{summary['prediction']['train_loss_end']:.4g} (final weights)" in row[0]
+    (tmp_path / "not-a-summary.json").write_text('{"a": 1}')
+    with pytest.raises(SystemExit, match="not a summary.json"):
+        _run(["--compare", f"x={tmp_path / 'not-a-summary.json'}"], monkeypatch)
