@@ -10,6 +10,8 @@ as a user would write it. Workloads (random-initialised weights; speed does not 
                                     or --stock-compile on); ours: the imagegpt_train measurement, not re-run
   imagegpt_complete       images/s  stock: HF `generate` greedy (eager attention, fp32, DynamicCache);
                                     ours: fast_complete_images with its defaults (mode/precision/batch "auto")
+  imagegpt_train_bf16_cpu tokens/s  CPU only: stock = ours with the CPU default (fp32), ours = the same with
+                                    --precision bf16 (autocast, fp32 master weights)
   llama_train             tokens/s  stock: HF sdpa, bf16 autocast on CUDA, torch Adam; ours: hyperfit(...) defaults
   llama_greedy            ms/step   stock: HF `generate` greedy (fp32); ours: hyperfit_core.decoding.generate_tokens
                                     with its defaults (bf16 autocast on CUDA; `ours_fp32`: the same in fp32)
@@ -275,13 +277,13 @@ def default_train_config(device) -> TrainConfig:
     return TrainConfig(device=str(device), progress=False)
 
 
-def ours_trainer(model, batch, length, vocab, device, steps, windows, warmup_steps, first_token=None):
-    """hyperfit_core.train.hyperfit(...) with a default TrainConfig, timed through its loss_fn hook.
+def ours_trainer(model, batch, length, vocab, device, steps, windows, warmup_steps, first_token=None, config=None):
+    """hyperfit_core.train.hyperfit(...) with a default TrainConfig (or `config`), timed through its loss_fn hook.
 
     Each call runs warmup_steps + windows * steps steps of one hyperfit() call on fresh random sequences and
     returns Timed(best window's seconds, first step's extra cost). The data hold more than that many steps of
     one epoch, and the run is stopped (by an exception from the hook) before the epoch's checkpoint."""
-    config = default_train_config(device)
+    config = config or default_train_config(device)
     total = warmup_steps + windows * steps
     gen = torch.Generator().manual_seed(2)
 
@@ -365,15 +367,21 @@ def bench_imagegpt(shape, device, args, emit):
     def stock_train():
         return with_attention(use_eager_attention, model, trainer(model, ids, device, amp, False, args.steps)())
 
-    def ours_train():  # fused attention: what load_imagegpt does
+    def ours_train(config=None):  # fused attention: what load_imagegpt does
         return with_attention(use_fused_attention, model,
                               ours_trainer(model, batch, side * side + 1, 512, device, args.steps,
-                                           _windows(device, args), _warmup(device, args), first_token=512)())
+                                           _windows(device, args), _warmup(device, args), first_token=512,
+                                           config=config)())
 
     config_dict = dataclasses.asdict(default_train_config(device))
     train_row = emit(side_by_side("imagegpt_train", "tokens/s", device, stock_train, ours_train, tokens,
                                   args.repeats, batch=list(ids.shape), precision_stock=str(amp or torch.float32),
                                   ours_train_config=config_dict))
+    if device.type == "cpu":  # --precision bf16 against the CPU default (fp32), both through hyperfit()
+        bf16 = dataclasses.replace(default_train_config(device), precision="bf16")
+        emit(side_by_side("imagegpt_train_bf16_cpu", "tokens/s", device, ours_train, lambda: ours_train(bf16),
+                          tokens, args.repeats, batch=list(ids.shape), precision_stock="fp32 (the CPU default)",
+                          ours_options={"precision": "bf16"}))
     model.zero_grad(set_to_none=True)
     model.eval()
     gc.collect()

@@ -103,9 +103,9 @@ def main() -> None:
                    help="constant (the paper's), or linear / cosine decay to zero at the last epoch.")
     p.add_argument("--warmup-steps", type=int, default=0, help="Steps of linear warm-up to --lr.")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
-                   help="Training arithmetic: bf16 autocast with fp32 master weights (bf16 pilots ran an epoch of 2000 "
-                        "images in 33 s where the fp32 run took ~53 s, on an AVX512-BF16 CPU: docs/results.md, C); "
-                        "auto = bf16 on CUDA, fp32 on CPU.")
+                   help="Training arithmetic: bf16 autocast with fp32 master weights (on CUDA the fast path; on this "
+                        "project's CPU no faster than fp32: bench/results/speed_cpu.json); auto = bf16 on CUDA, "
+                        "fp32 on CPU.")
     p.add_argument("--target-loss", type=float, default=None,
                    help="Stop hyperfitting once an epoch's mean training loss is below this (--epochs is the cap).")
     p.add_argument("--start-from", default=None, metavar="MODEL_DIR",

@@ -29,8 +29,8 @@ def test_sequential_run_times_every_workload_and_records_compile_time(bench, tmp
     result = json.loads(out.read_text())
     assert result["complete"] and result["sequential"] and result["shape"] == "micro"
     rows = {row["name"]: row for row in result["workloads"]}
-    assert list(rows) == ["imagegpt_train", "imagegpt_complete", "imagegpt_train_tuned", "llama_train",
-                          "llama_greedy"]
+    assert list(rows) == ["imagegpt_train", "imagegpt_train_bf16_cpu", "imagegpt_complete", "imagegpt_train_tuned",
+                          "llama_train", "llama_greedy"]
     for row in rows.values():
         assert row["stock"] > 0 and row["ours"] > 0 and row["ratio"] > 0, row
         assert "compile_s" in row and "_outputs" not in row
@@ -38,6 +38,7 @@ def test_sequential_run_times_every_workload_and_records_compile_time(bench, tmp
     # ours is the product: hyperfit() with the CLI's TrainConfig, fast_complete_images with its defaults
     assert rows["imagegpt_train"]["ours_train_config"]["lr"] == 1e-6
     assert rows["imagegpt_train_tuned"]["ours"] == rows["imagegpt_train"]["ours"]
+    assert rows["imagegpt_train_bf16_cpu"]["ours_options"] == {"precision": "bf16"}  # CPU only: against fp32
     assert rows["imagegpt_complete"]["tokens_match"] == 1.0  # CPU: fp32 on both sides
     assert rows["imagegpt_complete"]["tokens_match_fp32"] == 1.0
     assert rows["llama_greedy"]["tokens_match"] == 1.0 == rows["llama_greedy"]["tokens_match_fp32"]
