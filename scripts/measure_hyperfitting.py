@@ -249,7 +249,7 @@ def compare_table(pairs: list[str]) -> str:
     header = ("| setting | images | epochs | lr | train loss | greedy FID | base top-p FID | "
               "greedy seq-rep-4 | greedy patch dup. | held-out ppl | entropy (nats) |")
     lines = [header, "|---" * header.count(" | ") + "|---|"]
-    real = None
+    first = None  # the first summary's runs: its real images and base model are the footnote's
     for pair in pairs:
         label, sep, file = pair.partition("=")
         if not sep or not label or not Path(file).is_file():
@@ -272,10 +272,11 @@ def compare_table(pairs: list[str]) -> str:
             ("hyperfit-greedy", "seq_rep_4", "rep"), ("hyperfit-greedy", "patch_duplication", "rep"))]
         cells += [_mean_spread([r["prediction"]["hyperfit"][k] for r in runs]) for k in ("perplexity", "entropy_mean")]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
-        real = real or {k: _value(runs[0]["results"]["real"], k, "rep") for k in ("seq_rep_4", "patch_duplication")}
-        base = runs[0]["prediction"]["base"]
-    lines.append(f"\nreal images (first summary's test set): seq-rep-4 {real['seq_rep_4']:.4g}, "
-                 f"patch dup. {real['patch_duplication']:.4g}; base model: held-out ppl {base['perplexity']:.4g}, entropy {base['entropy_mean']:.4g}")
+        first = first or runs[0]
+    real, base = first["results"]["real"], first["prediction"]["base"]
+    lines.append(f"\nreal images (first summary's test set): seq-rep-4 {_value(real, 'seq_rep_4', 'rep'):.4g}, "
+                 f"patch dup. {_value(real, 'patch_duplication', 'rep'):.4g}; base model: held-out ppl "
+                 f"{base['perplexity']:.4g}, entropy {base['entropy_mean']:.4g}")
     return "\n".join(lines)
 
 
