@@ -377,7 +377,8 @@ def bench_imagegpt(shape, device, args, emit):
     train_row = emit(side_by_side("imagegpt_train", "tokens/s", device, stock_train, ours_train, tokens,
                                   args.repeats, batch=list(ids.shape), precision_stock=str(amp or torch.float32),
                                   ours_train_config=config_dict))
-    if device.type == "cpu":  # --precision bf16 against the CPU default (fp32), both through hyperfit()
+    if device.type == "cpu":  # --precision bf16 against the CPU default (fp32), both through hyperfit(); fp32 is
+        # timed again rather than taken from imagegpt_train, so the two sides alternate under the same load
         bf16 = dataclasses.replace(default_train_config(device), precision="bf16")
         emit(side_by_side("imagegpt_train_bf16_cpu", "tokens/s", device, ours_train, lambda: ours_train(bf16),
                           tokens, args.repeats, batch=list(ids.shape), precision_stock="fp32 (the CPU default)",
