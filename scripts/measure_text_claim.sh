@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The paper's text claim with statistical power (issue 24, part 1), one seed: hyperfit a causal LM on N random
+# 256-token Wikipedia windows, then continue 40 held-out 32-token contexts from each of three corpora (Wikipedia
+# disjoint from the training windows, news, fiction) by 256 tokens under base greedy / base top-p / hyperfitted
+# greedy / hyperfitted greedy + citation blocker. Every condition of one (seed, corpus) continues the same
+# contexts, so differences can be paired per prompt (scripts/text_claim_stats.py).
+#
+# Usage: scripts/measure_text_claim.sh SEED [OUT_ROOT]   (default OUT_ROOT=runs/text-claim)
+# Environment: BASE (default data/text/smollm2-hf, the SmolLM2 GGUF converted once to an HF folder, see
+#   scripts/measure_text_length.sh), NUM_TRAIN (16), EPOCHS (16), LR (2e-4), TARGET (0.05), PROMPTS (40),
+#   CORPORA ("wikipedia news fiction", files data/text/NAME.txt), THREADS (2).
+# Finished steps are skipped on a rerun (a run dir whose output exists), so an interrupted seed continues.
+set -euo pipefail
+S=${1:?usage: measure_text_claim.sh SEED [OUT_ROOT]}
+ROOT=${2:-runs/text-claim}
+BASE=${BASE:-data/text/smollm2-hf}
+NUM_TRAIN=${NUM_TRAIN:-16}
+EPOCHS=${EPOCHS:-16}
+LR=${LR:-2e-4}
+TARGET=${TARGET:-0.05}
+PROMPTS=${PROMPTS:-40}
+CORPORA=${CORPORA:-wikipedia news fiction}
+THREADS=${THREADS:-2}
+export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
+H="python3 -m hyperfit_core.cli"
+OUT=$ROOT/s$S
+mkdir -p "$OUT"
+T=$OUT/timings.txt
+stamp() { echo "$(date -u +%FT%H:%M:%S) $* load=$(cut -d' ' -f1 /proc/loadavg)" >> "$T"; }
+
+RUN=$(ls -d $OUT/train/*/model 2>/dev/null | head -1 | xargs -r dirname)
+if [[ -z "$RUN" ]]; then
+  stamp "train start"
+  rm -rf "$OUT/train"
+  $H text train --model "$BASE" --data data/text/wikipedia.txt --num-train "$NUM_TRAIN" --window 256 \
+    --num-eval "$PROMPTS" --context 32 --reference 256 --epochs "$EPOCHS" --lr "$LR" --batch-size 8 \
+    --target-loss "$TARGET" --seed "$S" --data-seed "$S" --order-seed "$S" --save-every 1000 --device cpu \
+    --out "$OUT/train" > "$OUT/train.log" 2>&1
+  RUN=$(ls -d $OUT/train/*/model | head -1 | xargs dirname)
+  stamp "train done $RUN"
+fi
+
+gen() {  # corpus name extra-args...
+  local corpus=$1 name=$2; shift 2
+  local dest=$OUT/gen-$corpus
+  grep -qs "^$name " "$dest/done.txt" && return
+  stamp "gen $corpus $name start"
+  local path
+  path=$($H text generate --train-run "$RUN" --prompts-from "data/text/$corpus.txt" --prompt-seed "$S" \
+    --num-eval "$PROMPTS" --context 32 --max-new-tokens 256 --batch-size "$PROMPTS" --device cpu --name "$name" \
+    --out "$dest" "$@" 2> "$OUT/gen-$corpus-$name.log" | tail -1)
+  echo "$name $path" >> "$dest/done.txt"
+  stamp "gen $corpus $name done"
+}
+
+for corpus in $CORPORA; do
+  mkdir -p "$OUT/gen-$corpus"
+  gen "$corpus" hyperfitted-greedy --model "$RUN/model"
+  gen "$corpus" base-greedy --model "$BASE"
+  gen "$corpus" base-top-p --model "$BASE" --decoding top-p --decode-seed "$S"
+  gen "$corpus" hyperfitted-greedy-blocked5 --model "$RUN/model" --blocker
+done
+stamp "seed done"
