@@ -28,7 +28,7 @@ mkdir -p "$OUT"
 T=$OUT/timings.txt
 stamp() { echo "$(date -u +%FT%H:%M:%S) $* load=$(cut -d' ' -f1 /proc/loadavg)" >> "$T"; }
 
-RUN=$(ls -d $OUT/train/*/model 2>/dev/null | head -1 | xargs -r dirname)
+RUN=$(ls -d $OUT/train/*/model 2>/dev/null | head -1 | xargs -r dirname || true)
 if [[ -z "$RUN" ]]; then
   stamp "train start"
   rm -rf "$OUT/train"
