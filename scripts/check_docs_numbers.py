@@ -12,9 +12,9 @@ JSON and says which JSON value each printed number is:
     claim TTR 0.49 → 0.67 on Wikipedia => runs/base-greedy/ttr_tokens_last64 ; runs/greedy/ttr_tokens_last64
     -->
 
-`from` takes one JSON, then optional `alias=path` pairs (a glob is a list of files, in sorted order); a path is
+`from` takes one JSON (or JSON-lines file: a list of its rows), then optional `alias=path` pairs (a glob is a list of files, in sorted order); a path is
 `[alias:]key/key/...` where `*` fans out over a dict's values or a list's items, `[k=v,k2=v2]` picks the one
-list item with those fields, and a number indexes a list. `row LABEL => KEY` sets `{row}` for that row (default:
+list item with those fields, a number indexes a list, and `key?` leaves out the items without that key. `row LABEL => KEY` sets `{row}` for that row (default:
 the label itself); every column of the table must have a `col` line (`-` = not a number of a JSON); `cell` overrides
 one cell; `claim TEXT => SPEC` checks a sentence found anywhere in the same file (whitespace-insensitive).
 A SPEC is parts separated by ` ; `, each consuming printed numbers in order: `[each ]PATH[ |op ...]`.
@@ -23,9 +23,9 @@ A SPEC is parts separated by ` ; `, each consuming printed numbers in order: `[e
 - `each` prints every item of the list (`71.7 / 35.5 / 34.8`);
 - `label` is a printed number that names something (seed 2, 4-gram) and is not checked.
 `a..b` fans out over a slice (Python's a:b). Ops apply to the value (elementwise on a list): `*K`, `/K`, `//K`,
-`%K`, `-K`, `+K`, `1-` (1 - x), `mean`, `sd`, `min`, `max`, `sum`, `len`, `diff` (consecutive differences),
+`%K`, `-K`, `+K`, `1-` (1 - x), `mean`, `median`, `sd`, `min`, `max`, `sum`, `len`, `n<0` / `n>0` (how many items are negative / positive), `diff` (consecutive differences),
 `clock` (seconds of a leading HH:MM:SS), `round`; `-@PATH` (and `+@`, `*@`, `/@`) takes the other operand
-from a path (item by item when both are lists).
+from a path (item by item when both are lists; a list against one number is its mean).
 A printed number matches when it equals the JSON value rounded to the printed digits (half a unit of the last
 printed digit either way); `%` and `,` are typography.
 
@@ -115,7 +115,11 @@ def resolve(data, path: str):
     values, fanned = [data], isinstance(data, list) and path.split("/")[0] == "*"
     for key in path.split("/"):
         nxt = []
+        optional = key.endswith("?") and len(key) > 1  # `key?`: items without that key are left out
+        key = key.rstrip("?") if optional else key
         for value in values:
+            if optional and isinstance(value, dict) and key not in value:
+                continue
             got, fan = _step(value, key)
             nxt.extend(got) if fan else nxt.append(got)
         values = nxt
@@ -129,11 +133,14 @@ def _clock(text: str) -> float:
 
 
 def apply_op(value, op: str, lookup):
-    lists = {"mean": statistics.mean, "sd": statistics.stdev, "min": min, "max": max, "sum": sum, "len": len}
+    lists = {"mean": statistics.mean, "median": statistics.median, "sd": statistics.stdev, "min": min, "max": max,
+             "sum": sum, "len": len}
     if op in lists:
         return lists[op]([v for v in value if v is not None])
     if op == "diff":
         return [b - a for a, b in zip(value, value[1:])]
+    if op in ("n<0", "n>0"):  # how many items are negative / positive (e.g. in how many seeds a number fell)
+        return sum(1 for v in value if (v < 0 if op == "n<0" else v > 0))
     scalar = {"1-": lambda v: 1 - v, "clock": _clock, "round": round}
     if op in scalar:
         fn = scalar[op]
@@ -147,6 +154,8 @@ def apply_op(value, op: str, lookup):
             if len(value) != len(k):
                 raise SpecError(f"{op!r}: lists of {len(value)} and {len(k)} items")
             return [arith(a, b) for a, b in zip(value, k)]
+        if isinstance(k, list):  # a list against one number: its mean, as a list is printed
+            k = statistics.mean(k)
         fn = lambda v: arith(v, k)  # noqa: E731
     else:
         raise SpecError(f"unknown op {op!r}")
@@ -229,12 +238,19 @@ def _load_sources(root: Path, words: list[str]) -> dict:
             files = sorted(glob.glob(str(root / path)))
             if not files:
                 raise SpecError(f"no file matches {path}")
-            sources[alias] = [json.loads(Path(f).read_text()) for f in files]
+            sources[alias] = [_read(Path(f)) for f in files]
         else:
             if not (root / path).is_file():
                 raise SpecError(f"{path} does not exist")
-            sources[alias] = json.loads((root / path).read_text())
+            sources[alias] = _read(root / path)
     return sources
+
+
+def _read(path: Path):
+    """A JSON file, or a JSON-lines file as the list of its rows."""
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return json.loads(path.read_text())
 
 
 def check_block(root: Path, doc: Path, text: str, block: re.Match, report: Report) -> None:
