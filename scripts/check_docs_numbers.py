@@ -35,6 +35,7 @@ printed digit either way); `%` and `,` are typography.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import glob
 import json
 import re
@@ -229,6 +230,11 @@ def _label(cell: str) -> str:
     return cell.replace("**", "").replace("\x00", "|").strip()
 
 
+@functools.lru_cache(maxsize=256)
+def _read_cached(path: str, mtime_ns: int):
+    return _read(Path(path))
+
+
 def _load_sources(root: Path, words: list[str]) -> dict:
     sources = {}
     for i, word in enumerate(words):
@@ -238,11 +244,11 @@ def _load_sources(root: Path, words: list[str]) -> dict:
             files = sorted(glob.glob(str(root / path)))
             if not files:
                 raise SpecError(f"no file matches {path}")
-            sources[alias] = [_read(Path(f)) for f in files]
+            sources[alias] = [_read_cached(f, Path(f).stat().st_mtime_ns) for f in files]
         else:
             if not (root / path).is_file():
                 raise SpecError(f"{path} does not exist")
-            sources[alias] = _read(root / path)
+            sources[alias] = _read_cached(str(root / path), (root / path).stat().st_mtime_ns)
     return sources
 
 
@@ -319,8 +325,11 @@ def check_table(doc, lines, after, sources, rows, cols, cells, report) -> None:
         report.errors.append(f"{doc}:{first + 1}: the spec names row {absent[0]!r}, which the table lacks")
 
 
-def check_claim(doc, text, claim, spec, sources, report) -> None:
-    hidden = COMMENT.sub(lambda m: re.sub(r"[^\n]", " ", m.group(0)), text)  # the spec must not match itself
+@functools.lru_cache(maxsize=16)
+def _prose(text: str) -> tuple[str, list[int]]:
+    """The text outside the numbers comments with each run of whitespace as one space, and where each of its
+    characters was in `text` (a claim may wrap over lines; the spec must not match itself)."""
+    hidden = COMMENT.sub(lambda m: re.sub(r"[^\n]", " ", m.group(0)), text)
     flat, where = [], []
     for pos, ch in enumerate(hidden):
         if ch.isspace():
@@ -329,7 +338,12 @@ def check_claim(doc, text, claim, spec, sources, report) -> None:
             ch = " "
         flat.append(ch)
         where.append(pos)
-    at = "".join(flat).find(" ".join(claim.split()))
+    return "".join(flat), where
+
+
+def check_claim(doc, text, claim, spec, sources, report) -> None:
+    flat, where = _prose(text)
+    at = flat.find(" ".join(claim.split()))
     report.claims += 1
     if at < 0:
         report.errors.append(f"{doc}: claim not found in the text: {claim!r}")
