@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from hyperfit_core.errors import HyperfitError
+from hyperfit_core.formats import iter_jsonl
 
 COMPLETIONS = ".completions.safetensors"
 GENERATIONS = ".generations.jsonl"
@@ -148,17 +149,7 @@ def _load_images(files: list[Path]) -> ImageRuns:
 
 def _read_text_file(file: Path) -> list[dict]:
     rows = []
-    try:
-        lines = file.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise HyperfitError(f"cannot read generations {file}: {exc}") from None
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError:
-            raise HyperfitError(f"{file}:{number} is not JSON") from None
+    for number, row in iter_jsonl(file):
         if not isinstance(row, dict) or not all(isinstance(row.get(k), str)
                                                 for k in ("context", "continuation", "reference")):
             raise HyperfitError(f"{file}:{number} needs string fields context, continuation and reference")
