@@ -55,6 +55,12 @@ def build(study, more_runs, runs, seed, pairs_per_condition, condition_vs_condit
         kinds[pair["kind"]] = kinds.get(pair["kind"], 0) + 1
     click.echo(f"{len(made['pairs'])} pairs ({', '.join(f'{n} {k}' for k, n in kinds.items())}) of "
                f"{made['kind']} over {len(made['conditions'])} conditions: {', '.join(made['conditions'])}", err=True)
+    if made["kind"] == "text":
+        texts = made["texts"]
+        held = texts["with_special_tokens_not_shown"]
+        counts = [(n, f"{name} texts") for name, n in held["versions"].items()] + [(held["context"], "contexts")]
+        click.echo(f"texts of {texts['tokens']} tokens each; special tokens, left out of what raters see, were in "
+                   + (", ".join(f"{n} of {texts['items']} {what}" for n, what in counts if n) or "none"), err=True)
     click.echo(f"next: hyperfit rate serve {study}   (or: hyperfit rate invite {study} --raters N)", err=True)
     click.echo(str(Path(study)))
 

@@ -150,6 +150,10 @@ def build_study(study_dir: str | Path, runs: list, options: BuildOptions = Build
                          "condition_vs_condition": options.condition_vs_condition,
                          "attention_share": options.attention_share},
              "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "pairs": plan}
+    if loaded.kind == "text":  # what raters see is the display text: how long, and what it leaves out
+        study["texts"] = {"tokens": loaded.new_tokens, "items": len(loaded),
+                          "with_special_tokens_not_shown": {"context": loaded.contexts_with_special_tokens,
+                                                            "versions": loaded.special_tokens}}
     try:
         study_dir.parent.mkdir(parents=True, exist_ok=True)
         with atomic_dir(study_dir) as tmp:

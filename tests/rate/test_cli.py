@@ -10,13 +10,17 @@ from hyperfit_rate.stats import wilson_interval
 from hyperfit_rate.store import Store
 from hyperfit_rate.study import Study
 
-from .conftest import run_cli, write_run
+from .conftest import run_cli, text_run, write_run
 
 
 def test_build_text_and_images(tmp_path, text_runs, image_runs, capsys):
     code, out, err = run_cli(["rate", "build", tmp_path / "t", "--runs", *text_runs, "--seed", "4"], capsys)
     assert code == 0, err
     assert out.strip() == str(tmp_path / "t") and "14 pairs (12 vs-original, 2 attention) of text" in err
+    assert "texts of 16 tokens each; special tokens, left out of what raters see, were in none" in err
+    chat = text_run(tmp_path, "chat", [f"fine {i}" for i in range(6)], special=1)
+    code, out, err = run_cli(["rate", "build", tmp_path / "c", "--runs", *text_runs, chat], capsys)
+    assert code == 0 and "special tokens, left out of what raters see, were in 6 of 6 chat texts" in err
     code, out, err = run_cli(["rate", "build", tmp_path / "i", "--runs", image_runs[0], "--runs", image_runs[1],
                               "--pairs-per-condition", "2", "--condition-vs-condition", "--attention-share", "0"],
                              capsys)
