@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from flask import Flask, abort, jsonify, render_template, request, send_file
+from flask import Flask, Response, abort, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from hyperfit_rate.store import ANSWERS, Store
@@ -37,6 +37,7 @@ def is_loopback(host: str | None) -> bool:
 
 def create_app(study_dir: str | Path, invite_only: bool = False) -> Flask:
     """The app for one study folder. `invite_only`: raters need an invite link (required off loopback)."""
+    study_dir = Path(study_dir).resolve()  # once: a relative path would be taken against Flask's package folder
     study = Study(study_dir)
     store = Store.open(study_dir)
     app = Flask(__name__)
@@ -140,8 +141,14 @@ def create_app(study_dir: str | Path, invite_only: bool = False) -> Flask:
     def image(image_id: str):
         rater_or_403(request.args.get("t"))
         path = study.image_path(image_id) if ID_PATTERN.match(image_id) else None
-        if path is None or not path.is_file():
+        try:
+            data = path.read_bytes() if path is not None else None
+        except OSError:
+            data = None
+        if data is None:
             abort(404, "unknown image")
-        return send_file(path, mimetype="image/png", max_age=0)
+        # the bytes only: no ETag or Last-Modified, which send_file derives from the file and so would be the same
+        # for every id of one file (the original's side could be told across pairs by its headers)
+        return Response(data, mimetype="image/png")
 
     return app

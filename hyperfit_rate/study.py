@@ -176,10 +176,10 @@ class Study:
     """A built study, read-only: pair lookup, content, and the per-rater order and sides."""
 
     def __init__(self, folder: str | Path):
-        self.folder = Path(folder)
+        self.folder = Path(folder).resolve()  # image paths stay right whatever the working folder is later
         path = self.folder / STUDY_JSON
         if not path.is_file():
-            raise HyperfitError(f"{self.folder} is not a study (no {STUDY_JSON}); make one with `hyperfit rate build`")
+            raise HyperfitError(f"{folder} is not a study (no {STUDY_JSON}); make one with `hyperfit rate build`")
         try:
             self.data = json.loads(path.read_text(encoding="utf-8"))
         except (ValueError, OSError) as exc:

@@ -202,3 +202,36 @@ def test_templates_autoescape(text_study):
     with app.test_request_context():
         html = render_template("message.html", title="<b>t</b>", message="<script>alert(1)</script>")
     assert "<script>alert" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "&lt;b&gt;" in html
+
+
+def test_a_study_served_by_a_relative_path_serves_its_images(image_study, monkeypatch):
+    """`hyperfit rate serve study` as docs/rating.md shows it: the path is relative to the working folder."""
+    monkeypatch.chdir(image_study.parent)
+    client = create_app(image_study.name).test_client()
+    token = join(client)
+    pair = client.get("/api/next", headers=headers(token)).json["pair"]
+    monkeypatch.chdir("/")  # resolved once, at start: a later working folder does not matter
+    for image_id in (pair["context"], pair["left"], pair["right"]):
+        response = client.get(f"/img/{image_id}?t={token}")
+        assert response.status_code == 200 and response.data.startswith(b"\x89PNG"), response.data[:200]
+
+
+def test_no_image_header_tells_which_ids_show_the_same_file(image_study):
+    study = Study(image_study)
+    by_file = {}
+    for image_id, name in study.image_files.items():
+        by_file.setdefault(name, []).append(image_id)
+    first, second = next(ids for ids in by_file.values() if len(ids) >= 2)[:2]  # e.g. one original in two pairs
+    client = create_app(image_study).test_client()
+    token = join(client)
+    one, two = (client.get(f"/img/{i}?t={token}") for i in (first, second))
+    assert one.status_code == two.status_code == 200 and one.data == two.data
+    for header in ("ETag", "Last-Modified", "Content-Disposition", "Expires"):
+        assert header not in one.headers and header not in two.headers
+    assert one.headers["Cache-Control"] == "no-store"
+    shared = {(k, v) for k, v in one.headers.items()} & {(k, v) for k, v in two.headers.items()}
+    assert {k for k, _ in shared} <= {"Content-Type", "Content-Length", "Content-Security-Policy", "Cache-Control",
+                                      "X-Content-Type-Options", "Referrer-Policy", "X-Frame-Options"}
+    # a conditional request cannot probe for the file either
+    again = client.get(f"/img/{second}?t={token}", headers={"If-None-Match": one.headers.get("ETag", "*")})
+    assert again.status_code == 200
