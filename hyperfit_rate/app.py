@@ -11,6 +11,7 @@ JS puts every text in with `textContent`, and the Content-Security-Policy forbid
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -49,6 +50,18 @@ def create_app(study_dir: str | Path, invite_only: bool = False) -> Flask:
         if rater is None:
             abort(403, "a valid rater token is needed (ask the study's organiser for your link)")
         return rater
+
+    def json_object(shape: str) -> dict:
+        """The request's JSON object, or a 4xx naming `shape`; never a 500, whatever the body holds."""
+        if not request.is_json:
+            abort(415, f"send a JSON object {shape} with Content-Type: application/json")
+        try:
+            body = json.loads(request.get_data(cache=False))  # too long: werkzeug answers 413 here
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deeply for the parser
+            body = None
+        if not isinstance(body, dict):
+            abort(400, f"send a JSON object {shape}")
+        return body
 
     def progress(voted: set[str]) -> dict:
         return {"rated": len(voted & study.pairs.keys()), "total": len(study.pairs)}
@@ -91,9 +104,7 @@ def create_app(study_dir: str | Path, invite_only: bool = False) -> Flask:
     def join():
         if invite_only:
             abort(403, "this study is open by invite link only")
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict):
-            abort(400, "send a JSON object {\"name\": ...}")
+        body = json_object('{"name": ...}')
         try:
             rater = store.join(body.get("name"))
         except ValueError as exc:
@@ -120,9 +131,7 @@ def create_app(study_dir: str | Path, invite_only: bool = False) -> Flask:
     @app.post("/api/vote")
     def vote():
         rater = rater_or_403(request.headers.get("X-Rater-Token"))
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict):
-            abort(400, "send a JSON object {\"pair\": ID, \"answer\": \"left\" | \"right\" | \"equal\"}")
+        body = json_object('{"pair": ID, "answer": "left" | "right" | "equal"}')
         pair_id, answer = body.get("pair"), body.get("answer")
         if not isinstance(pair_id, str) or pair_id not in study.pairs:
             abort(404, "unknown pair")

@@ -84,7 +84,7 @@ def test_rating_until_done(client):
     ("pair not a string", 404, "unknown pair"),
     ("bad answer", 400, "answer must be"),
     ("no answer", 400, "answer must be"),
-    ("not json", 400, "JSON object"),
+    ("not json", 415, "JSON object"),
     ("json list", 400, "JSON object"),
 ])
 def test_bad_votes_get_a_clear_4xx(client, text_study, case, status, message):
@@ -235,3 +235,34 @@ def test_no_image_header_tells_which_ids_show_the_same_file(image_study):
     # a conditional request cannot probe for the file either
     again = client.get(f"/img/{second}?t={token}", headers={"If-None-Match": one.headers.get("ETag", "*")})
     assert again.status_code == 200
+
+
+NESTED = "[" * 1500
+BAD_BODIES = [  # (body bytes, content type, status)
+    (NESTED.encode(), "application/json", 400),  # RecursionError in the JSON parser: it was a 500
+    (('{"pair": ' + NESTED + ', "answer": "left"}').encode(), "application/json", 400),
+    (b'{"pair": "x", "answer": ', "application/json", 400),
+    (b"", "application/json", 400),
+    (b'{"pair": "\xff", "answer": "left"}', "application/json", 400),  # not UTF-8
+    (b'"left"', "application/json", 400),
+    (b'{"pair": {"id": 1}, "answer": "left"}', "application/json", 404),
+    (b'{"pair": 7, "answer": ["left"], "name": {"x": 1}}', "application/json", 404),
+    (b'{"pair": null, "answer": null}', "application/json", 404),
+    (b'{"answer": "left", "pair": "' + b"x" * 20_000 + b'"}', "application/json", 413),
+    (b'{"pair": "x", "answer": "left"}', "text/plain", 415),
+    (b'{"pair": "x", "answer": "left"}', "application/x-www-form-urlencoded", 415),
+    (b"<vote/>", "application/xml", 415),
+]
+
+
+@pytest.mark.parametrize("body, content_type, status", BAD_BODIES,
+                         ids=["nested", "nested in object", "cut short", "empty", "not utf-8", "a string",
+                              "pair an object", "wrong types", "nulls", "huge", "text/plain", "form", "xml"])
+def test_every_bad_body_is_a_4xx_with_a_json_error(client, text_study, body, content_type, status):
+    token = join(client)
+    response = client.post("/api/vote", data=body, content_type=content_type, headers=headers(token))
+    assert response.status_code == status and response.json["error"], response.data[:300]
+    if status != 404:  # /api/join parses its body the same way
+        response = client.post("/api/join", data=body.replace(b'"pair"', b'"name"'), content_type=content_type)
+        assert response.status_code in (status, 400) and response.json["error"], response.data[:300]
+    assert Store.open(text_study).votes() == []
