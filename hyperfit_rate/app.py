@@ -23,6 +23,7 @@ from hyperfit_rate.store import ANSWERS, Store
 from hyperfit_rate.study import Study
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+TOKEN_IN_PATH = re.compile(r"^(/r/)[^/]*")
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 
@@ -36,12 +37,19 @@ def is_loopback(host: str | None) -> bool:
         return False  # a host name may resolve to anything: not loopback
 
 
+class _RatingFlask(Flask):
+    def log_exception(self, exc_info) -> None:
+        # Flask's own line names request.path, and a rater's page is /r/<token>: the log would hold the token
+        self.logger.error("Exception on %s [%s]", TOKEN_IN_PATH.sub(r"\1...", request.path), request.method,
+                          exc_info=exc_info)
+
+
 def create_app(study_dir: str | Path, invite_only: bool = False) -> Flask:
     """The app for one study folder. `invite_only`: raters need an invite link (required off loopback)."""
     study_dir = Path(study_dir).resolve()  # once: a relative path would be taken against Flask's package folder
     study = Study(study_dir)
     store = Store.open(study_dir)
-    app = Flask(__name__)
+    app = _RatingFlask(__name__)
     app.config.update(MAX_CONTENT_LENGTH=16 * 1024)
     app.extensions["hyperfit_rate"] = {"study": study, "store": store, "invite_only": invite_only}
 

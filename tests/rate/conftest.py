@@ -120,15 +120,14 @@ def run_cli(args, capsys):
 
 @contextmanager
 def live_server(app):
-    """The app on a real threaded werkzeug server on 127.0.0.1 (free port) in a thread; yields the base URL."""
-    from werkzeug.serving import make_server
+    """The app on the server `rate serve` runs (waitress), on 127.0.0.1 (free port) in a thread; yields the URL."""
+    from hyperfit_rate.server import RatingServer
 
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    server = RatingServer(app, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}"
+        yield f"http://127.0.0.1:{server.port}"
     finally:
-        server.shutdown()
-        server.server_close()
+        server.stop()
         thread.join(10)

@@ -1,5 +1,6 @@
 """The HTTP API in-process (Flask's test client): access, votes, idempotency, images, and every bad input."""
 
+import logging
 import sqlite3
 
 import pytest
@@ -266,3 +267,16 @@ def test_every_bad_body_is_a_4xx_with_a_json_error(client, text_study, body, con
         response = client.post("/api/join", data=body.replace(b'"pair"', b'"name"'), content_type=content_type)
         assert response.status_code in (status, 400) and response.json["error"], response.data[:300]
     assert Store.open(text_study).votes() == []
+
+
+def test_an_internal_error_is_logged_without_the_token(text_study, monkeypatch, caplog):
+    token = Store.open(text_study).add_rater("rater-01", invited=True).token
+
+    def broken(self, token):
+        raise RuntimeError("something unforeseen")
+    monkeypatch.setattr(Store, "rater_by_token", broken)
+    with caplog.at_level(logging.ERROR):
+        response = create_app(text_study).test_client().get(f"/r/{token}")
+    assert response.status_code == 500
+    assert "Exception on /r/... [GET]" in caplog.text and "something unforeseen" in caplog.text
+    assert token not in caplog.text
