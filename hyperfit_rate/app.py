@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from flask import Flask, Response, abort, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from hyperfit_rate.store import ANSWERS, Store
+from hyperfit_rate.store import ANSWERS, Store, StoreError
 from hyperfit_rate.study import Study
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
@@ -101,6 +101,16 @@ def create_app(study_dir: str | Path, invite_only: bool = False) -> Flask:
         if request.path.startswith("/api/") or request.path.startswith("/img/"):
             return jsonify(error=exc.description or exc.name), exc.code
         return render_template("message.html", title=exc.name, message=exc.description), exc.code
+
+    @app.errorhandler(StoreError)
+    def store_error(exc: StoreError):
+        # the server's trouble, not the rater's: 503, saying what to fix; nothing was stored
+        app.logger.error("%s", exc)  # the organiser's line, with the path
+        message = f"the server cannot use its vote database ({exc.reason}), so nothing was stored; please tell " \
+                  "the study's organiser"
+        if request.path.startswith("/api/"):
+            return jsonify(error=message), 503
+        return render_template("message.html", title="Service Unavailable", message=message), 503
 
     @app.get("/")
     def join_page():

@@ -280,3 +280,36 @@ def test_an_internal_error_is_logged_without_the_token(text_study, monkeypatch, 
     assert response.status_code == 500
     assert "Exception on /r/... [GET]" in caplog.text and "something unforeseen" in caplog.text
     assert token not in caplog.text
+
+
+class FullDiskConnection(sqlite3.Connection):
+    """SQLite's own error for a full disk on every write of a vote (a real full disk is not at hand in a test)."""
+
+    def execute(self, sql, *args):
+        if sql.startswith("INSERT INTO votes"):
+            raise sqlite3.OperationalError("database or disk is full")
+        return super().execute(sql, *args)
+
+
+@pytest.mark.parametrize("trouble, reason", [("read-only", "read-only"), ("disk full", "the disk is full")])
+def test_a_vote_the_database_cannot_take_is_a_503_that_says_why(text_study, monkeypatch, caplog, trouble, reason):
+    client = create_app(text_study).test_client()
+    token = join(client)
+    pair = client.get("/api/next", headers=headers(token)).json["pair"]["id"]
+    real_connect = sqlite3.connect
+
+    def connect(*args, **kwargs):
+        if trouble == "disk full":
+            return real_connect(*args, factory=FullDiskConnection, **kwargs)
+        con = real_connect(*args, **kwargs)
+        con.execute("PRAGMA query_only=1")  # SQLite answers writes with SQLITE_READONLY, as for a read-only file
+        return con
+    monkeypatch.setattr(sqlite3, "connect", connect)
+    with caplog.at_level(logging.ERROR):
+        response = client.post("/api/vote", json={"pair": pair, "answer": "left"}, headers=headers(token))
+    assert response.status_code == 503 and reason in response.json["error"], response.json
+    assert "nothing was stored" in response.json["error"] and str(text_study) not in response.json["error"]
+    assert reason in caplog.text and "votes.sqlite" in caplog.text  # the organiser's log names the file
+    assert client.get("/api/next", headers=headers(token)).status_code == 200  # reading still works
+    monkeypatch.undo()
+    assert Store.open(text_study).votes() == []
