@@ -43,7 +43,10 @@ class BuildOptions:
 
 
 def _opaque() -> str:
-    return secrets.token_urlsafe(12)
+    while True:  # never a leading "-": votes.csv would have to escape it as a spreadsheet formula
+        token = secrets.token_urlsafe(12)
+        if not token.startswith("-"):
+            return token
 
 
 def _broken_text(text: str, rng: random.Random) -> str:
