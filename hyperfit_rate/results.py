@@ -231,7 +231,8 @@ def format_table(result: dict) -> str:
     agree = result["agreement"]
     alpha = agree["alpha_note"] or f"{agree['krippendorff_alpha']:.3f}"
     lines += ["", f"agreement on {agree['pairs']} pairs rated by several raters: Krippendorff's alpha {alpha}"
-                  + (f", Fleiss' kappa {agree['fleiss_kappa']:.3f}" if agree["fleiss_kappa"] is not None else "")]
+                  + (f", Fleiss' kappa {agree['fleiss_kappa']:.3f}" if agree["fleiss_kappa"] is not None
+                     and np.isfinite(agree["fleiss_kappa"]) else "")]
     failed = [r for r, row in result["attention"].items() if row["status"] == "failed"]
     if failed:
         verb = "excluded" if result["excluded_raters"] else "kept (--keep-failed)"
