@@ -6,7 +6,6 @@ configs/accelerate/...`); nothing here needs to know which one beyond a few swit
 
 from __future__ import annotations
 
-import json
 import os
 from collections import OrderedDict
 from pathlib import Path
@@ -262,8 +261,9 @@ def write_loss_plot(metrics_path: Path, out: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     from hyperfit_core.atomic import atomic_path
+    from hyperfit_core.formats import read_jsonl
 
-    records = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+    records = read_jsonl(metrics_path)
     steps = [(r["step"], r["loss"]) for r in records if r.get("event") == "step" and r.get("loss", 0) > 0]
     epochs = [(r["step"], r["mean_loss"]) for r in records if r.get("event") == "epoch" and r.get("mean_loss", 0) > 0]
     if not steps:

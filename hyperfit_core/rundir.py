@@ -11,6 +11,7 @@ from importlib import metadata
 from pathlib import Path
 
 from hyperfit_core.atomic import ensure_writable_dir, write_json
+from hyperfit_core.formats import read_jsonl
 
 _VERSIONED = ("hyperfit", "torch", "torchvision", "transformers", "torchmetrics", "datasets", "numpy")
 
@@ -102,4 +103,4 @@ class RunDir:
         path = self.path / "metrics.jsonl"
         if not path.exists():
             return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return read_jsonl(path)

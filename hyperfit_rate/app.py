@@ -11,17 +11,19 @@ JS puts every text in with `textContent`, and the Content-Security-Policy forbid
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from flask import Flask, abort, jsonify, render_template, request, send_file
+from flask import Flask, Response, abort, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from hyperfit_rate.store import ANSWERS, Store
+from hyperfit_rate.store import ANSWERS, Store, StoreError
 from hyperfit_rate.study import Study
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+TOKEN_IN_PATH = re.compile(r"^(/r/)[^/]*")
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 
@@ -35,11 +37,19 @@ def is_loopback(host: str | None) -> bool:
         return False  # a host name may resolve to anything: not loopback
 
 
+class _RatingFlask(Flask):
+    def log_exception(self, exc_info) -> None:
+        # Flask's own line names request.path, and a rater's page is /r/<token>: the log would hold the token
+        self.logger.error("Exception on %s [%s]", TOKEN_IN_PATH.sub(r"\1...", request.path), request.method,
+                          exc_info=exc_info)
+
+
 def create_app(study_dir: str | Path, invite_only: bool = False) -> Flask:
     """The app for one study folder. `invite_only`: raters need an invite link (required off loopback)."""
+    study_dir = Path(study_dir).resolve()  # once: a relative path would be taken against Flask's package folder
     study = Study(study_dir)
     store = Store.open(study_dir)
-    app = Flask(__name__)
+    app = _RatingFlask(__name__)
     app.config.update(MAX_CONTENT_LENGTH=16 * 1024)
     app.extensions["hyperfit_rate"] = {"study": study, "store": store, "invite_only": invite_only}
 
@@ -48,6 +58,18 @@ def create_app(study_dir: str | Path, invite_only: bool = False) -> Flask:
         if rater is None:
             abort(403, "a valid rater token is needed (ask the study's organiser for your link)")
         return rater
+
+    def json_object(shape: str) -> dict:
+        """The request's JSON object, or a 4xx naming `shape`; never a 500, whatever the body holds."""
+        if not request.is_json:
+            abort(415, f"send a JSON object {shape} with Content-Type: application/json")
+        try:
+            body = json.loads(request.get_data(cache=False))  # too long: werkzeug answers 413 here
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deeply for the parser
+            body = None
+        if not isinstance(body, dict):
+            abort(400, f"send a JSON object {shape}")
+        return body
 
     def progress(voted: set[str]) -> dict:
         return {"rated": len(voted & study.pairs.keys()), "total": len(study.pairs)}
@@ -80,6 +102,16 @@ def create_app(study_dir: str | Path, invite_only: bool = False) -> Flask:
             return jsonify(error=exc.description or exc.name), exc.code
         return render_template("message.html", title=exc.name, message=exc.description), exc.code
 
+    @app.errorhandler(StoreError)
+    def store_error(exc: StoreError):
+        # the server's trouble, not the rater's: 503, saying what to fix; nothing was stored
+        app.logger.error("%s", exc)  # the organiser's line, with the path
+        message = f"the server cannot use its vote database ({exc.reason}), so nothing was stored; please tell " \
+                  "the study's organiser"
+        if request.path.startswith("/api/"):
+            return jsonify(error=message), 503
+        return render_template("message.html", title="Service Unavailable", message=message), 503
+
     @app.get("/")
     def join_page():
         if invite_only:
@@ -90,9 +122,7 @@ def create_app(study_dir: str | Path, invite_only: bool = False) -> Flask:
     def join():
         if invite_only:
             abort(403, "this study is open by invite link only")
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict):
-            abort(400, "send a JSON object {\"name\": ...}")
+        body = json_object('{"name": ...}')
         try:
             rater = store.join(body.get("name"))
         except ValueError as exc:
@@ -119,9 +149,7 @@ def create_app(study_dir: str | Path, invite_only: bool = False) -> Flask:
     @app.post("/api/vote")
     def vote():
         rater = rater_or_403(request.headers.get("X-Rater-Token"))
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict):
-            abort(400, "send a JSON object {\"pair\": ID, \"answer\": \"left\" | \"right\" | \"equal\"}")
+        body = json_object('{"pair": ID, "answer": "left" | "right" | "equal"}')
         pair_id, answer = body.get("pair"), body.get("answer")
         if not isinstance(pair_id, str) or pair_id not in study.pairs:
             abort(404, "unknown pair")
@@ -140,8 +168,14 @@ def create_app(study_dir: str | Path, invite_only: bool = False) -> Flask:
     def image(image_id: str):
         rater_or_403(request.args.get("t"))
         path = study.image_path(image_id) if ID_PATTERN.match(image_id) else None
-        if path is None or not path.is_file():
+        try:
+            data = path.read_bytes() if path is not None else None
+        except OSError:
+            data = None
+        if data is None:
             abort(404, "unknown image")
-        return send_file(path, mimetype="image/png", max_age=0)
+        # the bytes only: no ETag or Last-Modified, which send_file derives from the file and so would be the same
+        # for every id of one file (the original's side could be told across pairs by its headers)
+        return Response(data, mimetype="image/png")
 
     return app

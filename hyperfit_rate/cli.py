@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from hyperfit_core.errors import HyperfitError
+from hyperfit_rate.server import DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT_S, RatingServer, ServerLimits
 from hyperfit_rate.store import Store
 from hyperfit_rate.study import BuildOptions, Study, build_study
 
@@ -55,6 +56,12 @@ def build(study, more_runs, runs, seed, pairs_per_condition, condition_vs_condit
         kinds[pair["kind"]] = kinds.get(pair["kind"], 0) + 1
     click.echo(f"{len(made['pairs'])} pairs ({', '.join(f'{n} {k}' for k, n in kinds.items())}) of "
                f"{made['kind']} over {len(made['conditions'])} conditions: {', '.join(made['conditions'])}", err=True)
+    if made["kind"] == "text":
+        texts = made["texts"]
+        held = texts["with_special_tokens_not_shown"]
+        counts = [(n, f"{name} texts") for name, n in held["versions"].items()] + [(held["context"], "contexts")]
+        click.echo(f"texts of {texts['tokens']} tokens each; special tokens, left out of what raters see, were in "
+                   + (", ".join(f"{n} of {texts['items']} {what}" for n, what in counts if n) or "none"), err=True)
     click.echo(f"next: hyperfit rate serve {study}   (or: hyperfit rate invite {study} --raters N)", err=True)
     click.echo(str(Path(study)))
 
@@ -89,10 +96,12 @@ def invite(study, raters, base_url, prefix):
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Interface to listen on; anything but loopback admits invited raters only.")
 @click.option("--port", type=int, default=8000, show_default=True, help="0 picks a free port.")
-def serve(study, host, port):
+@click.option("--timeout", "timeout_s", type=click.IntRange(1), default=DEFAULT_TIMEOUT_S, show_default=True,
+              help="Seconds a connection may send nothing (a half-sent request too) before it is closed.")
+@click.option("--max-connections", type=click.IntRange(1), default=DEFAULT_MAX_CONNECTIONS, show_default=True,
+              help="Connections open at once; more wait until one closes.")
+def serve(study, host, port, timeout_s, max_connections):
     """Serve the rating page for STUDY (Ctrl-C stops; every vote is already on disk)."""
-    from werkzeug.serving import make_server
-
     from hyperfit_rate.app import create_app, is_loopback
 
     Study(study)
@@ -102,18 +111,16 @@ def serve(study, host, port):
                             f"none: run `hyperfit rate invite {study} --raters N --url http://{host}:{port}` first")
     app = create_app(study, invite_only=not loopback)
     try:
-        server = make_server(host, port, app, threaded=True)
-    except (OSError, SystemExit) as exc:  # werkzeug exits on a busy port
-        raise HyperfitError(f"cannot listen on {host}:{port}: {exc}") from None
-    where = f"http://{f'[{host}]' if ':' in host else host}:{server.server_port}/"
+        server = RatingServer(app, host, port, ServerLimits(timeout_s, max_connections))
+    except OSError as exc:
+        raise HyperfitError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    if server.connections < max_connections:
+        click.echo(f"warning: the open-files limit allows {server.connections} connections at once, not "
+                   f"{max_connections} (raise it with `ulimit -n`)", err=True)
+    where = f"http://{f'[{host}]' if ':' in host else host}:{server.port}/"
     click.echo(f"serving {study} at {where}" + (" (pick a name there, or use an invite link)" if loopback else
                                                 " (invite links only)") + "; Ctrl-C stops", err=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    server.run()
 
 
 @rate.command()

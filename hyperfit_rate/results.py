@@ -17,6 +17,7 @@ from hyperfit_rate.store import Store
 from hyperfit_rate.study import Study
 
 ORIGINAL = "original"
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass(frozen=True)
@@ -91,9 +92,13 @@ def agreement(study: Study, votes: list[dict]) -> dict:
         if pair is not None and pair["kind"] != "attention":
             by_pair[vote["pair_id"]].append(vote["winner"])
     units = [values for values in by_pair.values() if len(values) >= 2]
-    result = {"pairs": len(units), "ratings": sum(map(len, units)),
-              "krippendorff_alpha": krippendorff_alpha_nominal(units) if units else float("nan"),
-              "fleiss_kappa": None}
+    raters = len({vote["rater"] for vote in votes})
+    alpha = krippendorff_alpha_nominal(units) if units else float("nan")
+    note = None if np.isfinite(alpha) else ("needs >= 2 raters" if raters < 2 else
+                                            "needs a pair rated by >= 2 raters" if not units else
+                                            "undefined: every rating is the same")
+    result = {"pairs": len(units), "ratings": sum(map(len, units)), "raters": raters,
+              "krippendorff_alpha": alpha, "alpha_note": note, "fleiss_kappa": None}
     if units and len({len(u) for u in units}) == 1:
         categories = ["a", "b", "tie"]
         result["fleiss_kappa"] = fleiss_kappa([[u.count(c) for c in categories] for u in units])
@@ -129,6 +134,14 @@ def analyse(study_dir: str | Path, options: ResultOptions = ResultOptions()) -> 
             "agreement": agreement(study, votes)}
 
 
+def _cell(value):
+    """A CSV cell a spreadsheet will not run: text starting = + - @ (or tab / CR) gets a leading apostrophe.
+    Numbers stay numbers (a negative strength is a number, not a formula)."""
+    if isinstance(value, str) and value[:1] in FORMULA_STARTS:
+        return "'" + value
+    return value
+
+
 def _csv(result: dict) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -136,8 +149,9 @@ def _csv(result: dict) -> str:
                      "bt_rank", "bt_strength_vs_original", "bt_low", "bt_high"])
     for name, bt in result["bradley_terry"].items():
         row = result["vs_original"].get(name, {})
-        writer.writerow([name] + [row.get(k, "") for k in ("n", "wins", "ties", "losses", "win_or_tie", "ci_low",
-                                                             "ci_high")] + [bt["rank"], bt["strength"], bt["low"], bt["high"]])
+        writer.writerow([_cell(name)] + [row.get(k, "") for k in ("n", "wins", "ties", "losses", "win_or_tie",
+                                                                    "ci_low", "ci_high")]
+                        + [bt["rank"], bt["strength"], bt["low"], bt["high"]])
     return buffer.getvalue()
 
 
@@ -156,7 +170,8 @@ def _plot(result: dict, path: Path) -> None:
     ax.bar(range(len(names)), np.nan_to_num(rates), yerr=np.nan_to_num(errors), capsize=4, color="#2f5bd3")
     for i, n in enumerate(names):
         ax.text(i, 0.02, f"n={rows[n]['n']}", ha="center", va="bottom", color="white", fontsize=8)
-    ax.set_xticks(range(len(names)), names, rotation=20, ha="right")
+    # names are free text (`--name`): a "$" would start matplotlib's mathtext, and "$^$" is a parse error
+    ax.set_xticks(range(len(names)), [name.replace("$", r"\$") for name in names], rotation=20, ha="right")
     ax.set_ylim(0, 1)
     ax.set_ylabel("judged as good as or better\nthan the original")
     ax.set_title("Win-or-tie rate vs the original (Wilson 95%)", fontsize=10)
@@ -198,9 +213,9 @@ def write_votes(study_dir: str | Path, path: Path) -> None:
     for vote in Store.open(study_dir).votes():
         pair = study.pairs.get(vote["pair_id"], {})
         preferred = "tie" if vote["winner"] == "tie" else pair.get(vote["winner"], "?")
-        writer.writerow([vote["id"], vote["rater"], vote["pair_id"], pair.get("kind"), pair.get("item"),
-                         pair.get("a"), pair.get("b"), pair.get(vote["left_version"]), vote["answer"],
-                         preferred, vote["created"]])
+        writer.writerow([_cell(value) for value in (
+            vote["id"], vote["rater"], vote["pair_id"], pair.get("kind"), pair.get("item"), pair.get("a"),
+            pair.get("b"), pair.get(vote["left_version"]), vote["answer"], preferred, vote["created"])])
     write_text(path, buffer.getvalue())
 
 
@@ -214,9 +229,10 @@ def format_table(result: dict) -> str:
                 if row else f"{name:<28} {'':>5} {'':>10}  {'':<15}")
         lines.append(f"{head:<63} {bt['rank']:>7} {bt['strength']:>14.3f}  [{bt['low']:.3f}, {bt['high']:.3f}]")
     agree = result["agreement"]
-    lines += ["", f"agreement on {agree['pairs']} pairs rated by several raters: Krippendorff's alpha "
-                  f"{agree['krippendorff_alpha']:.3f}" + (f", Fleiss' kappa {agree['fleiss_kappa']:.3f}"
-                                                         if agree["fleiss_kappa"] is not None else "")]
+    alpha = agree["alpha_note"] or f"{agree['krippendorff_alpha']:.3f}"
+    lines += ["", f"agreement on {agree['pairs']} pairs rated by several raters: Krippendorff's alpha {alpha}"
+                  + (f", Fleiss' kappa {agree['fleiss_kappa']:.3f}" if agree["fleiss_kappa"] is not None
+                     and np.isfinite(agree["fleiss_kappa"]) else "")]
     failed = [r for r, row in result["attention"].items() if row["status"] == "failed"]
     if failed:
         verb = "excluded" if result["excluded_raters"] else "kept (--keep-failed)"

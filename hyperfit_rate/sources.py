@@ -3,8 +3,10 @@
 Images: `NAME.completions.safetensors` (written by `vision complete`, `vision benchmark`, `vision demo`) holds
 `tokens` (N, side*side palette ids of the completed images), `real_tokens` (the originals), `source_index`,
 `prefix_rows` and `palette` (k x 3, 0..255). Text: `NAME.generations.jsonl` (written by `text generate`), one
-JSON object a line with `context`, `continuation` and `reference`. Every file is one condition; the original
-(real image / reference text) is the same in all of them or the study is refused.
+JSON object a line whose `display` texts (`context`, `continuation`, `reference`: no special tokens, the
+reference cut to the continuation's token count) are what raters see. Every file is one condition; the original
+(real image / reference text) is the same in all of them, and for text every continuation has the same length
+and a reference at least as long, or the study is refused.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from hyperfit_core.errors import HyperfitError
+from hyperfit_core.formats import iter_jsonl
 
 COMPLETIONS = ".completions.safetensors"
 GENERATIONS = ".generations.jsonl"
 RESERVED = ("original", "broken")  # version names the study itself uses
+TEXT_PARTS = ("context", "continuation", "reference")
 
 
 @dataclass
@@ -28,9 +32,12 @@ class TextRuns:
     """Text conditions over the same contexts: continuations[name][i] continues contexts[i]."""
 
     contexts: list[str]
-    references: list[str]
+    references: list[str]  # cut to the continuations' length by `text generate`
     continuations: dict[str, list[str]] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
+    new_tokens: int = 0  # every continuation's length in tokens
+    special_tokens: dict[str, int] = field(default_factory=dict)  # per version: texts that held some (not shown)
+    contexts_with_special_tokens: int = 0
     kind: str = "text"
 
     def __len__(self) -> int:
@@ -148,37 +155,58 @@ def _load_images(files: list[Path]) -> ImageRuns:
 
 def _read_text_file(file: Path) -> list[dict]:
     rows = []
-    try:
-        lines = file.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise HyperfitError(f"cannot read generations {file}: {exc}") from None
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError:
-            raise HyperfitError(f"{file}:{number} is not JSON") from None
-        if not isinstance(row, dict) or not all(isinstance(row.get(k), str)
-                                                for k in ("context", "continuation", "reference")):
-            raise HyperfitError(f"{file}:{number} needs string fields context, continuation and reference")
+    for number, row in iter_jsonl(file):
+        if not isinstance(row, dict) or not all(isinstance(row.get(key), dict) and
+                                                all(isinstance(row[key].get(part), kinds) for part in TEXT_PARTS)
+                                                for key, kinds in (("display", str), ("tokens", int),
+                                                                   ("special_tokens", int))):
+            raise HyperfitError(f"{file}:{number} needs display, tokens and special_tokens (each with context, "
+                                "continuation and reference), as `hyperfit text generate` writes them; "
+                                "generate older runs again")
         rows.append(row)
     if not rows:
         raise HyperfitError(f"{file} holds no generations")
     return rows
 
 
+def _continuation_length(file: Path, rows: list[dict]) -> int:
+    """The continuations' length in tokens; refuses what would unblind the original (none, or a shorter one)."""
+    lengths = sorted({row["tokens"]["continuation"] for row in rows})
+    if len(lengths) > 1:
+        raise HyperfitError(f"{file} holds continuations of {lengths} tokens; a study compares texts of one length")
+    missing = sum(row["tokens"]["reference"] == 0 or not row["display"]["reference"].strip() for row in rows)
+    if missing:
+        raise HyperfitError(f"{file}: {missing} of {len(rows)} prompts have no reference continuation (prompts "
+                            "from --prompts have none), so there is no original to rate against; generate from the "
+                            "train run's prompts or --prompts-from a corpus")
+    shortest = min(row["tokens"]["reference"] for row in rows)
+    if shortest < lengths[0]:
+        raise HyperfitError(f"{file}: a reference has {shortest} tokens, fewer than the {lengths[0]}-token "
+                            "continuations, so raters could tell the original by its length; generate with "
+                            f"--max-new-tokens {shortest} or less")
+    return lengths[0]
+
+
 def _load_texts(files: list[Path]) -> TextRuns:
     runs, taken, first_file = None, set(), None
     for file in files:
         rows = _read_text_file(file)
-        contexts, references = [r["context"] for r in rows], [r["reference"] for r in rows]
+        length = _continuation_length(file, rows)
+        shown = [row["display"] for row in rows]
+        contexts, references = [s["context"] for s in shown], [s["reference"] for s in shown]
         if runs is None:
-            runs, first_file = TextRuns(contexts, references), file
+            runs, first_file = TextRuns(contexts, references, new_tokens=length), file
+            runs.contexts_with_special_tokens = sum(row["special_tokens"]["context"] > 0 for row in rows)
+            runs.special_tokens["original"] = sum(row["special_tokens"]["reference"] > 0 for row in rows)
+        elif length != runs.new_tokens:
+            raise HyperfitError(f"{file} continues by {length} tokens, {first_file} by {runs.new_tokens}; "
+                                "conditions of different lengths could be told apart by it: generate them with "
+                                "the same --max-new-tokens")
         elif contexts != runs.contexts or references != runs.references:
             raise HyperfitError(f"{file} continues other prompts than {first_file}; "
                                 "a study compares conditions on the same prompts")
         name = _condition_name(file, GENERATIONS, taken)
-        runs.continuations[name] = [r["continuation"] for r in rows]
+        runs.continuations[name] = [s["continuation"] for s in shown]
+        runs.special_tokens[name] = sum(row["special_tokens"]["continuation"] > 0 for row in rows)
         runs.files[name] = str(file)
     return runs

@@ -43,6 +43,35 @@ CREATE TABLE IF NOT EXISTS votes (
 """
 
 
+class StoreError(HyperfitError):
+    """The vote database cannot be used; `reason` says why (read-only, disk full, ...) without its path."""
+
+    def __init__(self, path: Path, reason: str):
+        super().__init__(f"the vote database {path}: {reason}")
+        self.reason = reason
+
+
+# SQLite's primary result codes (Python >= 3.11 names them) and the messages sqlite3_errstr gives for them
+_REASONS = (("SQLITE_READONLY", "readonly database", "it is read-only (check the permissions of the file and of "
+                                                     "the study folder, which must be writable for the WAL files)"),
+            ("SQLITE_FULL", "database or disk is full", "the disk is full"),
+            ("SQLITE_IOERR", "disk i/o error", "the disk failed to read or write"),
+            ("SQLITE_CANTOPEN", "unable to open database file", "it cannot be opened (is the study folder still "
+                                                                 "there, and writable?)"),
+            ("SQLITE_BUSY", "database is locked", "another process holds it locked"),
+            ("SQLITE_CORRUPT", "malformed", "it is damaged"),
+            ("SQLITE_NOTADB", "not a database", "it is not a SQLite database"))
+
+
+def database_trouble(exc: sqlite3.Error) -> str:
+    """Why SQLite failed, in words (from the error's name where Python gives it, else from its message)."""
+    name, message = getattr(exc, "sqlite_errorname", "") or "", str(exc).lower()
+    for code, text, reason in _REASONS:
+        if name.startswith(code) or text in message:
+            return reason
+    return str(exc)
+
+
 @dataclass(frozen=True)
 class Rater:
     id: int
@@ -84,12 +113,17 @@ class Store:
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        with closing(sqlite3.connect(self.path, timeout=30)) as con:
-            con.execute("PRAGMA synchronous=FULL")
-            con.execute("PRAGMA foreign_keys=ON")
-            con.row_factory = sqlite3.Row
-            with con:  # one transaction: committed on success, rolled back on error
-                yield con
+        try:
+            with closing(sqlite3.connect(self.path, timeout=30)) as con:
+                con.execute("PRAGMA synchronous=FULL")
+                con.execute("PRAGMA foreign_keys=ON")
+                con.row_factory = sqlite3.Row
+                with con:  # one transaction: committed on success, rolled back on error
+                    yield con
+        except sqlite3.IntegrityError:
+            raise  # a constraint: the caller's to answer
+        except sqlite3.DatabaseError as exc:  # the database itself failed: say which way, not "500"
+            raise StoreError(self.path, database_trouble(exc)) from exc
 
     # raters -----------------------------------------------------------------------------------------------
     def add_rater(self, name: str, invited: bool) -> Rater:

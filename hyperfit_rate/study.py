@@ -43,7 +43,10 @@ class BuildOptions:
 
 
 def _opaque() -> str:
-    return secrets.token_urlsafe(12)
+    while True:  # never a leading "-": votes.csv would have to escape it as a spreadsheet formula
+        token = secrets.token_urlsafe(12)
+        if not token.startswith("-"):
+            return token
 
 
 def _broken_text(text: str, rng: random.Random) -> str:
@@ -150,6 +153,10 @@ def build_study(study_dir: str | Path, runs: list, options: BuildOptions = Build
                          "condition_vs_condition": options.condition_vs_condition,
                          "attention_share": options.attention_share},
              "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "pairs": plan}
+    if loaded.kind == "text":  # what raters see is the display text: how long, and what it leaves out
+        study["texts"] = {"tokens": loaded.new_tokens, "items": len(loaded),
+                          "with_special_tokens_not_shown": {"context": loaded.contexts_with_special_tokens,
+                                                            "versions": loaded.special_tokens}}
     try:
         study_dir.parent.mkdir(parents=True, exist_ok=True)
         with atomic_dir(study_dir) as tmp:
@@ -172,10 +179,10 @@ class Study:
     """A built study, read-only: pair lookup, content, and the per-rater order and sides."""
 
     def __init__(self, folder: str | Path):
-        self.folder = Path(folder)
+        self.folder = Path(folder).resolve()  # image paths stay right whatever the working folder is later
         path = self.folder / STUDY_JSON
         if not path.is_file():
-            raise HyperfitError(f"{self.folder} is not a study (no {STUDY_JSON}); make one with `hyperfit rate build`")
+            raise HyperfitError(f"{folder} is not a study (no {STUDY_JSON}); make one with `hyperfit rate build`")
         try:
             self.data = json.loads(path.read_text(encoding="utf-8"))
         except (ValueError, OSError) as exc:

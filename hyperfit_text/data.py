@@ -8,13 +8,13 @@
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from hyperfit_core.dataset_names import parse_dataset_spec
 from hyperfit_core.errors import HyperfitError
+from hyperfit_core.formats import iter_jsonl
 
 _LOCAL_SUFFIXES = (".txt", ".jsonl")
 _BLANK_LINES = re.compile(r"\n[ \t]*\n\s*")
@@ -44,25 +44,22 @@ class TextSource:
         suffix = path.suffix.lower()
         if suffix not in _LOCAL_SUFFIXES:
             raise HyperfitError(f"{path}: unsupported text file type {suffix!r}; use .txt or .jsonl")
+        if suffix == ".jsonl":
+            docs = self._jsonl_documents(path)
+            if not docs:
+                raise HyperfitError(f"{path} is empty")
+            return docs
         try:
             raw = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as exc:
             raise HyperfitError(f"{path} is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
         if not raw.strip():
             raise HyperfitError(f"{path} is empty")
-        if suffix == ".txt":
-            return _BLANK_LINES.split(raw)
-        return self._jsonl_documents(path, raw)
+        return _BLANK_LINES.split(raw)
 
-    def _jsonl_documents(self, path: Path, raw: str) -> list[str]:
+    def _jsonl_documents(self, path: Path) -> list[str]:
         docs = []
-        for number, line in enumerate(raw.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise HyperfitError(f"{path}:{number}: not a JSON line ({exc.msg})") from None
+        for number, record in iter_jsonl(path):
             if not isinstance(record, dict) or self.text_field not in record:
                 raise HyperfitError(f"{path}:{number}: no field {self.text_field!r}")
             if not isinstance(record[self.text_field], str):

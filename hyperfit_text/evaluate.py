@@ -19,6 +19,7 @@ from hyperfit_core.analysis import plot_analysis, prediction_stats, summarize, w
 from hyperfit_core.atomic import write_json, write_text
 from hyperfit_core.device import resolve_device
 from hyperfit_core.errors import HyperfitError
+from hyperfit_core.formats import read_jsonl
 from hyperfit_core.overlap import overlap_report
 from hyperfit_core.rundir import RunDir
 from hyperfit_core.length_curves import DEFAULT_LENGTHS, length_curve, plot_length_curves
@@ -76,8 +77,7 @@ def load_generations(files: list[Path]) -> list[Generations]:
         except Exception as exc:
             raise HyperfitError(f"cannot read generations {path}: {exc}") from None
         texts_path = path.with_name(path.name.replace(f".{GENERATIONS}", ".generations.jsonl"))
-        texts = [json.loads(line) for line in texts_path.read_text(encoding="utf-8").splitlines()] \
-            if texts_path.is_file() else []
+        texts = read_jsonl(texts_path) if texts_path.is_file() else []
         name = path.name[:-len(f".{GENERATIONS}")]
         if name in names:  # the same condition from two runs: tell them apart by run dir
             name = f"{path.parent.name}/{name}"

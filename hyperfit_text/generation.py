@@ -1,11 +1,11 @@
 """Continue held-out contexts with a causal LM (greedy / top-p / blocker), from a train run's prompts, a prompts
 file or another corpus (hyperfit_text.prompts). A generate run holds NAME.generations.safetensors
-(token ids) and NAME.generations.jsonl (decoded text), and records which train run its prompts came from.
+(token ids) and NAME.generations.jsonl (decoded text, and the display text `hyperfit rate` shows), and records
+which train run its prompts came from.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from hyperfit_core.blocker import CitationBlocker
 from hyperfit_core.decoding import DecodingConfig, generate_tokens, model_max_positions
 from hyperfit_core.device import resolve_device
 from hyperfit_core.errors import HyperfitError
+from hyperfit_core.formats import write_jsonl
 from hyperfit_core.recipe import TRAIN_TOKENS, read_spec
 from hyperfit_core.rundir import RunDir
 from hyperfit_core.sequences import TokenSequences
@@ -129,9 +130,24 @@ def save_generations(run: RunDir, name: str, text_model: TextModel, held_out: He
         save_file({"generated": generated, "contexts": held_out.contexts.contiguous(),
                    "references": held_out.references.contiguous(), "starts": held_out.starts.contiguous(),
                    "bos_id": torch.tensor(text_model.bos_id)}, str(tmp))
-    lines = [json.dumps({"index": i, "context": text_model.decode(held_out.contexts[i]),
-                         "continuation": text_model.decode(generated[i]),
-                         "reference": text_model.decode(held_out.references[i])}, ensure_ascii=False)
-             for i in range(len(generated))]
-    with atomic_path(run / f"{name}.generations.jsonl") as tmp:
-        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_jsonl(run / f"{name}.generations.jsonl", generation_rows(text_model, held_out, generated))
+
+
+def generation_rows(text_model: TextModel, held_out: HeldOut, generated: torch.Tensor) -> list[dict]:
+    """One JSON line per generation. `context` / `continuation` / `reference` decode every token (special ones
+    too, like the token file). `display` is what a person reads (`hyperfit rate` shows it): special tokens left
+    out, and the reference cut to the continuation's token count, so a rater cannot tell the original from a
+    continuation by its length. `tokens` counts each part whole; `special_tokens` counts those left out."""
+    special = text_model.special_ids()
+    rows = []
+    for i, continuation in enumerate(generated):
+        context, reference = held_out.contexts[i], held_out.references[i]
+        shown = {"context": context, "continuation": continuation, "reference": reference[:len(continuation)]}
+        rows.append({"index": i, "context": text_model.decode(context),
+                     "continuation": text_model.decode(continuation), "reference": text_model.decode(reference),
+                     "display": {part: text_model.decode(ids, skip_special=True) for part, ids in shown.items()},
+                     "tokens": {"context": len(context), "continuation": len(continuation),
+                                "reference": len(reference)},
+                     "special_tokens": {part: sum(int(t) in special for t in ids.tolist())
+                                        for part, ids in shown.items()}})
+    return rows

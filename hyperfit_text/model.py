@@ -39,8 +39,14 @@ class TextModel:
                                       verbose=False)["input_ids"])
         return out
 
-    def decode(self, ids) -> str:
-        return self.tokenizer.decode(torch.as_tensor(ids).tolist(), skip_special_tokens=False)
+    def decode(self, ids, skip_special: bool = False) -> str:
+        """The text of `ids`; with `skip_special` without the special tokens (for people to read)."""
+        return self.tokenizer.decode(torch.as_tensor(ids).tolist(), skip_special_tokens=skip_special)
+
+    def special_ids(self) -> frozenset[int]:
+        """The ids `decode(..., skip_special=True)` leaves out: special tokens, named ones and added ones."""
+        added = getattr(self.tokenizer, "added_tokens_decoder", {}) or {}
+        return frozenset(self.tokenizer.all_special_ids) | {i for i, token in added.items() if token.special}
 
     def with_bos(self, ids: torch.Tensor) -> torch.Tensor:
         """[count, length] body ids -> [count, 1 + length] with BOS in column 0."""

@@ -7,12 +7,12 @@ train run's prompts and for corpus spans, and are empty for a prompts file.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
 from hyperfit_core.errors import HyperfitError
+from hyperfit_core.formats import iter_jsonl
 from hyperfit_core.sequences import TokenSequences
 from hyperfit_text.data import TextSource
 from hyperfit_text.sampling import HeldOut, tokenize_corpus
@@ -24,25 +24,21 @@ def prompts_from_file(path: str | Path, text_model, context: int, text_field: st
     path = Path(path)
     if not path.is_file():
         raise HyperfitError(f"prompts file not found: {path}")
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise HyperfitError(f"{path} is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
-    numbered = [(n, line) for n, line in enumerate(lines, 1) if line.strip()]
-    if not numbered:
-        raise HyperfitError(f"{path} holds no prompts")
-    texts = []
-    for number, line in numbered:
-        if path.suffix.lower() == ".jsonl":
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise HyperfitError(f"{path}:{number}: not a JSON line ({exc.msg})") from None
+    if path.suffix.lower() == ".jsonl":
+        numbered = list(iter_jsonl(path))
+        for number, record in numbered:
             if not isinstance(record, dict) or not isinstance(record.get(text_field), str):
                 raise HyperfitError(f"{path}:{number}: no string field {text_field!r}")
-            texts.append(record[text_field])
-        else:
-            texts.append(line)
+        numbered = [(number, record[text_field]) for number, record in numbered]
+    else:
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as exc:
+            raise HyperfitError(f"{path} is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+        numbered = [(n, line) for n, line in enumerate(lines, 1) if line.strip()]
+    if not numbered:
+        raise HyperfitError(f"{path} holds no prompts")
+    texts = [text for _, text in numbered]
     encoded = text_model.encode(texts)
     short = [(number, len(ids)) for (number, _), ids in zip(numbered, encoded) if len(ids) < context]
     if short:

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from hyperfit_core.atomic import atomic_path, write_json
+from hyperfit_core.formats import read_jsonl
 
 
 def epochs_of(run: Path) -> list[dict]:
@@ -23,7 +24,7 @@ def epochs_of(run: Path) -> list[dict]:
     are numbered on from A's last, and each row says which stage it came from."""
     out: list[dict] = []
     for stage, part in enumerate(str(run).split("+")):
-        rows = [json.loads(line) for line in (Path(part) / "metrics.jsonl").read_text().splitlines() if line.strip()]
+        rows = read_jsonl(Path(part) / "metrics.jsonl")
         epoch0, step0 = (out[-1]["epoch"], out[-1]["step"]) if out else (0, 0)
         out += [{"epoch": epoch0 + r["epoch"], "step": step0 + r["step"], "mean_loss": r["mean_loss"],
                  "seconds": r["seconds"], "stage": stage + 1} for r in rows if r.get("event") == "epoch"]

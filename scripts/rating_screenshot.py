@@ -13,9 +13,8 @@ import subprocess
 import tempfile
 import threading
 
-from werkzeug.serving import make_server
-
 from hyperfit_rate.app import create_app
+from hyperfit_rate.server import RatingServer
 from hyperfit_rate.store import Store
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -31,17 +30,16 @@ def main() -> None:
     args = parser.parse_args()
     store = Store.open(args.study)
     rater = next((r for r in store.raters() if r.name == args.name), None) or store.add_rater(args.name, True)
-    server = make_server("127.0.0.1", 0, create_app(args.study), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    server = RatingServer(create_app(args.study), "127.0.0.1", 0)
+    thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
         with tempfile.TemporaryDirectory() as profile:
             subprocess.run(["chromium", *FLAGS, f"--user-data-dir={profile}", f"--screenshot={args.out}",
                             f"--window-size={args.window_size}",
-                            f"http://127.0.0.1:{server.server_port}/r/{rater.token}"], check=True, timeout=120)
+                            f"http://127.0.0.1:{server.port}/r/{rater.token}"], check=True, timeout=120)
     finally:
-        server.shutdown()
-        server.server_close()
+        server.stop()
 
 
 if __name__ == "__main__":

@@ -24,17 +24,23 @@
     return "/img/" + encodeURIComponent(id) + "?t=" + encodeURIComponent(token);
   }
 
+  // Shows one slot; the promise settles when it can be judged (an image loaded, or failed to).
   function fill(slot, value, label) {
     var box = byId(slot);
     box.replaceChildren();
     if (kind === "text") {
       box.textContent = value;  // generated text is shown as text, never parsed as HTML
-    } else {
-      var img = document.createElement("img");
-      img.src = imageUrl(value);
-      img.alt = label;
-      box.appendChild(img);
+      return Promise.resolve();
     }
+    var img = document.createElement("img");
+    var loaded = new Promise(function (resolve, reject) {
+      img.addEventListener("load", function () { if (img.naturalWidth > 0) { resolve(); } else { reject(); } });
+      img.addEventListener("error", function () { reject(); });
+    });
+    img.alt = label;
+    img.src = imageUrl(value);
+    box.appendChild(img);
+    return loaded;
   }
 
   function setBusy(value) {
@@ -58,15 +64,19 @@
       byId("done").hidden = false;
       return;
     }
-    current = state.pair;
-    fill("context", current.context, "context");
-    fill("left", current.left, "A");
-    fill("right", current.right, "B");
-    app.dataset.pair = current.id;
+    var pair = current = state.pair;
+    var shown = [fill("context", pair.context, "context"), fill("left", pair.left, "A"),
+                 fill("right", pair.right, "B")];
+    app.dataset.pair = pair.id;
     byId("pair").hidden = false;
     byId("done").hidden = true;
-    status("");
-    setBusy(false);
+    status(kind === "text" ? "" : "loading the images ...");
+    // a vote counts only once the rater has seen both sides: the buttons and keys stay off until then
+    Promise.all(shown).then(function () {
+      if (current === pair) { status(""); setBusy(false); }
+    }, function () {
+      if (current === pair) { status("an image of this pair did not load; reload the page to try again"); }
+    });
   }
 
   function load() {

@@ -10,6 +10,7 @@ import pytest
 from safetensors.numpy import save_file
 
 from hyperfit_core.cli import main, root
+from hyperfit_core.formats import write_jsonl
 from hyperfit_rate.cli import rate
 
 # Until the package metadata of this branch is installed, the root command learns `rate` here.
@@ -27,12 +28,23 @@ def write_run(folder: Path, command: str, config: dict | None = None) -> Path:
     return folder
 
 
-def write_generations(run: Path, name: str, continuations, contexts=CONTEXTS, references=REFERENCES) -> Path:
-    lines = [json.dumps({"index": i, "context": c, "continuation": g, "reference": r}, ensure_ascii=False)
-             for i, (c, g, r) in enumerate(zip(contexts, continuations, references))]
-    path = run / f"{name}.generations.jsonl"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+def generation_row(i: int, context: str, continuation: str, reference: str, new_tokens: int = 16,
+                   reference_tokens: int = 32, special: int = 0) -> dict:
+    """One line as `text generate` writes it: the display texts are what raters see (special tokens left out,
+    the reference cut to the continuation's token count); `special` special tokens were in the continuation."""
+    return {"index": i, "context": context, "continuation": continuation + "<|im_end|>" * special,
+            "reference": reference + " and then some more", "display": {"context": context,
+                                                                        "continuation": continuation,
+                                                                        "reference": reference},
+            "tokens": {"context": 8, "continuation": new_tokens, "reference": reference_tokens},
+            "special_tokens": {"context": 0, "continuation": special, "reference": 0}}
+
+
+def write_generations(run: Path, name: str, continuations, contexts=CONTEXTS, references=REFERENCES,
+                      **row_options) -> Path:
+    return write_jsonl(run / f"{name}.generations.jsonl",
+                       [generation_row(i, c, g, r, **row_options)
+                        for i, (c, g, r) in enumerate(zip(contexts, continuations, references))])
 
 
 def text_run(tmp_path: Path, name: str, continuations, **kwargs) -> Path:
@@ -108,15 +120,14 @@ def run_cli(args, capsys):
 
 @contextmanager
 def live_server(app):
-    """The app on a real threaded werkzeug server on 127.0.0.1 (free port) in a thread; yields the base URL."""
-    from werkzeug.serving import make_server
+    """The app on the server `rate serve` runs (waitress), on 127.0.0.1 (free port) in a thread; yields the URL."""
+    from hyperfit_rate.server import RatingServer
 
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    server = RatingServer(app, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}"
+        yield f"http://127.0.0.1:{server.port}"
     finally:
-        server.shutdown()
-        server.server_close()
+        server.stop()
         thread.join(10)

@@ -1,5 +1,6 @@
 """The HTTP API in-process (Flask's test client): access, votes, idempotency, images, and every bad input."""
 
+import logging
 import sqlite3
 
 import pytest
@@ -84,7 +85,7 @@ def test_rating_until_done(client):
     ("pair not a string", 404, "unknown pair"),
     ("bad answer", 400, "answer must be"),
     ("no answer", 400, "answer must be"),
-    ("not json", 400, "JSON object"),
+    ("not json", 415, "JSON object"),
     ("json list", 400, "JSON object"),
 ])
 def test_bad_votes_get_a_clear_4xx(client, text_study, case, status, message):
@@ -202,3 +203,113 @@ def test_templates_autoescape(text_study):
     with app.test_request_context():
         html = render_template("message.html", title="<b>t</b>", message="<script>alert(1)</script>")
     assert "<script>alert" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "&lt;b&gt;" in html
+
+
+def test_a_study_served_by_a_relative_path_serves_its_images(image_study, monkeypatch):
+    """`hyperfit rate serve study` as docs/rating.md shows it: the path is relative to the working folder."""
+    monkeypatch.chdir(image_study.parent)
+    client = create_app(image_study.name).test_client()
+    token = join(client)
+    pair = client.get("/api/next", headers=headers(token)).json["pair"]
+    monkeypatch.chdir("/")  # resolved once, at start: a later working folder does not matter
+    for image_id in (pair["context"], pair["left"], pair["right"]):
+        response = client.get(f"/img/{image_id}?t={token}")
+        assert response.status_code == 200 and response.data.startswith(b"\x89PNG"), response.data[:200]
+
+
+def test_no_image_header_tells_which_ids_show_the_same_file(image_study):
+    study = Study(image_study)
+    by_file = {}
+    for image_id, name in study.image_files.items():
+        by_file.setdefault(name, []).append(image_id)
+    first, second = next(ids for ids in by_file.values() if len(ids) >= 2)[:2]  # e.g. one original in two pairs
+    client = create_app(image_study).test_client()
+    token = join(client)
+    one, two = (client.get(f"/img/{i}?t={token}") for i in (first, second))
+    assert one.status_code == two.status_code == 200 and one.data == two.data
+    for header in ("ETag", "Last-Modified", "Content-Disposition", "Expires"):
+        assert header not in one.headers and header not in two.headers
+    assert one.headers["Cache-Control"] == "no-store"
+    shared = {(k, v) for k, v in one.headers.items()} & {(k, v) for k, v in two.headers.items()}
+    assert {k for k, _ in shared} <= {"Content-Type", "Content-Length", "Content-Security-Policy", "Cache-Control",
+                                      "X-Content-Type-Options", "Referrer-Policy", "X-Frame-Options"}
+    # a conditional request cannot probe for the file either
+    again = client.get(f"/img/{second}?t={token}", headers={"If-None-Match": one.headers.get("ETag", "*")})
+    assert again.status_code == 200
+
+
+NESTED = "[" * 1500
+BAD_BODIES = [  # (body bytes, content type, status)
+    (NESTED.encode(), "application/json", 400),  # RecursionError in the JSON parser: it was a 500
+    (('{"pair": ' + NESTED + ', "answer": "left"}').encode(), "application/json", 400),
+    (b'{"pair": "x", "answer": ', "application/json", 400),
+    (b"", "application/json", 400),
+    (b'{"pair": "\xff", "answer": "left"}', "application/json", 400),  # not UTF-8
+    (b'"left"', "application/json", 400),
+    (b'{"pair": {"id": 1}, "answer": "left"}', "application/json", 404),
+    (b'{"pair": 7, "answer": ["left"], "name": {"x": 1}}', "application/json", 404),
+    (b'{"pair": null, "answer": null}', "application/json", 404),
+    (b'{"answer": "left", "pair": "' + b"x" * 20_000 + b'"}', "application/json", 413),
+    (b'{"pair": "x", "answer": "left"}', "text/plain", 415),
+    (b'{"pair": "x", "answer": "left"}', "application/x-www-form-urlencoded", 415),
+    (b"<vote/>", "application/xml", 415),
+]
+
+
+@pytest.mark.parametrize("body, content_type, status", BAD_BODIES,
+                         ids=["nested", "nested in object", "cut short", "empty", "not utf-8", "a string",
+                              "pair an object", "wrong types", "nulls", "huge", "text/plain", "form", "xml"])
+def test_every_bad_body_is_a_4xx_with_a_json_error(client, text_study, body, content_type, status):
+    token = join(client)
+    response = client.post("/api/vote", data=body, content_type=content_type, headers=headers(token))
+    assert response.status_code == status and response.json["error"], response.data[:300]
+    if status != 404:  # /api/join parses its body the same way
+        response = client.post("/api/join", data=body.replace(b'"pair"', b'"name"'), content_type=content_type)
+        assert response.status_code in (status, 400) and response.json["error"], response.data[:300]
+    assert Store.open(text_study).votes() == []
+
+
+def test_an_internal_error_is_logged_without_the_token(text_study, monkeypatch, caplog):
+    token = Store.open(text_study).add_rater("rater-01", invited=True).token
+
+    def broken(self, token):
+        raise RuntimeError("something unforeseen")
+    monkeypatch.setattr(Store, "rater_by_token", broken)
+    with caplog.at_level(logging.ERROR):
+        response = create_app(text_study).test_client().get(f"/r/{token}")
+    assert response.status_code == 500
+    assert "Exception on /r/... [GET]" in caplog.text and "something unforeseen" in caplog.text
+    assert token not in caplog.text
+
+
+class FullDiskConnection(sqlite3.Connection):
+    """SQLite's own error for a full disk on every write of a vote (a real full disk is not at hand in a test)."""
+
+    def execute(self, sql, *args):
+        if sql.startswith("INSERT INTO votes"):
+            raise sqlite3.OperationalError("database or disk is full")
+        return super().execute(sql, *args)
+
+
+@pytest.mark.parametrize("trouble, reason", [("read-only", "read-only"), ("disk full", "the disk is full")])
+def test_a_vote_the_database_cannot_take_is_a_503_that_says_why(text_study, monkeypatch, caplog, trouble, reason):
+    client = create_app(text_study).test_client()
+    token = join(client)
+    pair = client.get("/api/next", headers=headers(token)).json["pair"]["id"]
+    real_connect = sqlite3.connect
+
+    def connect(*args, **kwargs):
+        if trouble == "disk full":
+            return real_connect(*args, factory=FullDiskConnection, **kwargs)
+        con = real_connect(*args, **kwargs)
+        con.execute("PRAGMA query_only=1")  # SQLite answers writes with SQLITE_READONLY, as for a read-only file
+        return con
+    monkeypatch.setattr(sqlite3, "connect", connect)
+    with caplog.at_level(logging.ERROR):
+        response = client.post("/api/vote", json={"pair": pair, "answer": "left"}, headers=headers(token))
+    assert response.status_code == 503 and reason in response.json["error"], response.json
+    assert "nothing was stored" in response.json["error"] and str(text_study) not in response.json["error"]
+    assert reason in caplog.text and "votes.sqlite" in caplog.text  # the organiser's log names the file
+    assert client.get("/api/next", headers=headers(token)).status_code == 200  # reading still works
+    monkeypatch.undo()
+    assert Store.open(text_study).votes() == []

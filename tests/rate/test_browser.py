@@ -3,6 +3,8 @@
 Missing chromium is a failure, not a skip: `bash scripts/install.sh --test` installs it.
 """
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -121,3 +123,56 @@ def test_image_pairs_show_their_images(browser, image_study):
         ActionChains(browser).send_keys("2").perform()
         WebDriverWait(browser, 15, poll_frequency=0.05).until(lambda d: progress(d) == "1 of 10 rated")
     assert [v["answer"] for v in Store.open(image_study).votes()] == ["right"]
+
+
+class ImageGate:
+    """WSGI middleware around the app: holds every image until `opened` is set; answers 404 for `failing` ids."""
+
+    def __init__(self, app):
+        self.app, self.opened, self.failing = app, threading.Event(), set()
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path.startswith("/img/"):
+            if path[len("/img/"):] in self.failing:
+                start_response("404 Not Found", [("Content-Type", "text/plain")])
+                return [b"gone"]
+            self.opened.wait(20)
+        return self.app(environ, start_response)
+
+
+def buttons_enabled(driver) -> list[bool]:
+    return [driver.find_element(By.ID, b).is_enabled() for b in ("vote-left", "vote-equal", "vote-right")]
+
+
+def test_votes_wait_until_the_images_have_loaded(browser, image_study):
+    """A vote over images the rater has not seen would be stored as a real preference: the buttons and keys stay
+    off until both sides (and the context) have loaded, and for good when one of them fails to."""
+    gate, store = ImageGate(create_app(image_study)), Store.open(image_study)
+    rater = store.add_rater("rater-02", invited=True)
+    study = Study(image_study)
+    order = study.order_for(rater.name)
+    try:
+        with live_server(gate) as base:
+            browser.get(f"{base}/r/{rater.token}")
+            WebDriverWait(browser, 15, poll_frequency=0.05).until(lambda d: shown_pair(d) == order[0])
+            assert buttons_enabled(browser) == [False, False, False]
+            ActionChains(browser).send_keys("1").perform()
+            browser.execute_script("document.getElementById('vote-right').click()")
+            time.sleep(0.5)
+            assert store.votes() == [] and "loading" in browser.find_element(By.ID, "status").text
+            gate.opened.set()  # the images arrive: now the pair can be rated
+            WebDriverWait(browser, 15, poll_frequency=0.05).until(lambda d: all(buttons_enabled(d)))
+            assert browser.execute_script(
+                "return [...document.querySelectorAll('.content img')].every(i => i.complete && i.naturalWidth)")
+
+            gate.failing.add(study.shown(rater.name, order[1])["right"])  # the next pair's B never loads
+            ActionChains(browser).send_keys("1").perform()
+            WebDriverWait(browser, 15, poll_frequency=0.05).until(
+                lambda d: shown_pair(d) == order[1] and "did not load" in d.find_element(By.ID, "status").text)
+            ActionChains(browser).send_keys("2").perform()
+            time.sleep(0.5)
+            assert buttons_enabled(browser) == [False, False, False]
+    finally:
+        gate.opened.set()
+    assert [(v["pair_id"], v["answer"]) for v in store.votes()] == [(order[0], "left")]

@@ -1,6 +1,7 @@
 """`hyperfit rate ...` end to end in-process: build, invite, results; refusals exit 2 with one line."""
 
 import csv
+import re
 import json
 from pathlib import Path
 
@@ -10,13 +11,17 @@ from hyperfit_rate.stats import wilson_interval
 from hyperfit_rate.store import Store
 from hyperfit_rate.study import Study
 
-from .conftest import run_cli, write_run
+from .conftest import run_cli, text_run, write_run
 
 
 def test_build_text_and_images(tmp_path, text_runs, image_runs, capsys):
     code, out, err = run_cli(["rate", "build", tmp_path / "t", "--runs", *text_runs, "--seed", "4"], capsys)
     assert code == 0, err
     assert out.strip() == str(tmp_path / "t") and "14 pairs (12 vs-original, 2 attention) of text" in err
+    assert "texts of 16 tokens each; special tokens, left out of what raters see, were in none" in err
+    chat = text_run(tmp_path, "chat", [f"fine {i}" for i in range(6)], special=1)
+    code, out, err = run_cli(["rate", "build", tmp_path / "c", "--runs", *text_runs, chat], capsys)
+    assert code == 0 and "special tokens, left out of what raters see, were in 6 of 6 chat texts" in err
     code, out, err = run_cli(["rate", "build", tmp_path / "i", "--runs", image_runs[0], "--runs", image_runs[1],
                               "--pairs-per-condition", "2", "--condition-vs-condition", "--attention-share", "0"],
                              capsys)
@@ -139,3 +144,45 @@ def test_results_of_a_study_without_votes(image_study, capsys):
     result = json.loads((Path(image_study) / "results" / "results.json").read_text())  # strict JSON: no NaN
     assert result["votes"] == 0 and result["vs_original"]["base-greedy"]["win_or_tie"] is None
     assert "0 of 0 votes used" in out
+
+
+def test_results_of_one_rater_say_agreement_needs_two(text_study, capsys):
+    study, store = Study(text_study), Store.open(text_study)
+    ann = store.join("ann")
+    for pair in study.data["pairs"]:
+        winner = "a" if pair["kind"] == "attention" else ("a", "b", "tie")[pair["item"] % 3]
+        store.record_vote(ann, pair["id"], study.left_version("ann", pair["id"]),
+                          answer_for(study, "ann", pair["id"], winner))
+    code, out, err = run_cli(["rate", "results", text_study, "--bootstrap", "50"], capsys)
+    assert code == 0, err
+    assert "Krippendorff's alpha needs >= 2 raters" in out and "nan" not in out.lower()
+    agreement = json.loads((Path(text_study) / "results" / "results.json").read_text())["agreement"]
+    assert agreement["krippendorff_alpha"] is None and agreement["alpha_note"] == "needs >= 2 raters"
+
+
+def test_free_text_names_are_safe_in_the_plot_and_the_csv(tmp_path, capsys):
+    """Condition names come from `--name` (free text): "$^$" broke matplotlib's mathtext; a name or rater
+    starting with = + - @ is a formula to a spreadsheet."""
+    runs = [text_run(tmp_path, name, [f"{name} says {i}" for i in range(6)])
+            for name in ("greedy$^$", "=HYPERLINK(1)", "+1+1")]
+    code, _, err = run_cli(["rate", "build", tmp_path / "s", "--runs", *runs, "--attention-share", "0"], capsys)
+    assert code == 0, err
+    study, store = Study(tmp_path / "s"), Store.open(tmp_path / "s")
+    raters = [store.join(name) for name in ("@SUM", "-2+3")]
+    for rater in raters:
+        for pair_id in study.pair_ids[:6]:
+            store.record_vote(rater, pair_id, study.left_version(rater.name, pair_id), "right")
+    code, out, err = run_cli(["rate", "results", tmp_path / "s", "--bootstrap", "20"], capsys)
+    assert code == 0, err
+    results = tmp_path / "s" / "results"
+    assert (results / "results.png").read_bytes().startswith(b"\x89PNG")
+    for name in ("results.csv", "votes.csv"):
+        for row in csv.reader((results / name).open()):
+            for cell in row:
+                assert not cell.startswith(("=", "+", "@")) and not re.match(r"-\D", cell), (name, cell)
+    conditions = [row["condition"] for row in csv.DictReader((results / "results.csv").open())]
+    assert sorted(conditions) == sorted(["greedy$^$", "'=HYPERLINK(1)", "'+1+1", "original"])
+    votes = list(csv.DictReader((results / "votes.csv").open()))
+    assert {v["rater"] for v in votes} == {"'@SUM", "'-2+3"}
+    for row in csv.DictReader((results / "results.csv").open()):  # numbers stay numbers, negative ones too
+        float(row["bt_strength_vs_original"]), float(row["bt_low"])

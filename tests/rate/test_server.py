@@ -4,8 +4,10 @@ every vote it acknowledged. Every loop is bounded in count and time; traffic goe
 import json
 import os
 import re
+import resource
 import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -13,6 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 from hyperfit_rate.app import create_app
@@ -79,19 +82,40 @@ def test_twenty_concurrent_raters_lose_and_duplicate_nothing(text_study):
     assert len(set((r, p) for r, p, _ in stored)) == len(stored)
 
 
-def test_a_killed_server_keeps_every_acknowledged_vote(text_study):
+@contextmanager
+def rate_serve(study, *options, cwd=REPO, open_files=None):
+    """`hyperfit rate serve STUDY --port 0 OPTIONS` in a subprocess (optionally with a lower soft open-files
+    limit); yields (process, base URL, the lines it wrote so far). Killed at the end."""
     code = "from hyperfit_core.cli import main, root; from hyperfit_rate.cli import rate; " \
            "root.add_command(rate, 'rate'); main()"
-    proc = subprocess.Popen([sys.executable, "-c", code, "rate", "serve", str(text_study), "--port", "0"],
-                            cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+
+    def limit_open_files():
+        if open_files is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+    proc = subprocess.Popen([sys.executable, "-c", code, "rate", "serve", str(study), "--port", "0", *options],
+                            cwd=cwd, env={**os.environ, "PYTHONPATH": str(REPO)}, preexec_fn=limit_open_files,
+                            stderr=subprocess.STDOUT, stdout=subprocess.PIPE, text=True)
+    lines = []
     try:
         base, deadline = None, time.monotonic() + 30
         while base is None and time.monotonic() < deadline and proc.poll() is None:
-            ready, _, _ = select.select([proc.stderr], [], [], 1.0)
+            ready, _, _ = select.select([proc.stdout], [], [], 1.0)
             if ready:
-                found = re.search(r"at (http://127\.0\.0\.1:\d+)/", proc.stderr.readline())
+                lines.append(proc.stdout.readline())
+                found = re.search(r"at (http://127\.0\.0\.1:\d+)/", lines[-1])
                 base = found.group(1) if found else None
-        assert base, "the server did not start"
+        assert base, f"the server did not start: {''.join(lines)}"
+        yield proc, base, lines
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+        lines.append(proc.stdout.read())
+        proc.stdout.close()
+
+
+def test_a_killed_server_keeps_every_acknowledged_vote(text_study):
+    with rate_serve(text_study) as (proc, base, _):
         token = request(f"{base}/api/join", {"name": "ann"})[1]["token"]
         acknowledged = []
         for answer in ("left", "equal", "right"):
@@ -101,10 +125,63 @@ def test_a_killed_server_keeps_every_acknowledged_vote(text_study):
             acknowledged.append(("ann", pair, answer))
         os.kill(proc.pid, signal.SIGKILL)  # no shutdown, no checkpoint
         proc.wait(10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        proc.stderr.close()
     stored = [(v["rater"], v["pair_id"], v["answer"]) for v in Store.open(text_study).votes()]
     assert stored == acknowledged
+
+
+FLOOD, TIMEOUT_S = 300, 3
+HALF_SENT = (b"POST /api/vote HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+             b"Content-Length: 100\r\n\r\n{\"pair\": ")
+
+
+def test_idle_and_half_sent_connections_neither_block_raters_nor_stay(image_study):
+    """300 connections that send nothing or half a request (no token needed), against a server started, as the
+    docs show, by a relative path and with a soft open-files limit of 256: a rater is still answered at once,
+    images included, and the server closes the idle and half-sent connections after --timeout."""
+    with rate_serve(image_study.name, "--timeout", str(TIMEOUT_S), cwd=image_study.parent, open_files=256) \
+            as (_, base, _):
+        port = int(base.rsplit(":", 1)[1])
+        flood = []
+        try:
+            for k in range(FLOOD):
+                connection = socket.create_connection(("127.0.0.1", port), timeout=5)
+                if k % 2:
+                    connection.sendall(HALF_SENT)
+                flood.append(connection)
+            started = time.monotonic()
+            status, body = request(f"{base}/api/join", {"name": "ann"}, timeout=5)
+            assert status == 200, body
+            token = body["token"]
+            status, state = request(f"{base}/api/next", token=token, timeout=5)
+            assert status == 200 and not state["done"]
+            for image_id in (state["pair"]["context"], state["pair"]["left"], state["pair"]["right"]):
+                with urllib.request.urlopen(f"{base}/img/{image_id}?t={token}", timeout=5) as response:
+                    assert response.status == 200 and response.read().startswith(b"\x89PNG")
+            status, reply = request(f"{base}/api/vote", {"pair": state["pair"]["id"], "answer": "left"}, token, 5)
+            assert status == 200 and reply["ok"]
+            assert time.monotonic() - started < 5.0, "a rater waited behind the idle connections"
+            closed_by = time.monotonic() + TIMEOUT_S + 10  # the timeout, the cleanup interval and slack
+            for connection in flood:
+                connection.settimeout(max(0.05, closed_by - time.monotonic()))
+                try:
+                    assert connection.recv(1024) == b""  # the server closed it
+                except ConnectionResetError:
+                    pass
+        finally:
+            for connection in flood:
+                connection.close()
+
+
+def test_no_token_reaches_the_server_output(image_study):
+    """Werkzeug's development server logged every request line, tokens included (/r/TOKEN, ?t=TOKEN)."""
+    token = Store.open(image_study).add_rater("rater-01", invited=True).token
+    with rate_serve(image_study) as (proc, base, lines):
+        with urllib.request.urlopen(f"{base}/r/{token}", timeout=10) as page:
+            assert page.status == 200
+        state = request(f"{base}/api/next", token=token)[1]
+        with urllib.request.urlopen(f"{base}/img/{state['pair']['left']}?t={token}", timeout=10) as image:
+            assert image.status == 200
+        assert request(f"{base}/api/next", token=token[:-3] + "xyz")[0] == 403
+        proc.terminate()
+    output = "".join(lines)
+    assert "serving" in output and token not in output and token[:-3] not in output

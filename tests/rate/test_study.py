@@ -1,6 +1,7 @@
 """Building a study: pairs, blinding, per-rater order and sides, attention checks, refusals."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -139,3 +140,51 @@ def test_an_unwritable_place_is_one_clear_error(tmp_path, text_runs):
     blocker.write_text("")
     with pytest.raises(HyperfitError, match="cannot write the study"):
         build_study(blocker / "study", text_runs)
+
+
+def test_generations_holding_unicode_line_separators_are_read_whole(tmp_path):
+    """`text generate` writes U+2028 / U+0085 raw (json.dumps(ensure_ascii=False)); they are not line ends."""
+    odd = [f"line\u2028separator and next\x85line {i}" for i in range(6)]
+    made = build_study(tmp_path / "s", [text_run(tmp_path, "odd", odd)], BuildOptions(attention_share=0))
+    assert {v for item in made["items"].values() for v in item["versions"].values()} >= set(odd)
+
+
+def test_raters_see_display_texts_of_one_length_without_special_tokens(tmp_path):
+    runs = [text_run(tmp_path, "chat", [f"fine {i}" for i in range(6)], special=2),
+            text_run(tmp_path, "plain", [f"good {i}" for i in range(6)])]
+    made = build_study(tmp_path / "s", runs, BuildOptions(attention_share=0))
+    shown = json.dumps(made["items"], ensure_ascii=False)
+    assert "<|im_end|>" not in shown and "and then some more" not in shown  # the reference cut to 16 tokens
+    assert made["items"]["0"]["versions"]["original"] == REFERENCES[0]
+    assert made["texts"] == {"tokens": 16, "items": 6, "with_special_tokens_not_shown": {
+        "context": 0, "versions": {"original": 0, "chat": 6, "plain": 0}}}
+
+
+@pytest.mark.parametrize("case, message", [
+    ("no reference", "no reference continuation"),
+    ("short reference", "a reference has 8 tokens, fewer than the 16-token continuations"),
+    ("lengths differ", "continues by 32 tokens"),
+    ("lengths differ in a file", "holds continuations of [16, 32] tokens"),
+    ("older file", "needs display, tokens and special_tokens"),
+])
+def test_text_studies_that_would_not_be_blind_are_refused(tmp_path, case, message):
+    greedy = text_run(tmp_path, "greedy", [f"g {i}" for i in range(6)])
+    other = [f"o {i}" for i in range(6)]
+    if case == "no reference":
+        runs = [text_run(tmp_path, "own", other, references=[""] * 6, reference_tokens=0)]
+    elif case == "short reference":
+        runs = [text_run(tmp_path, "long", other, reference_tokens=8)]
+    elif case == "lengths differ":
+        runs = [greedy, text_run(tmp_path, "longer", other, new_tokens=32)]
+    else:
+        runs = [text_run(tmp_path, "other", other)]
+        path = runs[0] / "other.generations.jsonl"
+        rows = [json.loads(line) for line in path.read_text().split("\n") if line]
+        if case == "older file":
+            rows = [{key: row[key] for key in ("index", "context", "continuation", "reference")} for row in rows]
+        else:
+            rows[3]["tokens"]["continuation"] = 32
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    with pytest.raises(HyperfitError, match=re.escape(message)):
+        build_study(tmp_path / "study", runs)
+    assert not (tmp_path / "study").exists()

@@ -7,6 +7,7 @@ import pytest
 from safetensors.torch import load_file
 
 from hyperfit_core.cli import main
+from hyperfit_core.formats import read_jsonl
 from hyperfit_core.sequences import TokenSequences
 from hyperfit_text.sampling import HeldOut
 
@@ -71,8 +72,10 @@ def test_generate_and_evaluate_end_to_end(llama_train_run, tiny_llama_dir, tmp_p
 
     tensors = load_file(str(greedy / "greedy.generations.safetensors"))
     assert tensors["generated"].shape == (6, 40) and tensors["contexts"].shape == (6, 32)
-    lines = (greedy / "greedy.generations.jsonl").read_text().splitlines()
-    assert len(lines) == 6 and set(json.loads(lines[0])) == {"index", "context", "continuation", "reference"}
+    rows = read_jsonl(greedy / "greedy.generations.jsonl")
+    assert len(rows) == 6 and set(rows[0]) == {"index", "context", "continuation", "reference", "display", "tokens",
+                                               "special_tokens"}
+    assert rows[0]["tokens"]["continuation"] == 40
     assert load_file(str(base / "sample-T0.7-k50-p0.9.generations.safetensors"))["generated"].shape == (4, 40)
     blocker = [json.loads(line) for line in (blocked / "metrics.jsonl").read_text().splitlines()][-1]["blocker"]
     assert blocker["n"] == 3 and blocker["steps"] == 6 * 40

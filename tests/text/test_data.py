@@ -68,3 +68,21 @@ def test_dataset_spec_parsing():
 def test_unknown_dataset_is_a_clear_error(offline_hub):
     with pytest.raises(HyperfitError, match="cannot load dataset 'no_such_dataset_hyperfit'"):
         TextSource("no_such_dataset_hyperfit:cfg:train").load()
+
+
+def test_jsonl_texts_holding_unicode_line_separators_stay_whole(tmp_path):
+    """U+2028 / U+0085 inside a JSON string are not line ends (str.splitlines() broke the file at them)."""
+    from hyperfit_text.prompts import prompts_from_file
+
+    texts = ["one\u2028two three four", "five\x85six seven eight"]
+    path = tmp_path / "c.jsonl"
+    path.write_text("\n".join(json.dumps({"text": t, "prompt": t}, ensure_ascii=False) for t in texts) + "\n",
+                    encoding="utf-8")
+    assert TextSource(str(path)).load() == texts
+
+    class WordModel:
+        def encode(self, batch):
+            return [list(range(len(t.split()))) for t in batch]
+
+    held = prompts_from_file(path, WordModel(), context=3)
+    assert held.contexts.shape == (2, 3) and held.starts.tolist() == [1, 2]
