@@ -49,8 +49,9 @@ def deepspeed_runs(tiny_gpt2_dir, tmp_path_factory):
     ds = launcher_env(DEEPSPEED_YAML)
     jobs = [
         dict(name="ds-unbroken", run=root / "unbroken", config=DS_CONFIG, launch_env=ds),
-        dict(name="ds-stopped", run=root / "broken", config={**DS_CONFIG, "max_steps": 4}, launch_env=ds),
-        dict(name="ds-resumed", run=root / "broken", config=DS_CONFIG, resume=True, launch_env=ds),
+        # constant rate: a decaying one ends at the stopped run's planned last step, so would not continue the same
+        dict(name="ds-stopped", run=root / "broken", config={**CONFIG, "max_steps": 4}, launch_env=ds),
+        dict(name="ds-resumed", run=root / "broken", config=CONFIG, resume=True, launch_env=ds),
         dict(name="ds-bf16", run=root / "bf16", config=BF16, launch_env=ds),
     ]
     launch(2, tiny_gpt2_dir, root / "out", jobs, n=N, timeout=600)

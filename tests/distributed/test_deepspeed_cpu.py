@@ -15,7 +15,7 @@ from hyperfit_core.checkpoint import latest_checkpoint, read_state
 from hyperfit_core.rundir import RunDir
 from hyperfit_core.train import TrainConfig, hyperfit
 from tests.distributed.common import make_data
-from tests.distributed.conftest import DS_CONFIG, TOL, N
+from tests.distributed.conftest import CONFIG, DS_CONFIG, TOL, N
 
 
 def _weights(run_dir) -> dict:
@@ -45,12 +45,15 @@ def test_deepspeed_zero3_with_cpu_adam_trains_the_same_weights_as_one_process(de
     assert lrs == [r["lr"] for r in one.read_metrics() if r["event"] == "step"] and lrs[0] < lrs[1]
 
 
-def test_deepspeed_checkpoint_written_mid_epoch_resumes_exactly(deepspeed_runs):
+def test_deepspeed_checkpoint_written_mid_epoch_resumes_on_the_same_path(deepspeed_runs, tiny_gpt2_dir, tmp_path):
     checkpoint = latest_checkpoint(deepspeed_runs / "broken")
     assert read_state(checkpoint)["strategy"] == "deepspeed"
     engines = [r for r in RunDir(deepspeed_runs / "broken").read_metrics() if r["event"] == "engine"]
     assert [r["resumed_at_step"] for r in engines] == [None, 4]  # stopped mid-epoch 2 by the budget, resumed
-    _assert_close(_weights(deepspeed_runs / "broken"), _weights(deepspeed_runs / "unbroken"), TOL)
+    one = RunDir(tmp_path / "one")  # the same 9 steps unbroken, on one process
+    hyperfit(AutoModelForCausalLM.from_pretrained(tiny_gpt2_dir), make_data(N),
+             TrainConfig(**{**CONFIG, "per_device_batch_size": None}), one)
+    _assert_close(_weights(deepspeed_runs / "broken"), _weights(one.path), TOL)
 
 
 def test_deepspeed_bf16_keeps_fp32_master_weights_from_the_checkpoint_and_saves_fp32(deepspeed_runs, tiny_gpt2_dir):

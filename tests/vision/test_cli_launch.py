@@ -61,7 +61,7 @@ def test_a_deepspeed_launch_config_takes_effect_on_a_machine_without_a_gpu(tiny_
     launcher = ["-m", "accelerate.commands.launch", "--config_file", str(DEEPSPEED_YAML), "--num_processes", "2",
                 "--main_process_port", "0"]
     run = _hyperfit(launcher, args, tmp_path / "deepspeed", timeout=600)  # DeepSpeed's CPU ops may build first
-    engine = next(map(json.loads, (run / "metrics.jsonl").read_text().splitlines()))
+    engine = next(r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if r["event"] == "engine")
     assert (engine["strategy"], engine["processes"], engine["mixed_precision"]) == ("deepspeed", 2, "bf16")
     assert engine["deepspeed"] == {"zero_stage": 3, "offload_optimizer": "cpu", "bf16_weights": False,
                                    "torch_autocast": True}
