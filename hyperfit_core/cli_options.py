@@ -181,8 +181,10 @@ def named_paths(values) -> dict[str, str]:
     return dict(v.split("=", 1) if "=" in v else (Path(v).name or v, v) for v in values)
 
 
-# Options a resumed run may change: where it runs, not what it computes.
+# Options a resumed run may change: where it runs, not what it computes; and how long it runs, so a run stopped by
+# its --max-steps budget (or its epochs) can be given more (hyperfit_core.recipe.train_run's `extend`)
 RESUMABLE_CHANGES = {"resume", "device"}
+LENGTHENING = ("epochs", "max_steps", "target_loss")
 
 
 def given_options(ctx: click.Context) -> dict:
@@ -191,15 +193,18 @@ def given_options(ctx: click.Context) -> dict:
             if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE}
 
 
-def check_resume_options(ctx: click.Context, saved: dict | None) -> None:
-    """--resume continues a run with its saved options: refuse any other option that disagrees, naming it."""
+def check_resume_options(ctx: click.Context, saved: dict | None) -> dict:
+    """--resume continues a run with its saved options: refuse any other option that disagrees, naming it.
+    Returns the lengthening options given (--epochs, --max-steps, --target-loss) for train_run's `extend`."""
     if saved is None:
         raise HyperfitError("the run to resume records no command-line options; resume it from Python")
+    given = given_options(ctx)
     conflicts = [f"--{name.replace('_', '-')} {value} (the run has {saved.get(name)})"
-                 for name, value in given_options(ctx).items()
-                 if name not in RESUMABLE_CHANGES and saved.get(name, object()) != value]
+                 for name, value in given.items()
+                 if name not in RESUMABLE_CHANGES and name not in LENGTHENING and saved.get(name, object()) != value]
     if conflicts:
         raise HyperfitError("--resume continues a run with its own options; these conflict: " + "; ".join(conflicts))
+    return {name: given[name] for name in LENGTHENING if name in given}
 
 
 def cli_record(ctx: click.Context) -> dict:

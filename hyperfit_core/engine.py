@@ -2,6 +2,7 @@
 
 The strategy comes from how the program is launched (`python`, `torchrun`, `accelerate launch --config_file
 configs/accelerate/...`); nothing here needs to know which one beyond a few switches it reads off the Accelerator.
+hyperfit_core/launch.py reads what the launcher asked for and makes sure that is what the Accelerator runs.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from hyperfit_core import launch
 from hyperfit_core.device import resolve_device
 from hyperfit_core.errors import HyperfitError
 
@@ -92,20 +94,30 @@ def make_accelerator(config, run_path: Path | None, accumulation: int):
         raise HyperfitError(f"--report-to {config.report_to} needs the {config.report_to} package: "
                             f"pip install {config.report_to}")
 
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    distributed = launch.world_size() > 1
+    target = resolve_device(config.device)
+    cpu = target.type == "cpu"
+    wanted = launch.check_launch(cpu)
     # keep a process group that is up; a state made without one (alone, or a bare PartialState() on a CPU-only
     # machine under torchrun) is made again
     joined = bool(PartialState._shared_state) and PartialState().use_distributed
     AcceleratorState._reset_state(reset_partial_state=not (distributed and joined))
     GradientState._reset_state()
-    target = resolve_device(config.device)
-    cpu = target.type == "cpu"
+    launch.forget_cpu_switch()
     if target.index is not None and not distributed:
         torch.cuda.set_device(target)
     accelerator = Accelerator(cpu=cpu, mixed_precision=mixed_precision(config, not cpu),
                               gradient_accumulation_steps=accumulation,
                               log_with=None if config.report_to == "none" else config.report_to,
                               project_dir=None if run_path is None else str(run_path))
+    if cpu and wanted in launch.SHARDED:
+        launch.switch_on_cpu(accelerator, wanted)  # accelerate drops FSDP / DeepSpeed with cpu=True
+    if wanted == "deepspeed":
+        launch.deepspeed_fp32_master(accelerator)
+    if strategy(accelerator) != wanted:
+        raise HyperfitError(f"the launch asks for {wanted} but accelerate set up {strategy(accelerator)} "
+                            f"on {accelerator.num_processes} process(es) on {accelerator.device}; hyperfit does not "
+                            "train with another strategy than the one asked for")
     # ACCELERATE_GRADIENT_ACCUMULATION_STEPS (from a launch config) would override the argument: the loss weights
     # assume ours
     accelerator.gradient_accumulation_steps = accumulation
@@ -124,21 +136,42 @@ def strategy(accelerator) -> str:
     return "ddp" if accelerator.num_processes > 1 else "single"
 
 
+def compute_precision(accelerator) -> str:
+    """"bf16" or "no": what the matmuls run in (under DeepSpeed its torch_autocast section, see launch.py)."""
+    if strategy(accelerator) == "deepspeed":
+        return launch.deepspeed_compute_dtype(accelerator)
+    return accelerator.mixed_precision
+
+
+def offloads_to_cpu(fsdp_plugin) -> bool:
+    """Whether an FSDP plugin keeps parameters on the CPU. FSDP2's "no offload" is an `OffloadPolicy()` object
+    (truthy), its offload a `CPUOffloadPolicy`; FSDP1's is `CPUOffload(offload_params=...)`."""
+    offload = fsdp_plugin.cpu_offload
+    if offload is None or isinstance(offload, bool):
+        return bool(offload)
+    from torch.distributed.fsdp import CPUOffloadPolicy
+
+    return isinstance(offload, CPUOffloadPolicy) or bool(getattr(offload, "offload_params", False))
+
+
 def describe(accelerator) -> dict:
     """What the run trains on, for metrics.jsonl: strategy, processes, device, precision and the sharding setup."""
     record = {"strategy": strategy(accelerator), "processes": accelerator.num_processes,
-              "device": str(accelerator.device), "mixed_precision": accelerator.mixed_precision}
+              "device": str(accelerator.device), "mixed_precision": compute_precision(accelerator)}
     if record["strategy"] == "fsdp2":
         plugin = accelerator.state.fsdp_plugin
         policy = plugin.mixed_precision_policy
         record["fsdp"] = {"param_dtype": str(getattr(policy, "param_dtype", None)),
                           "reduce_dtype": str(getattr(policy, "reduce_dtype", None)),
-                          "cpu_offload": bool(plugin.cpu_offload), "state_dict": plugin.state_dict_type.name,
+                          "cpu_offload": offloads_to_cpu(plugin), "state_dict": plugin.state_dict_type.name,
                           "activation_checkpointing": bool(plugin.activation_checkpointing)}
     elif record["strategy"] == "deepspeed":
-        zero = accelerator.state.deepspeed_plugin.deepspeed_config.get("zero_optimization", {})
+        config = accelerator.state.deepspeed_plugin.deepspeed_config
+        zero = config.get("zero_optimization", {})
         record["deepspeed"] = {"zero_stage": zero.get("stage"),
-                               "offload_optimizer": zero.get("offload_optimizer", {}).get("device", "none")}
+                               "offload_optimizer": zero.get("offload_optimizer", {}).get("device", "none"),
+                               "bf16_weights": bool(config.get("bf16", {}).get("enabled", False)),
+                               "torch_autocast": bool(config.get("torch_autocast", {}).get("enabled", False))}
     return record
 
 
@@ -147,10 +180,11 @@ def configure_plugins(accelerator, config, per_device: int, accumulation: int) -
 
     FSDP2: bf16 parameters for compute, fp32 gradient reduction (accelerate's default reduces in bf16).
     DeepSpeed: micro batch and accumulation from our layout, no clipping unless asked (its default is 1.0), and
-    the 16-bit weights gathered on save so the final model can be written.
+    the weights gathered on save so the final model can be written (DeepSpeed's "16bit" switch gathers them as
+    they are: fp32 under hyperfit's torch_autocast, launch.py).
     """
     kind = strategy(accelerator)
-    if kind == "fsdp2" and accelerator.mixed_precision == "bf16":
+    if kind == "fsdp2" and compute_precision(accelerator) == "bf16":
         from torch.distributed.fsdp import MixedPrecisionPolicy
 
         accelerator.state.fsdp_plugin.mixed_precision_policy = MixedPrecisionPolicy(
@@ -227,7 +261,7 @@ def want_checkpointing(config, accelerator, model, micro_batch: int, seq_len: in
     free, _ = torch.cuda.mem_get_info(device)
     free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)  # cached by PyTorch
     states = trainable * (4 + 8) / shards  # fp32 gradients + Adam moments, not allocated yet
-    needed = activation_bytes(model.config, micro_batch, seq_len, bf16=accelerator.mixed_precision == "bf16")
+    needed = activation_bytes(model.config, micro_batch, seq_len, bf16=compute_precision(accelerator) == "bf16")
     return needed + states > 0.9 * free
 
 

@@ -4,7 +4,9 @@ The model is built on the meta device (accelerate's `init_empty_weights`), so an
 accelerate's own helpers give the parameter bytes, the largest layer and the mixed-precision training footprint
 (`estimate_training_usage`: fp32 weights, fp32 + bf16 gradients, two fp32 Adam moments). On top of those this
 module adds what they don't cover: sharding (FSDP2, ZeRO-3), offload to CPU, training only part of the model
-(last-K blocks, LoRA) and the activations of one micro batch.
+(last-K blocks, LoRA) and the activations of one micro batch. The figures are those of the training hyperfit runs:
+fp32 master weights whatever `dtype` the config was saved with, a tied head counted once, and CPU memory for
+offloaded state with DeepSpeed's estimators' 1.5x buffer (tests/core/test_train_plan.py holds them against those).
 
 Activations are an estimate for bf16 autocast with SDPA/flash attention (no seq^2 term), dropout off:
 per block and token ~ 8h bytes of fp32 norm inputs + 2 bytes x (3h + 2 h_kv) for attention + 2 bytes x (h + 4i)
@@ -15,7 +17,9 @@ time. GB here are 10^9 bytes.
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -31,6 +35,9 @@ STRATEGIES = {
     "fsdp2_offload": "FSDP2 + CPU offload",
     "zero3_offload": "ZeRO-3 + optimizer offload",
 }
+# CPU memory of offloaded state x this: the additional_buffer_factor of DeepSpeed's own memory estimators
+# (pinned staging buffers, allocator overhead); without it a node sized to the bare state runs out
+OFFLOAD_BUFFER = 1.5
 _PLAIN_MLP = {"gpt2", "imagegpt", "gpt_neox", "gptj", "opt", "bloom", "falcon", "gpt_bigcode", "phi"}
 _NOT_CAUSAL_LM = {"imagegpt": "ImageGPTForCausalImageModeling"}  # not in AutoModelForCausalLM's mapping
 
@@ -104,19 +111,62 @@ def activation_bytes(config, batch: int, seq: int, *, bf16: bool = True, checkpo
     return plain
 
 
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+_WHAT_TO_PASS = ("pass a model folder, its config.json, a .gguf file or a hub id (namespace/name); the shapes "
+                 "docs/scale.md plans are in configs/models/")
+
+
+def _read_config(read: Callable, source: str):
+    try:
+        return read()
+    except (OSError, ValueError) as exc:
+        raise HyperfitError(f"cannot read a model config from {source}: {exc}".splitlines()[0]) from None
+
+
+def _hub_config(repo_id: str):
+    """A hub id's config: from the local cache, else with one request (huggingface_hub retries a failed
+    connection for ~25 s before giving up; offline, the answer is known at once)."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url, is_offline_mode
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(repo_id, local_files_only=True)
+    except (OSError, ValueError):
+        pass  # not cached
+    if is_offline_mode():
+        raise HyperfitError(f"{repo_id} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set: "
+                            + _WHAT_TO_PASS)
+    try:
+        get_hf_file_metadata(hf_hub_url(repo_id, "config.json"), timeout=10)  # one try, no retries
+    except Exception as exc:  # noqa: BLE001 - refused, not found or unreachable (the HTTP library's own errors)
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise HyperfitError(f"cannot fetch {repo_id}'s config from the Hugging Face Hub ({reason}): "
+                            + _WHAT_TO_PASS) from None
+    return _read_config(lambda: AutoConfig.from_pretrained(repo_id), repo_id)
+
+
 def load_config(config_or_path):
-    """A transformers config, a folder / config.json holding one, or a hub id (needs the network)."""
+    """A transformers config, a folder / config.json holding one, a GGUF file (needs the gguf package), or a hub id
+    (from the cache, else fetched). Whatever fails is one line saying what to pass."""
     from transformers import AutoConfig, PretrainedConfig
 
     if isinstance(config_or_path, PretrainedConfig):
         return config_or_path
-    path = Path(config_or_path)
+    source = str(config_or_path)
+    path = Path(source).expanduser()
+    if path.suffix == ".gguf" and path.is_file():
+        if importlib.util.find_spec("gguf") is None:
+            raise HyperfitError(f"reading {source} needs the gguf package: pip install 'hyperfit[gguf]'")
+        return _read_config(lambda: AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name), source)
     if path.is_file():
         path = path.parent
-    try:
-        return AutoConfig.from_pretrained(str(path) if path.exists() else str(config_or_path))
-    except (OSError, ValueError) as exc:
-        raise HyperfitError(f"cannot read a model config from {config_or_path}: {exc}".splitlines()[0]) from None
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise HyperfitError(f"{source} holds no config.json: " + _WHAT_TO_PASS)
+        return _read_config(lambda: AutoConfig.from_pretrained(str(path)), source)
+    if not _HUB_ID.match(source) or ".." in source:
+        raise HyperfitError(f"no model folder or file at {source}: " + _WHAT_TO_PASS)
+    return _hub_config(source)
 
 
 def empty_model(config) -> torch.nn.Module:
@@ -161,7 +211,10 @@ def plan_memory(config_or_path, gpus: int, gpu_mem_gb: float, batch: int = 8, se
     if batch < 1 or seq < 1 or gpu_mem_gb <= 0:
         raise HyperfitError("batch, sequence length and GPU memory must be positive")
     config = load_config(config_or_path)
-    model = (build_model or empty_model)(config)
+    # training loads fp32 master weights whatever dtype the config was saved in (a bf16 `dtype` would halve every
+    # figure), and ties the head to the embeddings when the config says so (meta init leaves them apart)
+    model = (build_model or empty_model)(config).to(torch.float32)
+    model.tie_weights()
     total_bytes, largest = calculate_maximum_sizes(model)  # fp32 bytes of all weights, of the largest layer
     largest_bytes = largest[0] if isinstance(largest, (tuple, list)) else largest
     params = count_parameters(model)["total"]
@@ -181,7 +234,7 @@ def plan_memory(config_or_path, gpus: int, gpu_mem_gb: float, batch: int = 8, se
         variants.append((spec, k_trainable, None if _shape(config)["tied"] else k))
     lora = [(f"lora:{r}", _lora_params(model, r), None) for r in lora_ranks]
 
-    layer16 = largest_bytes / 2  # one gathered layer in bf16
+    layer16, layer32 = largest_bytes / 2, largest_bytes  # one gathered layer in bf16 / fp32
     for strategy in STRATEGIES:
         for train, trainable, blocks_with_grad in variants + lora:
             extra = trainable if train.startswith("lora") else 0  # adapters add weights; the base stays as is
@@ -196,10 +249,11 @@ def plan_memory(config_or_path, gpus: int, gpu_mem_gb: float, batch: int = 8, se
                 w, g, o = weights4 / gpus + 2 * layer16, 4 * trainable / gpus + layer16, optim / gpus
             elif strategy == "fsdp2_offload":  # shards, gradients and Adam live in CPU memory
                 w, g, o = 2 * layer16, layer16, 0.0
-                cpu = (weights4 + 4 * trainable + optim) / nodes
-            else:  # ZeRO-3: bf16 parameter/gradient partitions on GPU; fp32 master, grads and Adam on CPU
-                w, g, o = 2 * (params + extra) / gpus + 2 * layer16, 2 * trainable / gpus, 0.0
-                cpu = (4 * trainable + 4 * trainable + optim) / nodes
+                cpu = OFFLOAD_BUFFER * (weights4 + 4 * trainable + optim) / nodes
+            else:  # ZeRO-3 with torch_autocast (hyperfit_core/launch.py): fp32 parameter partitions on GPU, layers
+                # gathered in fp32, one layer's fp32 gradients in flight; master copy, gradients and Adam on CPU
+                w, g, o = 4 * (params + extra) / gpus + 2 * layer32, layer32, 0.0
+                cpu = OFFLOAD_BUFFER * (4 * trainable + 4 * trainable + optim) / nodes
             act = activation_bytes(config, per_gpu, seq, blocks_with_grad=blocks_with_grad)
             act_ckpt = activation_bytes(config, per_gpu, seq, checkpointing=True, blocks_with_grad=blocks_with_grad)
             total, total_ckpt = w + g + o + act, w + g + o + act_ckpt

@@ -13,7 +13,6 @@ owns the run-dir layout, which is the same for every modality:
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
@@ -122,6 +121,8 @@ def train_run(spec: TrainSpec | None, modality: Modality, out: str | Path = "run
             for name, value in extend.items():
                 setattr(spec.train, name, value)
             record["config"]["spec"] = spec.to_dict()
+            if record["config"].get("cli"):  # a later --resume compares against what the run now has
+                record["config"]["cli"].update(extend)
             run.write_config(record["config"], seed=record.get("seed"), command=record.get("command"))
             run.log({"event": "schedule_extended", **extend})
         spec.train.validate()
@@ -155,13 +156,16 @@ def train_run(spec: TrainSpec | None, modality: Modality, out: str | Path = "run
 def _start_processes(config: TrainConfig) -> None:
     """Check what the engine will need of this machine (batch layout over the processes, the device), then,
     under torchrun / accelerate launch, join the process group now, as the engine will (before the model is
-    loaded, so ZeRO-3 can partition it while loading, and so the run dir's path can be shared)."""
+    loaded, so ZeRO-3 can partition it while loading, and so the run dir's path can be shared). A launch whose
+    strategy can't run here is refused by this, before anything is written."""
+    from hyperfit_core import launch
     from hyperfit_core.device import resolve_device
     from hyperfit_core.engine import batch_layout
 
-    batch_layout(config.batch_size, config.per_device_batch_size, int(os.environ.get("WORLD_SIZE", "1")))
-    resolve_device(config.device)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    batch_layout(config.batch_size, config.per_device_batch_size, launch.world_size())
+    wanted = launch.check_launch(resolve_device(config.device).type == "cpu")
+    # a sharded launch starts here even on one process: what accelerate then sets up is checked against it now
+    if launch.world_size() > 1 or wanted in launch.SHARDED:
         from hyperfit_core.engine import start_early
 
         start_early(config)

@@ -240,6 +240,10 @@ def hyperfit(model, data: TokenSequences, config: TrainConfig, run: RunDir, *, r
                 rows = order[first:first + batch]
                 lo, hi = engine.split_bounds(len(rows), acc.num_processes, rank)  # this rank's contiguous slice
                 mine = rows[lo:hi]
+                # set before backward: DeepSpeed steps inside the last micro batch's backward
+                lr = config.lr_at(step, total_steps)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
                 loss_sum = torch.zeros((), dtype=torch.float64, device=acc.device)
                 for micro in range(accumulation):
                     a, b = engine.split_bounds(len(mine), accumulation, micro)
@@ -258,9 +262,6 @@ def hyperfit(model, data: TokenSequences, config: TrainConfig, run: RunDir, *, r
                 if not math.isfinite(value):
                     raise HyperfitError(f"training loss became {value} at epoch {epoch + 1}, step {step + 1}; "
                                         "lower the learning rate or check the data")
-                lr = config.lr_at(step, total_steps)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
                 if config.grad_clip and acc.sync_gradients:
                     acc.clip_grad_norm_(prepared.parameters(), config.grad_clip)
                 optimizer.step()

@@ -58,8 +58,8 @@ def train(ctx, model, gguf_file, source, text_field, num_train, window, num_eval
     from hyperfit_text.training import train_text
 
     if resume:
-        check_resume_options(ctx, read_spec(resume)[1]["config"].get("cli"))
-        run = train_text(None, resume=resume)
+        extend = check_resume_options(ctx, read_spec(resume)[1]["config"].get("cli"))
+        run = train_text(None, resume=resume, extend=extend or None)
     else:
         if num_eval is None:
             raise HyperfitError("--num-eval for text train is a count of held-out contexts to set aside, not 'all'")

@@ -80,8 +80,8 @@ def train(ctx, model, num_train, palette, seed, data_seed, out, resume, **option
     from hyperfit_vision.training import train_images
 
     if resume:
-        check_resume_options(ctx, read_spec(resume)[1]["config"].get("cli"))
-        run = train_images(None, resume=resume)
+        extend = check_resume_options(ctx, read_spec(resume)[1]["config"].get("cli"))
+        run = train_images(None, resume=resume, extend=extend or None)
     else:
         source = _image_source(options)
         spec = TrainSpec(model=model, data=vars(source), train=train_config_from(options, seed),

@@ -13,7 +13,8 @@ import pytest
 from accelerate.commands.config import load_config_from_file
 from accelerate.utils import DeepSpeedPlugin, DistributedType, FullyShardedDataParallelPlugin
 
-from tests.distributed.common import launcher_env
+from hyperfit_core.engine import offloads_to_cpu
+from tests.distributed.common import DEFAULT_PORT, default_port_busy, launcher_env
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "accelerate"
 EXPECTED = {"single_gpu": (DistributedType.NO, 1), "fsdp2_8gpu": (DistributedType.FSDP, 8),
@@ -44,6 +45,8 @@ def test_fsdp_configs_give_fsdp2_full_shard_with_activation_checkpointing(name, 
     assert plugin.activation_checkpointing and plugin.cpu_ram_efficient_loading
     assert plugin.state_dict_type.name == "SHARDED_STATE_DICT"  # resumable on another process count
     assert isinstance(plugin.cpu_offload, CPUOffloadPolicy) == offload
+    # what the run records: accelerate's "no offload" is an OffloadPolicy() object, which is truthy
+    assert offloads_to_cpu(plugin) is offload
 
 
 def test_deepspeed_config_gives_zero3_with_optimizer_offload():
@@ -62,3 +65,14 @@ def test_deepspeed_config_gives_zero3_with_optimizer_offload():
 def test_multinode_config_names_its_machines():
     config = load_config_from_file(str(CONFIGS / "multinode_fsdp2.yaml"))
     assert config.num_machines == 4 and config.main_process_port == 29500
+
+
+def test_launch_settings_do_not_need_the_default_port_free():
+    """Another job (or a second test run) on the machine may hold 29500, the port the multi-node file names."""
+    import socket
+
+    with default_port_busy():
+        with socket.socket() as probe:  # the port is really taken while the launcher code runs
+            assert probe.connect_ex(("127.0.0.1", DEFAULT_PORT)) == 0
+        for name in sorted(EXPECTED):
+            assert launcher_env(CONFIGS / f"{name}.yaml")["ACCELERATE_MIXED_PRECISION"] == "bf16"

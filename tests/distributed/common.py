@@ -6,8 +6,10 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -15,6 +17,20 @@ import torch
 from hyperfit_core.sequences import TokenSequences
 
 REPO = Path(__file__).resolve().parents[2]
+DEFAULT_PORT = 29500  # torch's and accelerate's default rendezvous port
+
+
+@contextmanager
+def default_port_busy():
+    """Hold the default rendezvous port while the block runs, as another job on a shared machine may: a test's
+    launch must pick a free port. If something else holds it already, so much the better."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", DEFAULT_PORT))
+            sock.listen()
+        except OSError:
+            pass
+        yield
 
 
 def make_data(n: int, length: int = 12) -> TokenSequences:
@@ -40,7 +56,7 @@ def launch(nproc: int, model: Path, out: Path, jobs: list[dict], *, n: int = 10,
                    "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", **(env or {})}
     for attempt in (1, 2):
         log = out / f"log-{attempt}.txt"
-        with open(log, "w") as sink:
+        with open(log, "w") as sink, default_port_busy():
             process = subprocess.Popen(command, env=environment, stdout=sink, stderr=subprocess.STDOUT,
                                        start_new_session=True, cwd=REPO)
             try:
@@ -61,19 +77,24 @@ def launch(nproc: int, model: Path, out: Path, jobs: list[dict], *, n: int = 10,
 
 
 def launcher_env(config_file: Path) -> dict:
-    """The environment `accelerate launch --config_file FILE` hands its worker processes (its own code)."""
+    """The settings `accelerate launch --config_file FILE` hands its worker processes (its own code): the
+    ACCELERATE_* / FSDP_* variables it adds to the environment. Port 0: accelerate picks a free rendezvous port
+    (with the file's 29500 a busy port fails the launch, or silently moves it)."""
     from accelerate.commands.launch import _validate_launch_command, launch_command_parser
     from accelerate.utils import launch as launcher
 
-    args = launch_command_parser().parse_args(["--config_file", str(config_file), "-m", "hyperfit_core.cli"])
+    args = launch_command_parser().parse_args(["--config_file", str(config_file), "--main_process_port", "0",
+                                               "-m", "hyperfit_core.cli"])
     args, defaults, mp_from_config = _validate_launch_command(args)
     if args.use_deepspeed:
         args.deepspeed_fields_from_accelerate_config = ",".join(
             list(defaults.deepspeed_config) + (["mixed_precision"] if mp_from_config else []))
-        return launcher.prepare_deepspeed_cmd_env(args)[1]
-    if args.use_fsdp:
-        return launcher.prepare_multi_gpu_env(args)
-    return launcher.prepare_simple_launcher_cmd_env(args)[1]
+        env = launcher.prepare_deepspeed_cmd_env(args)[1]
+    elif args.use_fsdp:
+        env = launcher.prepare_multi_gpu_env(args)
+    else:
+        env = launcher.prepare_simple_launcher_cmd_env(args)[1]
+    return {k: v for k, v in env.items() if k.startswith(("ACCELERATE_", "FSDP_")) and os.environ.get(k) != v}
 
 
 def seen(out: Path, name: str, nproc: int) -> list[list[list[int]]]:

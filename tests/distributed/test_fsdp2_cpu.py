@@ -1,7 +1,7 @@
 """FSDP2 (torch fully_shard through accelerate, configs/accelerate/fsdp2_8gpu.yaml's settings: full shard per
 block, activation checkpointing, sharded checkpoints, rank-0 loading) on two CPU processes over gloo, against one
-process. The worker switches accelerate to FSDP by hand, since accelerate enables it only on accelerators
-(tests/distributed/worker.py says how); fp32 here, so the tolerances are DDP's (conftest: 1e-6 at lr 1e-4)."""
+process. accelerate enables FSDP only on accelerators; hyperfit's engine switches it on for CPU processes
+(hyperfit_core/launch.py); fp32 here, so the tolerances are DDP's (conftest: 1e-6 at lr 1e-4)."""
 
 import torch
 from safetensors.torch import load_file
@@ -36,6 +36,7 @@ def test_fsdp2_trains_the_same_weights_as_one_process(two_process_runs, tiny_gpt
     engine = RunDir(two_process_runs / "fsdp-unbroken").read_metrics()[0]
     assert engine["strategy"] == "fsdp2" and engine["processes"] == 2 and engine["accumulation"] == 2
     assert engine["fsdp"]["state_dict"] == "SHARDED_STATE_DICT" and engine["fsdp"]["activation_checkpointing"]
+    assert engine["fsdp"]["cpu_offload"] is False  # fsdp2_8gpu.yaml does not offload
     fsdp = _weights(two_process_runs / "fsdp-unbroken")
     assert all(w.dtype == torch.float32 for w in fsdp.values())  # gathered full weights, a plain model
     _assert_close(fsdp, _one_process(tiny_gpt2_dir, tmp_path / "one", CONFIG), TOL)

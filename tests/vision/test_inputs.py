@@ -137,13 +137,30 @@ def test_resume_refuses_conflicting_options_and_reloads_saved_tokens(tiny_imageg
     shutil.copytree(image_folder_8px, images)
     run = ok_cli(["vision", "train", "--model", str(tiny_imagegpt_dir), "--data", str(images),
                   "--num-train", "4", "--epochs", "1", "--lr", "1e-3", "--out", str(tmp_path / "runs")], capsys)
-    code, _, err = run_cli(["vision", "train", "--resume", str(run), "--lr", "1e-2", "--epochs", "3"], capsys)
+    code, _, err = run_cli(["vision", "train", "--resume", str(run), "--lr", "1e-2", "--batch-size", "2"], capsys)
     assert_one_line_error(code, err, "--lr 0.01 (the run has 0.001)")
-    assert "--epochs 3 (the run has 1)" in err
+    assert "--batch-size 2 (the run has 8)" in err
     # the same value as saved is no conflict, --device may change, and the saved tokens are used: the images
     # need not exist any more
     shutil.rmtree(images)
     assert ok_cli(["vision", "train", "--resume", str(run), "--lr", "1e-3", "--device", "cpu"], capsys) == run
+
+
+def test_resume_with_a_larger_max_steps_lengthens_a_run_stopped_by_its_budget(tiny_imagegpt_dir, image_folder_8px,
+                                                                              tmp_path, capsys):
+    from hyperfit_core.recipe import read_spec
+    from hyperfit_core.rundir import RunDir
+
+    run = ok_cli(["vision", "train", "--model", str(tiny_imagegpt_dir), "--data", str(image_folder_8px),
+                  "--num-train", "8", "--batch-size", "2", "--epochs", "2", "--lr", "1e-3", "--max-steps", "1",
+                  "--out", str(tmp_path / "runs")], capsys)
+    assert ok_cli(["vision", "train", "--resume", str(run), "--max-steps", "3"], capsys) == run
+    assert [r["step"] for r in RunDir(run).read_metrics() if r["event"] == "step"] == [1, 2, 3]
+    spec, record = read_spec(run)
+    assert spec.train.max_steps == 3 and record["config"]["cli"]["max_steps"] == 3
+    # lengthening is the only change: what the run computes still may not
+    code, _, err = run_cli(["vision", "train", "--resume", str(run), "--max-steps", "4", "--lr", "1e-2"], capsys)
+    assert_one_line_error(code, err, "--lr 0.01 (the run has 0.001)")
 
 
 def test_a_finished_run_can_be_lengthened_from_python_and_the_change_is_recorded(tiny_imagegpt_dir,
