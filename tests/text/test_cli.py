@@ -164,6 +164,27 @@ def test_gguf_model_trains_and_generates(tiny_gguf_path, corpus_txt, tmp_path, c
     assert set(results) == {"greedy", "base"} and results["base"]["analysis"]["positions"] == 6 * 32
 
 
+def test_a_gguf_cut_short_is_a_clear_error(tiny_gguf_path, llama_train_run, corpus_txt, tmp_path, capsys):
+    """A GGUF cut anywhere (header, vocabulary, tensor data, last byte) is refused by `text train` and `text
+    generate` with one line saying so: no struct.error traceback, no numpy "cannot reshape" message."""
+    import gguf
+
+    whole = tiny_gguf_path.read_bytes()
+    data_start = gguf.GGUFReader(str(tiny_gguf_path)).data_offset
+    cuts = {"header": 20, "vocabulary": data_start // 2, "tensor-data": (data_start + len(whole)) // 2,
+            "last-byte": len(whole) - 1}
+    out = tmp_path / "runs"
+    for name, length in cuts.items():
+        cut = tmp_path / name / tiny_gguf_path.name
+        cut.parent.mkdir()
+        cut.write_bytes(whole[:length])
+        message = f"GGUF file {cut} is truncated or corrupt"
+        fails(["text", "train", "--model", str(cut), "--data", str(corpus_txt), *SMALL, "--out", str(out)],
+              capsys, out, message)
+        fails(["text", "generate", "--model", str(cut), "--train-run", str(llama_train_run), "--out", str(out)],
+              capsys, out, message)
+
+
 def test_analyze_compares_base_and_hyperfitted(llama_train_run, tiny_llama_dir, tmp_path, capsys):
     run = run_cli(["text", "analyze", "--model", f"base={tiny_llama_dir}", "--model",
                    f"hyperfit={llama_train_run / 'model'}", "--train-run", str(llama_train_run),
