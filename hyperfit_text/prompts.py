@@ -39,7 +39,8 @@ def prompts_from_file(path: str | Path, text_model, context: int, text_field: st
             except json.JSONDecodeError as exc:
                 raise HyperfitError(f"{path}:{number}: not a JSON line ({exc.msg})") from None
             if not isinstance(record, dict) or not isinstance(record.get(text_field), str):
-                raise HyperfitError(f"{path}:{number}: no string field {text_field!r}")
+                raise HyperfitError(f"{path}:{number}: no string field {text_field!r}; name the field with "
+                                    "--prompt-field")
             texts.append(record[text_field])
         else:
             texts.append(line)
