@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from hyperfit_core.cli import main
@@ -78,6 +79,10 @@ def test_generate_and_evaluate_end_to_end(llama_train_run, tiny_llama_dir, tmp_p
     assert load_file(str(base / "sample-T0.7-k50-p0.9.generations.safetensors"))["generated"].shape == (4, 40)
     blocker = [json.loads(line) for line in (blocked / "metrics.jsonl").read_text().splitlines()][-1]["blocker"]
     assert blocker["n"] == 3 and blocker["steps"] == 6 * 40
+    # the blocker changed greedy's output exactly when it banned a token greedy would have picked
+    blocked_tokens = load_file(str(blocked / "greedy-blocked3.generations.safetensors"))["generated"]
+    assert blocker["steps_with_ban"] >= blocker["steps_top1_banned"]
+    assert (blocker["steps_top1_banned"] == 0) == torch.equal(blocked_tokens, tensors["generated"])
 
     evaluation = run_cli(["text", "evaluate", str(greedy), str(blocked), str(base), "--out", str(out)], capsys)
     results = json.loads((evaluation / "results.json").read_text())
