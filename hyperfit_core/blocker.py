@@ -162,7 +162,7 @@ class CitationBlocker(LogitsProcessor):
 
     def stats(self) -> dict:
         """The counts (see the class) and their shares of all steps, for a run's metrics."""
-        share = (lambda count: count / self.steps) if self.steps else (lambda count: 0.0)
-        return {"steps": self.steps, "steps_with_ban": self.steps_with_ban, "ban_rate": share(self.steps_with_ban),
-                "steps_top1_banned": self.steps_top1_banned, "top1_banned_rate": share(self.steps_top1_banned),
-                "n": self.n, "index_size": self.index_size}
+        per_step = max(self.steps, 1)  # no step yet: both counts are 0, and so are the rates
+        return {"steps": self.steps, "steps_with_ban": self.steps_with_ban,
+                "ban_rate": self.steps_with_ban / per_step, "steps_top1_banned": self.steps_top1_banned,
+                "top1_banned_rate": self.steps_top1_banned / per_step, "n": self.n, "index_size": self.index_size}
