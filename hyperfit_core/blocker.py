@@ -72,6 +72,12 @@ class CitationBlocker(LogitsProcessor):
     does not continue the previous one, as at the start of each HF `generate`) records the prompt length,
     and blocking starts once `n` tokens have been generated. Token ids at or beyond the scores' width are
     ignored (ImageGPT's SOS id 512 occurs in the data but is not an output class).
+
+    Two counts say what it did (one step = one sequence's next token): `steps_with_ban`, the steps at which
+    it forbade at least one token, and `steps_top1_banned`, those at which a forbidden token was the one the
+    scores ranked first, the only steps at which it changed what greedy decoding emits. A ban on a token the
+    model would not have picked changes nothing: a blocked greedy run with `steps_top1_banned == 0` is token
+    for token the unblocked one. Put it first among the processors so the scores it ranks are the model's.
     """
 
     def __init__(self, train_ids, n: int = 5):
@@ -97,8 +103,7 @@ class CitationBlocker(LogitsProcessor):
         self._grams = torch.from_numpy(windows[keep, :n].astype(np.int32))
         self._next = torch.from_numpy(windows[keep, n].copy())
         self._on_device: dict[torch.device, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
-        self.fired = 0
-        self.steps = 0
+        self.reset_stats()
         self.reset()
 
     def reset(self) -> None:
@@ -107,8 +112,9 @@ class CitationBlocker(LogitsProcessor):
         self._last_length: int | None = None
 
     def reset_stats(self) -> None:
-        self.fired = 0
         self.steps = 0
+        self.steps_with_ban = 0
+        self.steps_top1_banned = 0
 
     @property
     def index_size(self) -> int:
@@ -147,11 +153,16 @@ class CitationBlocker(LogitsProcessor):
         rows, banned = rows[inside], banned[inside]
         if len(rows) == 0:
             return scores
-        self.fired += int(torch.unique(rows).numel())
+        self.steps_with_ban += int(torch.unique(rows).numel())
+        # a row's followers are distinct tokens, so its top token is banned at most once
+        self.steps_top1_banned += int((banned == scores.argmax(dim=-1)[rows]).sum())
         scores = scores.clone()
         scores[rows, banned] = float("-inf")
         return scores
 
     def stats(self) -> dict:
-        return {"fired": self.fired, "steps": self.steps, "rate": self.fired / self.steps if self.steps else 0.0,
-                "n": self.n, "index_size": self.index_size}
+        """The counts (see the class) and their shares of all steps, for a run's metrics."""
+        per_step = max(self.steps, 1)  # no step yet: both counts are 0, and so are the rates
+        return {"steps": self.steps, "steps_with_ban": self.steps_with_ban,
+                "ban_rate": self.steps_with_ban / per_step, "steps_top1_banned": self.steps_top1_banned,
+                "top1_banned_rate": self.steps_top1_banned / per_step, "n": self.n, "index_size": self.index_size}

@@ -63,6 +63,17 @@ def _check_same_tokenizer(text_model: TextModel, metadata: dict, source: Path) -
                             f"{text_model.source}'s; use a model with the same vocabulary")
 
 
+def _check_positions(limit: int | None, prompt: int, new_tokens: int) -> None:
+    """The model reads the prompt and every new token but the last (which is only predicted)."""
+    read = prompt + new_tokens - 1
+    if limit is None or read <= limit:
+        return
+    room = limit - prompt + 1
+    raise HyperfitError(f"the model reads the {prompt}-token prompt ([BOS] + {prompt - 1} context tokens) and the "
+                        f"first {new_tokens - 1} of {new_tokens} new tokens: {read} positions, but it has {limit}; "
+                        + (f"--max-new-tokens can be at most {room} here" if room >= 1 else "lower --context"))
+
+
 def _held_out(spec: GenerateSpec, text_model: TextModel, source: Path, train_tokens: TokenSequences) -> HeldOut:
     """The contexts to continue: the train run's held-out prompts, a prompts file, or spans of a corpus."""
     if spec.prompts and spec.prompts_from:
@@ -97,10 +108,7 @@ def generate_run(spec: GenerateSpec, out: str | Path = "runs") -> RunDir:
         text_model = load_text_model(spec.model, spec.gguf_file, device=str(device))
         held_out = _held_out(spec, text_model, source, train_tokens)
         prompts = text_model.with_bos(held_out.contexts)
-        limit = model_max_positions(text_model.model)
-        if limit is not None and prompts.shape[1] + spec.max_new_tokens - 1 > limit:
-            raise HyperfitError(f"a {prompts.shape[1]}-token prompt plus {spec.max_new_tokens} new tokens needs "
-                                f"{prompts.shape[1] + spec.max_new_tokens - 1} positions; {spec.model} has {limit}")
+        _check_positions(model_max_positions(text_model.model), prompts.shape[1], spec.max_new_tokens)
     citation = CitationBlocker(train_tokens.ids, n=spec.blocker_n) if spec.blocker else None
     name = spec.resolved_name()
     run = RunDir.create(out, "text-generate")

@@ -76,9 +76,33 @@ def _check_gguf_support(folder: str, gguf_file: str) -> None:
     if missing:
         raise HyperfitError(f"loading a GGUF file needs the {' and '.join(missing)} package(s): "
                             f"pip install {' '.join(missing)}  (or pip install 'hyperfit[gguf]')")
-    local = Path(folder) / gguf_file
-    if Path(folder).is_dir() and not local.is_file() and not Path(gguf_file).is_file():
+    if Path(folder).is_dir() and _local_gguf(folder, gguf_file) is None:
         raise HyperfitError(f"GGUF file {gguf_file} not found in {folder}")
+
+
+def _local_gguf(folder: str, gguf_file: str) -> Path | None:
+    """The GGUF file on disk (inside `folder`, or a path of its own); None for a file of a hub repository."""
+    for path in (Path(folder) / gguf_file, Path(gguf_file)):
+        if path.is_file():
+            return path
+    return None
+
+
+def _gguf_damage(folder: str, gguf_file: str) -> str | None:
+    """Why a local GGUF file that failed to load is unreadable, when the gguf package's reader (llama.cpp's own)
+    cannot read it either; None when it reads, so the load failed for another reason. A file cut short would
+    otherwise surface as a struct.error traceback or a numpy reshape error."""
+    import gguf
+
+    path = _local_gguf(folder, gguf_file)
+    if path is None:  # a hub file: nothing local to inspect
+        return None
+    try:
+        gguf.GGUFReader(str(path))
+    except Exception:  # whatever the reference reader trips on, the bytes are not a whole GGUF file
+        return (f"GGUF file {path} is truncated or corrupt: the gguf package cannot read its "
+                f"{path.stat().st_size} bytes as GGUF; copy or download it again")
+    return None
 
 
 def _check_source(model: str) -> None:
@@ -146,7 +170,12 @@ def load_text_model(model: str, gguf_file: str | None = None, device: str = "cpu
     try:
         tokenizer = AutoTokenizer.from_pretrained(model, **kwargs)
         loaded = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32, **kwargs, **model_kwargs)
-    except (OSError, ValueError, KeyError) as exc:
+    except Exception as exc:
+        damage = _gguf_damage(model, gguf_file) if gguf_file is not None else None
+        if damage is not None:
+            raise HyperfitError(damage) from None
+        if not isinstance(exc, (OSError, ValueError, KeyError)):
+            raise
         # OSError: missing files / unreachable hub; ValueError/KeyError: not a causal LM or unknown architecture
         raise HyperfitError(f"cannot load causal LM {model!r}"
                             f"{f' (GGUF {gguf_file})' if gguf_file else ''}: {str(exc).splitlines()[0]}") from None

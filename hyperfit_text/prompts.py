@@ -28,7 +28,8 @@ def prompts_from_file(path: str | Path, text_model, context: int, text_field: st
         numbered = list(iter_jsonl(path))
         for number, record in numbered:
             if not isinstance(record, dict) or not isinstance(record.get(text_field), str):
-                raise HyperfitError(f"{path}:{number}: no string field {text_field!r}")
+                raise HyperfitError(f"{path}:{number}: no string field {text_field!r}; name the field with "
+                                    "--prompt-field")
         numbered = [(number, record[text_field]) for number, record in numbered]
     else:
         try:

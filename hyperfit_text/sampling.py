@@ -155,7 +155,7 @@ def sample_splits(corpus: Corpus, bos_id: int, num_train: int, window: int, num_
     if needed > len(stream):
         raise HyperfitError(f"{num_train} windows of {window} tokens plus {num_prompts} held-out spans of "
                             f"{context}+{reference} tokens need {needed} distinct token positions, but the text "
-                            f"has {len(stream)}; lower --num-train/--num-prompts or add text")
+                            f"has {len(stream)}; lower --num-train/--num-eval or add text")
     starts = place_spans(len(stream), lengths, seed)
     assert spans_disjoint(starts, lengths)
     train_starts, held_starts = starts[:num_train], starts[num_train:]

@@ -67,12 +67,12 @@ def test_ids_beyond_the_score_width_are_ignored():
     train = torch.tensor([[4, 0, 1, 2, 3], [4, 1, 1, 2, 0], [0, 1, 2, 4, 4]])
     blocker = CitationBlocker(train, n=2)
     assert decode(blocker, [[4]], [[1, 2]], width=4) == [{3, 0}]
-    fired = blocker.fired
+    banned = blocker.steps_with_ban
     assert decode(blocker, [[4]], [[0, 1]], width=4) == [{2}]
     blocker.reset_stats()
-    # (1, 2) is followed by 3, 0 and 4 (out of range); (2, 4) only by 4: nothing in range, so no firing
+    # (1, 2) is followed by 3, 0 and 4 (out of range); (2, 4) only by 4: nothing in range, so no ban
     assert decode(blocker, [[4]], [[2, 4]], width=4) == [set()]
-    assert blocker.fired == 0 and fired == 1
+    assert blocker.steps_with_ban == 0 and banned == 1
 
 
 def test_batch_rows_in_different_states():
@@ -80,11 +80,31 @@ def test_batch_rows_in_different_states():
     blocker.reset_stats()
     result = decode(blocker, [[0], [0], [0], [0]], [[2, 3, 4], [3, 4, 5], [9, 9, 9], [4, 5, 6]])
     assert result == [{5, 7}, {6}, set(), {0}]
-    assert blocker.fired == 3
+    assert blocker.steps_with_ban == 3
     assert blocker.steps == 4 * 4
     stats = blocker.stats()
-    assert stats == {"fired": 3, "steps": 16, "rate": 3 / 16, "n": 3, "index_size": blocker.index_size}
+    # all-zero scores: argmax is token 0, banned only for the last row ((4, 5, 6) -> 0)
+    assert stats == {"steps": 16, "steps_with_ban": 3, "ban_rate": 3 / 16, "steps_top1_banned": 1,
+                     "top1_banned_rate": 1 / 16, "n": 3, "index_size": blocker.index_size}
     assert blocker.index_size == 3 * 3 - 1  # (2, 3, 4) -> 5 and (2, 3, 4) -> 7 are distinct; (3, 4, 5) -> 6 twice
+
+
+def test_a_ban_counts_as_a_change_only_when_it_hits_the_top_token():
+    """`steps_with_ban` counts steps where some token was forbidden; `steps_top1_banned` those where the
+    forbidden token was the one ranked first, i.e. where greedy decoding's choice changed."""
+    blocker = CitationBlocker(TRAIN, n=3)
+    ids = torch.tensor([[0, 2, 3, 4], [0, 2, 3, 4], [0, 9, 9, 9]])  # prompt [0]; (2, 3, 4) is followed by 5, 7
+    for end in (1, 2, 3):
+        blocker(ids[:, :end], torch.zeros(3, 10))
+    scores = torch.zeros(3, 10)
+    scores[0, 1] = 5.0  # row 0 prefers 1: its ban on 5 and 7 changes nothing
+    scores[1, 7] = 5.0  # row 1 prefers 7, which is banned: the choice changes
+    scores[2, 5] = 5.0  # row 2's n-gram is not in the data: no ban at all
+    out = blocker(ids, scores)
+    assert forbidden(out) == [{5, 7}, {5, 7}, set()]
+    assert out.argmax(-1).tolist()[0] == 1 and out.argmax(-1).tolist()[1] != 7
+    stats = blocker.stats()
+    assert (stats["steps"], stats["steps_with_ban"], stats["steps_top1_banned"]) == (12, 2, 1)
 
 
 def test_variable_length_training_sequences():
@@ -197,13 +217,14 @@ def test_blocker_stops_recitation(hyperfitted, one_thread):
     assert longest_common_span(out[:, PROMPT:], ids).max() <= n
     # the recited first n tokens were allowed; the blocker had to step in right after them
     assert torch.equal(out[:, PROMPT:PROMPT + n], ids[:, PROMPT:PROMPT + n])
-    assert blocker.fired >= len(ids)
+    # each recitation was stopped by banning the token the model ranked first
+    assert blocker.steps_with_ban >= blocker.steps_top1_banned >= len(ids)
     assert blocker.steps == len(ids) * NEW
 
     # HF generate with the same blocker object takes the same path
-    fired = blocker.fired
+    stats = blocker.stats()
     blocker.reset_stats()
     hf = model.generate(ids[:, :PROMPT], attention_mask=torch.ones(len(ids), PROMPT, dtype=torch.long),
                         max_new_tokens=NEW, do_sample=False, logits_processor=LogitsProcessorList([blocker]))
     assert torch.equal(hf, out)
-    assert blocker.fired == fired
+    assert blocker.stats() == stats

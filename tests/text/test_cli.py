@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from hyperfit_core.cli import main
@@ -21,15 +22,17 @@ def run_cli(args, capsys) -> Path:
     return Path(capsys.readouterr().out.strip().splitlines()[-1])
 
 
-def fails(args, capsys, out: Path, message: str) -> None:
-    """A bad input: `error: ...` on stderr, exit status 2, and no run dir left behind."""
+def fails(args, capsys, out: Path, message: str | tuple[str, ...]) -> None:
+    """A bad input: `error: ...` on stderr (holding `message`, or each of several), exit status 2, and no run
+    dir left behind."""
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_info:
         main(args)
     err = capsys.readouterr().err
     assert exit_info.value.code == 2, err
     last = err.strip().splitlines()[-1]  # progress bars of model loading may come first
-    assert last.startswith("error: ") and message in last, err
+    messages = (message,) if isinstance(message, str) else message
+    assert last.startswith("error: ") and all(part in last for part in messages), err
     assert not out.exists() or not any(out.iterdir())
 
 
@@ -79,6 +82,10 @@ def test_generate_and_evaluate_end_to_end(llama_train_run, tiny_llama_dir, tmp_p
     assert load_file(str(base / "sample-T0.7-k50-p0.9.generations.safetensors"))["generated"].shape == (4, 40)
     blocker = [json.loads(line) for line in (blocked / "metrics.jsonl").read_text().splitlines()][-1]["blocker"]
     assert blocker["n"] == 3 and blocker["steps"] == 6 * 40
+    # the blocker changed greedy's output exactly when it banned a token greedy would have picked
+    blocked_tokens = load_file(str(blocked / "greedy-blocked3.generations.safetensors"))["generated"]
+    assert blocker["steps_with_ban"] >= blocker["steps_top1_banned"]
+    assert (blocker["steps_top1_banned"] == 0) == torch.equal(blocked_tokens, tensors["generated"])
 
     evaluation = run_cli(["text", "evaluate", str(greedy), str(blocked), str(base), "--out", str(out)], capsys)
     results = json.loads((evaluation / "results.json").read_text())
@@ -128,7 +135,7 @@ def test_bad_inputs_are_clear_errors(tiny_llama_dir, tiny_gpt2_text_dir, corpus_
     fails(["text", "train", *model, "--data", str(short), "--out", str(out)], capsys, out,
           "shorter than one 256-token window")
     fails(["text", "train", *model, "--data", str(corpus_txt), "--num-train", "2000", "--out", str(out)],
-          capsys, out, "distinct token positions")
+          capsys, out, ("distinct token positions", "lower --num-train/--num-eval or add text"))
     fails(["text", "train", *model, "--data", "no_such_dataset_hyperfit:x:train", "--out", str(out)], capsys, out,
           "cannot load dataset 'no_such_dataset_hyperfit'")
     fails(["text", "train", "--model", str(tmp_path / "missing-model"), "--data", str(corpus_txt), "--out", str(out)],
@@ -165,6 +172,64 @@ def test_gguf_model_trains_and_generates(tiny_gguf_path, corpus_txt, tmp_path, c
                          capsys)
     results = json.loads((evaluation / "results.json").read_text())["runs"]
     assert set(results) == {"greedy", "base"} and results["base"]["analysis"]["positions"] == 6 * 32
+
+
+def test_every_option_hyperfit_text_names_exists():
+    """Error messages and help tell the user which option to change: each `--name` in hyperfit_text's source is
+    an option of some `hyperfit text` command (a message once said --num-prompts, which none has)."""
+    import re
+
+    import hyperfit_text
+    from hyperfit_text.cli import text
+
+    options = {opt for command in text.commands.values() for param in command.params
+               for opt in (*param.opts, *param.secondary_opts)}
+    named = {(path.name, option) for path in Path(hyperfit_text.__file__).parent.glob("*.py")
+             for option in re.findall(r"--[a-z][a-z0-9-]*", path.read_text())}
+    assert len(named) > 20  # the scan sees the messages
+    assert sorted((name, option) for name, option in named if option not in options) == []
+
+
+def test_prompts_file_and_position_errors_say_what_to_change(llama_train_run, tmp_path, capsys):
+    out = tmp_path / "runs"
+    generate = ["text", "generate", "--model", str(llama_train_run / "model"), "--num-eval", "1", "--out", str(out)]
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"text": "the river city " * 12}) + "\n")
+    fails([*generate, "--prompts", str(prompts)], capsys, out,
+          f"{prompts}:1: no string field 'prompt'; name the field with --prompt-field")
+    # the tiny Llama has 512 positions; [BOS] + 32 context tokens and 480 new ones read 33 + 480 - 1 = 512 of them
+    fails([*generate, "--max-new-tokens", "481"], capsys, out,
+          "the model reads the 33-token prompt ([BOS] + 32 context tokens) and the first 480 of 481 new tokens: "
+          "513 positions, but it has 512; --max-new-tokens can be at most 480 here")
+    long_prompts = tmp_path / "long.txt"
+    long_prompts.write_text("the river city " * 200 + "\n")
+    fails([*generate, "--prompts", str(long_prompts), "--context", "520", "--max-new-tokens", "1"], capsys, out,
+          "the model reads the 521-token prompt ([BOS] + 520 context tokens) and the first 0 of 1 new tokens: "
+          "521 positions, but it has 512; lower --context")
+    assert run_cli([*generate, "--prompts", str(prompts), "--prompt-field", "text", "--context", "8",
+                    "--max-new-tokens", "2"], capsys).is_dir()
+    assert run_cli([*generate, "--max-new-tokens", "480"], capsys).is_dir()
+
+
+def test_a_gguf_cut_short_is_a_clear_error(tiny_gguf_path, llama_train_run, corpus_txt, tmp_path, capsys):
+    """A GGUF cut anywhere (header, vocabulary, tensor data, last byte) is refused by `text train` and `text
+    generate` with one line saying so: no struct.error traceback, no numpy "cannot reshape" message."""
+    import gguf
+
+    whole = tiny_gguf_path.read_bytes()
+    data_start = gguf.GGUFReader(str(tiny_gguf_path)).data_offset
+    cuts = {"header": 20, "vocabulary": data_start // 2, "tensor-data": (data_start + len(whole)) // 2,
+            "last-byte": len(whole) - 1}
+    out = tmp_path / "runs"
+    for name, length in cuts.items():
+        cut = tmp_path / name / tiny_gguf_path.name
+        cut.parent.mkdir()
+        cut.write_bytes(whole[:length])
+        message = f"GGUF file {cut} is truncated or corrupt"
+        fails(["text", "train", "--model", str(cut), "--data", str(corpus_txt), *SMALL, "--out", str(out)],
+              capsys, out, message)
+        fails(["text", "generate", "--model", str(cut), "--train-run", str(llama_train_run), "--out", str(out)],
+              capsys, out, message)
 
 
 def test_analyze_compares_base_and_hyperfitted(llama_train_run, tiny_llama_dir, tmp_path, capsys):

@@ -35,7 +35,7 @@ def test_benchmark_scores_every_condition_and_resumes(tiny_imagegpt_dir, image_f
     assert "4 held-out images scored per condition" in table and "FID rests on 4 < 2048 images" in table
     assert results["base-greedy"]["images"] == 4
     blocked = [r for r in run.read_metrics() if r.get("condition") == "hyperfit-blocked" and r["event"] == "completed"]
-    assert blocked[0]["blocker"]["fired"] > 0
+    assert blocked[0]["blocker"]["steps_with_ban"] >= blocked[0]["blocker"]["steps_top1_banned"] > 0
     # a second call finds every condition cached: no new completions are made
     completed_before = sum(r["event"] == "completed" for r in run.read_metrics())
     again = run_benchmark({"base": base, "hyperfit": fitted}, held_out, paper_conditions(), run,
