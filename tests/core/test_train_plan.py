@@ -4,6 +4,7 @@ meta device), held against DeepSpeed's own estimators and against a saved model'
 import json
 import os
 import socket
+import threading
 import subprocess
 import sys
 import time
@@ -217,28 +218,59 @@ def test_a_gguf_file_plans_from_its_metadata(tmp_path):
     assert plan.blocks == 2 and plan.params == plan_memory(same, gpus=1, gpu_mem_gb=80).params
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]  # closed again on return: connecting is refused at once
+class _CountingEndpoint:
+    """A Hub endpoint on 127.0.0.1 that accepts each connection, keeps its request line and drops it (as an
+    unreachable network would answer): how often the config was asked for says whether the lookup retried."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.requests: list[str] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            conn.settimeout(5)
+            try:
+                self.requests.append(conn.recv(4096).split(b"\r\n")[0].decode("latin-1"))
+            except OSError as exc:
+                self.requests.append(repr(exc))
+            conn.close()
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(timeout=5)
+        self.sock.close()
 
 
 @pytest.mark.parametrize("offline", [False, True])
-def test_a_hub_id_without_network_fails_in_seconds(offline, tmp_path):
-    """huggingface_hub retries a failed connection for ~25 s; without network (here: a Hub endpoint that refuses
-    connections) or with HF_HUB_OFFLINE set the plan must say so at once."""
-    script = ("import json, time\n"
-              "import transformers, huggingface_hub\n"  # imported before the clock starts: only the lookup is timed
+def test_a_hub_id_without_network_is_one_try_or_none(offline, tmp_path):
+    """huggingface_hub retries a failed connection for ~25 s; without network (here: a Hub endpoint that drops
+    every connection) the plan tries once and says so, and with HF_HUB_OFFLINE set it does not connect at all."""
+    script = ("import json\n"
               "from hyperfit_core.errors import HyperfitError\n"
               "from hyperfit_core.plan import load_config\n"
-              "start = time.monotonic()\n"
               "try:\n    load_config('hyperfit-test/no-such-model')\n    message = None\n"
               "except HyperfitError as exc:\n    message = str(exc)\n"
-              "print(json.dumps({'seconds': time.monotonic() - start, 'message': message}))\n")
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_ENDPOINT": f"http://127.0.0.1:{_closed_port()}",
-           "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1" if offline else "0"}
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+              "print(json.dumps({'message': message}))\n")
+    endpoint = _CountingEndpoint()
+    try:
+        env = {**os.environ, "PYTHONPATH": str(REPO), "HF_ENDPOINT": f"http://127.0.0.1:{endpoint.port}",
+               "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1" if offline else "0"}
+        done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    finally:
+        endpoint.close()
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["message"] and "configs/models/" in result["message"], done.stderr[-2000:]
     assert ("HF_HUB_OFFLINE is set" if offline else "cannot fetch") in result["message"]
-    assert result["seconds"] < 5
+    asked = [line for line in endpoint.requests if "config.json" in line]
+    assert (endpoint.requests == []) if offline else (len(asked) == 1), endpoint.requests
