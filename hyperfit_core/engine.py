@@ -16,6 +16,7 @@ import torch
 from hyperfit_core import launch
 from hyperfit_core.device import resolve_device
 from hyperfit_core.errors import HyperfitError
+from hyperfit_core.options import auto_precision
 
 
 def split_bounds(count: int, parts: int, index: int) -> tuple[int, int]:
@@ -36,15 +37,12 @@ def batch_layout(batch_size: int, per_device: int | None, processes: int) -> tup
 
 
 def mixed_precision(config, cuda: bool) -> str:
-    """accelerate's mixed_precision: bf16 autocast over fp32 (master) weights, or none."""
-    if config.precision == "fp32":
-        return "no"
-    if config.precision == "bf16":
-        return "bf16"
-    launched = os.environ.get("ACCELERATE_MIXED_PRECISION")  # set by `accelerate launch --config_file ...`
-    if launched in ("no", "bf16"):
+    """accelerate's mixed_precision: bf16 autocast over fp32 (master) weights, or none. "auto" takes what
+    `accelerate launch --config_file ...` asked for, else the one auto rule (hyperfit_core.options)."""
+    launched = os.environ.get("ACCELERATE_MIXED_PRECISION")
+    if config.precision == "auto" and launched in ("no", "bf16"):
         return launched
-    return "bf16" if cuda else "no"
+    return "bf16" if auto_precision(config.precision, "cuda" if cuda else "cpu") == "bf16" else "no"
 
 
 def process_state(device: str = "auto"):

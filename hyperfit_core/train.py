@@ -11,7 +11,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
@@ -25,114 +25,7 @@ from hyperfit_core.checkpoint import load_checkpoint, save_checkpoint
 from hyperfit_core.errors import HyperfitError
 from hyperfit_core.rundir import RunDir
 from hyperfit_core.sequences import TokenSequences, epoch_order
-
-_SWITCH = ("auto", "on", "off")
-LR_SCHEDULES = ("constant", "linear", "cosine")
-
-
-@dataclass
-class TrainConfig:
-    """The paper's recipe by default: Adam 1e-6, no weight decay, batch 8, 20 epochs, dropout off."""
-
-    lr: float = 1e-6
-    lr_schedule: str = "constant"  # constant (the paper's), linear or cosine decay to zero at the planned last step
-    warmup_steps: int = 0  # linear warm-up from lr/warmup_steps to lr over this many steps
-    weight_decay: float = 0.0
-    batch_size: int = 8  # the GLOBAL batch: per-device batch x processes x accumulation steps
-    per_device_batch_size: int | None = None  # None: batch_size split over the processes, no accumulation
-    epochs: int = 20
-    seed: int = 0  # everything random except the order: initialisation, dropout, ...
-    order_seed: int | None = None  # the epoch order; None -> seed
-    shuffle_swaps: int = 0  # swap this many random pairs of every epoch's order (the paper's Shuffle-1 is 1)
-    target_loss: float | None = None  # stop once an epoch's mean loss is below this
-    disable_dropout: bool = True
-    device: str = "auto"  # auto -> cuda if available, else cpu; or cpu / cuda / cuda:N (one process)
-    precision: str = "auto"  # auto -> bf16 autocast over fp32 master weights on cuda, fp32 on cpu; or fp32 / bf16
-    grad_clip: float | None = None
-    max_steps: int | None = None  # a budget of update steps; a checkpoint is written on stopping
-    progress: bool = True
-    compile: str = "auto"  # torch.compile the training forward: auto = on CUDA only (not DeepSpeed)
-    gradient_checkpointing: str = "auto"  # recompute activations in backward: auto = on CUDA when they won't fit
-    save_every: int = 1  # epochs between checkpoints (the end or a stop always writes one)
-    keep_checkpoints: int = 1  # keep the newest K
-    train_layers: str | None = None  # "last:K": train only the last K blocks, the final norm and the LM head
-    lora_rank: int | None = None  # LoRA adapters of this rank (peft), merged into the saved model
-    report_to: str = "none"  # also log to tensorboard / wandb through accelerate; metrics.jsonl always
-
-    def __post_init__(self):
-        # older configs (and the Python API) said compile=True/False, gradient_checkpointing=True/False/None
-        if isinstance(self.compile, bool):
-            self.compile = "on" if self.compile else "off"
-        if self.gradient_checkpointing is None:
-            self.gradient_checkpointing = "auto"
-        elif isinstance(self.gradient_checkpointing, bool):
-            self.gradient_checkpointing = "on" if self.gradient_checkpointing else "off"
-
-    def validate(self) -> "TrainConfig":
-        """Every check of the recipe in one place, one clear line each; call before any run dir exists."""
-        def need(ok, message):
-            if not ok:
-                raise HyperfitError(message)
-
-        need(self.batch_size >= 1, f"batch size must be at least 1, got {self.batch_size}")
-        need(self.per_device_batch_size is None or 1 <= self.per_device_batch_size <= self.batch_size,
-             f"per-device batch size must be between 1 and the batch size {self.batch_size}, "
-             f"got {self.per_device_batch_size}")
-        need(self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
-        need(self.max_steps is None or self.max_steps >= 1, f"max steps must be at least 1, got {self.max_steps}")
-        need(self.lr > 0, f"learning rate must be positive, got {self.lr}")
-        need(self.lr_schedule in LR_SCHEDULES,
-             f"unknown learning-rate schedule {self.lr_schedule!r}: use {', '.join(LR_SCHEDULES)}")
-        need(self.warmup_steps >= 0, f"warm-up steps must not be negative, got {self.warmup_steps}")
-        need(self.weight_decay >= 0, f"weight decay must not be negative, got {self.weight_decay}")
-        need(self.shuffle_swaps >= 0, f"shuffle swaps must not be negative, got {self.shuffle_swaps}")
-        need(self.grad_clip is None or self.grad_clip > 0, f"grad clip must be positive, got {self.grad_clip}")
-        need(self.precision in ("auto", "fp32", "bf16"),
-             f"unknown precision {self.precision!r}: use auto, fp32 or bf16")
-        need(self.compile in _SWITCH, f"unknown compile setting {self.compile!r}: use auto, on or off")
-        need(self.gradient_checkpointing in _SWITCH,
-             f"unknown gradient checkpointing setting {self.gradient_checkpointing!r}: use auto, on or off")
-        need(self.save_every >= 1, f"save every must be at least 1 epoch, got {self.save_every}")
-        need(self.keep_checkpoints >= 1, f"keep checkpoints must be at least 1, got {self.keep_checkpoints}")
-        need(self.report_to in ("none", "tensorboard", "wandb"),
-             f"unknown tracker {self.report_to!r}: use none, tensorboard or wandb")
-        need(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
-             f"unknown device {self.device!r}: use auto, cpu, cuda or cuda:N")
-        need(self.lora_rank is None or self.lora_rank >= 1, f"LoRA rank must be at least 1, got {self.lora_rank}")
-        need(not (self.lora_rank and self.train_layers), "choose one of --train-layers and --lora, not both")
-        if self.train_layers is not None:
-            from hyperfit_core.trainable import parse_train_layers
-
-            parse_train_layers(self.train_layers)
-        return self
-
-    def planned_steps(self, samples: int) -> int:
-        """Update steps this config runs over `samples` sequences (the end of a decaying schedule)."""
-        steps = self.epochs * math.ceil(samples / self.batch_size)
-        return steps if self.max_steps is None else min(steps, self.max_steps)
-
-    def lr_at(self, step: int, total: int) -> float:
-        """Learning rate of update `step` (0-based) of `total`: a pure function of the step, so a resumed run
-        continues the same curve. Warm-up first, then constant or a decay that reaches zero after the last step."""
-        if step < self.warmup_steps:
-            return self.lr * (step + 1) / self.warmup_steps
-        if self.lr_schedule == "constant":
-            return self.lr
-        progress = min(1.0, (step - self.warmup_steps) / max(1, total - self.warmup_steps))
-        if self.lr_schedule == "linear":
-            return self.lr * (1.0 - progress)
-        return self.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    def resolved_order_seed(self) -> int:
-        return self.seed if self.order_seed is None else self.order_seed
-
-    def autocast_dtype(self, device: torch.device) -> torch.dtype | None:
-        if self.precision == "fp32" or (self.precision == "auto" and device.type != "cuda"):
-            return None
-        if self.precision in ("auto", "bf16"):
-            return torch.bfloat16
-        raise HyperfitError(f"unknown precision {self.precision!r}: use auto, fp32 or bf16")
-
+from hyperfit_core.train_config import LR_SCHEDULES, TrainConfig  # noqa: F401  (the Python API's home of both)
 
 def next_token_loss(model, ids: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy of predicting ids[:, 1:] from ids[:, :-1].
