@@ -1,16 +1,21 @@
 """The one CLI vocabulary, shared by every modality's commands: one option name per idea, each with its help,
-unit and default. Adapters stack these; only modality-specific options (image column, text window...) live in
-the adapters."""
+unit and default. Options that configure something (TrainConfig, TrainSpec, DecodingOptions) are derived from
+that class's declarations (hyperfit_core.options); adapters stack these, and declare their own typed train
+options the same way (image palette, text window...)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
 from hyperfit_core.decoding import DecodingConfig
 from hyperfit_core.errors import HyperfitError
-from hyperfit_core.train import LR_SCHEDULES, TrainConfig
+from hyperfit_core.options import (PRECISIONS, Opt, check_fields, cli_names, click_options, declared, option,
+                                   pop_declared)
+from hyperfit_core.recipe import TrainSpec
+from hyperfit_core.train_config import TrainConfig
 
 
 def stack(*decorators):
@@ -38,12 +43,11 @@ class CountOrAll(click.ParamType):
         return count
 
 
-SWITCH = ("auto", "on", "off")
 POSITIVE = click.IntRange(min=1)
 NON_NEGATIVE = click.IntRange(min=0)
 
-device_option = click.option("--device", default="auto", show_default=True,
-                             help="auto (CUDA if present, else CPU), cpu, cuda, cuda:1, ...")
+# --device for commands that decode or score: any device torch knows (training accepts auto, cpu and cuda[:N])
+device_option = declared(TrainConfig, "device").click_option(check=None)
 out_option = click.option("--out", default="runs", show_default=True, type=click.Path(file_okay=False),
                           help="Parent folder of the run dir this command makes.")
 resume_option = click.option("--resume", default=None, type=click.Path(exists=True, file_okay=False),
@@ -59,9 +63,10 @@ def num_eval_option(what: str, default):
                         help=f"How many held-out {what} to use (the first N), or 'all'.")
 
 
-decode_precision_option = click.option(
-    "--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
-    help="Decoding arithmetic: auto = bf16 on CUDA, fp32 on CPU (fp32 gives tokens identical to HF generate).")
+decode_precision_option = Opt(
+    name="precision", default="auto", choices=PRECISIONS,
+    help="Decoding arithmetic: auto = bf16 on CUDA, fp32 on CPU (fp32 gives tokens identical to HF generate).",
+).click_option()
 
 
 def decode_batch_option(default: int | None):
@@ -70,97 +75,55 @@ def decode_batch_option(default: int | None):
                                                                         " (default: sized to free memory)") + ".")
 
 
-seed_options = stack(
-    click.option("--seed", type=NON_NEGATIVE, default=0, show_default=True,
-                 help="Seed of everything not set below (initialisation, palette fit)."),
-    click.option("--data-seed", type=NON_NEGATIVE, default=None,
-                 help="Seed choosing which items are trained on (default: --seed)."),
-    click.option("--order-seed", type=NON_NEGATIVE, default=None,
-                 help="Seed of the order of the items in each epoch (default: --seed)."),
-    click.option("--shuffle-swaps", type=NON_NEGATIVE, default=0, show_default=True,
-                 help="Swap this many random pairs of each epoch's order (the paper's Shuffle-1 is 1)."),
-)
-
-train_options = stack(
-    click.option("--epochs", type=POSITIVE, default=20, show_default=True, help="Passes over the hyperfitting set."),
-    click.option("--max-steps", type=POSITIVE, default=None,
-                 help="Stop after this many optimizer steps (default: no limit; the size sweep keeps it constant)."),
-    click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-6, show_default=True,
-                 help="Adam learning rate."),
-    click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default="constant",
-                 show_default=True, help="constant = the paper's; linear / cosine decay to zero at the last "
-                                         "planned step (--epochs, or --max-steps if sooner)."),
-    click.option("--warmup-steps", type=NON_NEGATIVE, default=0, show_default=True,
-                 help="Optimizer steps of linear warm-up to --lr."),
-    click.option("--batch-size", type=POSITIVE, default=8, show_default=True,
-                 help="Sequences per optimizer step (the global batch over all processes)."),
-    click.option("--weight-decay", type=click.FloatRange(min=0), default=0.0, show_default=True,
-                 help="Adam weight decay."),
-    click.option("--grad-clip", type=click.FloatRange(min=0, min_open=True), default=None,
-                 help="Clip the global gradient norm to this before each step (default: no clipping)."),
-    click.option("--target-loss", type=click.FloatRange(min=0, min_open=True), default=None,
-                 help="Stop once an epoch's mean loss (nats/token) is below this (default: run every epoch)."),
-    device_option,
-    click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
-                 help="auto = bf16 autocast with fp32 master weights on CUDA, fp32 on CPU."),
-    click.option("--compile", type=click.Choice(SWITCH), default="auto", show_default=True,
-                 help="torch.compile the training step; auto = on CUDA only."),
-    click.option("--grad-checkpointing", "gradient_checkpointing", type=click.Choice(SWITCH), default="auto",
-                 show_default=True, help="Recompute activations in backward; auto = on CUDA when the batch would "
-                                         "not fit otherwise."),
-    click.option("--per-device-batch-size", type=POSITIVE, default=None,
-                 help="Sequences per process and micro-step; the rest of --batch-size is gradient accumulation "
-                      "(default: --batch-size split over the processes)."),
-    click.option("--save-every", type=POSITIVE, default=1, show_default=True,
-                 help="Epochs between checkpoints (the end, or a stop, always writes one)."),
-    click.option("--keep-checkpoints", type=POSITIVE, default=1, show_default=True,
-                 help="Checkpoints kept, newest first."),
-    click.option("--train-layers", default=None,
-                 help="last:K trains only the last K blocks, the final norm and the head (default: all)."),
-    click.option("--lora", "lora_rank", type=POSITIVE, default=None,
-                 help="Train LoRA adapters of this rank (peft), merged into the saved model (default: off)."),
-    click.option("--report-to", type=click.Choice(["none", "tensorboard", "wandb"]), default="none",
-                 show_default=True, help="Also log to this tracker through accelerate (metrics.jsonl always)."),
-)
-
-TRAIN_OPTION_NAMES = ("epochs", "max_steps", "lr", "lr_schedule", "warmup_steps", "batch_size", "weight_decay",
-                      "grad_clip", "target_loss", "device", "precision", "compile", "gradient_checkpointing",
-                      "per_device_batch_size", "save_every", "keep_checkpoints", "train_layers", "lora_rank",
-                      "report_to", "order_seed", "shuffle_swaps")
+# every TrainConfig option (TrainConfig's fields declare them), and the TrainSpec's --data-seed after --seed
+_TRAIN_NAMES = cli_names(TrainConfig)
+train_options = stack(click_options(TrainConfig, _TRAIN_NAMES[:1]), declared(TrainSpec, "data_seed").click_option(),
+                      click_options(TrainConfig, _TRAIN_NAMES[1:]))
 
 
-def train_config_from(options: dict, seed: int, progress: bool = True) -> TrainConfig:
-    config = TrainConfig(seed=seed, progress=progress, **{name: options.pop(name) for name in TRAIN_OPTION_NAMES})
+def train_config_from(options: dict, progress: bool = True) -> TrainConfig:
+    """The TrainConfig of a `train` command's options (taken out of `options`), checked."""
+    config = pop_declared(TrainConfig, options)
+    config.progress = progress
     return config.validate()
 
 
-decoding_options = stack(
-    click.option("--decoding", type=click.Choice(["greedy", "top-p", "sample"]), default="greedy", show_default=True,
-                 help="greedy; top-p = the paper's baseline (p 0.9, T 0.7, k 50); sample = your own T/k/p."),
-    click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=None,
-                 help="Sampling temperature for sample / top-p (default: 0.7 for top-p, 1.0 for sample)."),
-    click.option("--top-k", type=POSITIVE, default=None,
-                 help="Keep the k most likely tokens, for sample / top-p (default: 50 for top-p, off for sample)."),
-    click.option("--top-p", type=click.FloatRange(min=0, max=1, min_open=True), default=None,
-                 help="Nucleus probability mass, for sample / top-p (default: 0.9 for top-p, off for sample)."),
-    click.option("--decode-seed", type=NON_NEGATIVE, default=0, show_default=True, help="Seed of the sampler."),
-)
-DECODING_OPTION_NAMES = ("decoding", "temperature", "top_k", "top_p", "decode_seed")
+@dataclass
+class DecodingOptions:
+    """How a command decodes, as its options say; `decoding_config()` resolves the paper's defaults."""
+
+    decoding: str = option("greedy", "greedy; top-p = the paper's baseline (p 0.9, T 0.7, k 50); sample = your own "
+                                     "T/k/p.", choices=("greedy", "top-p", "sample"))
+    temperature: float | None = option(None, "Sampling temperature for sample / top-p (default: 0.7 for top-p, 1.0 "
+                                             "for sample).", kind=float, min=0, min_open=True)
+    top_k: int | None = option(None, "Keep the k most likely tokens, for sample / top-p (default: 50 for top-p, off "
+                                     "for sample).", kind=int, min=1, what="top-k")
+    top_p: float | None = option(None, "Nucleus probability mass, for sample / top-p (default: 0.9 for top-p, off "
+                                       "for sample).", kind=float, min=0, max=1, min_open=True, what="top-p")
+    decode_seed: int = option(0, "Seed of the sampler.", min=0)
+
+    def decoding_config(self) -> DecodingConfig:
+        check_fields(self)
+        if self.decoding == "greedy":
+            given = [f"--{n.replace('_', '-')}" for n in ("temperature", "top_k", "top_p")
+                     if getattr(self, n) is not None]
+            if given:
+                raise HyperfitError(f"{', '.join(given)} only apply to --decoding top-p or sample, not greedy")
+            return DecodingConfig()
+        base = DecodingConfig.paper_top_p(self.decode_seed) if self.decoding == "top-p" else \
+            DecodingConfig(strategy="sample", seed=self.decode_seed)
+        return DecodingConfig(strategy="sample",
+                              temperature=self.temperature if self.temperature is not None else base.temperature,
+                              top_k=self.top_k if self.top_k is not None else base.top_k,
+                              top_p=self.top_p if self.top_p is not None else base.top_p, seed=self.decode_seed)
+
+
+decoding_options = click_options(DecodingOptions)
+DECODING_OPTION_NAMES = cli_names(DecodingOptions)
 
 
 def decoding_config_from(options: dict) -> DecodingConfig:
-    if options["decoding"] == "greedy":
-        given = [f"--{n.replace('_', '-')}" for n in ("temperature", "top_k", "top_p") if options[n] is not None]
-        if given:
-            raise HyperfitError(f"{', '.join(given)} only apply to --decoding top-p or sample, not greedy")
-        return DecodingConfig()
-    base = DecodingConfig.paper_top_p(options["decode_seed"]) if options["decoding"] == "top-p" else \
-        DecodingConfig(strategy="sample", seed=options["decode_seed"])
-    return DecodingConfig(strategy="sample",
-                          temperature=options["temperature"] if options["temperature"] is not None else base.temperature,
-                          top_k=options["top_k"] if options["top_k"] is not None else base.top_k,
-                          top_p=options["top_p"] if options["top_p"] is not None else base.top_p,
-                          seed=options["decode_seed"])
+    return DecodingOptions(**options).decoding_config()
 
 
 def blocker_options(default_n: int | None, unit: str, default_help: str | None = None):

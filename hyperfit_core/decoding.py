@@ -12,6 +12,7 @@ from transformers import (DynamicCache, LogitsProcessorList, TemperatureLogitsWa
                           TopPLogitsWarper)
 
 from hyperfit_core.errors import HyperfitError
+from hyperfit_core.options import PRECISIONS, auto_precision
 
 
 @dataclass
@@ -67,17 +68,12 @@ def build_processors(config: DecodingConfig, extra=()) -> LogitsProcessorList:
     return processors
 
 
-PRECISIONS = ("auto", "fp32", "bf16")
-
-
 def decode_dtype(precision: str, device: torch.device) -> torch.dtype:
     """Compute dtype of decoding: "auto" is bf16 on CUDA and fp32 elsewhere; "fp32" and "bf16" are explicit.
     Models keep fp32 weights either way (the bf16 paths autocast or cast a copy)."""
     if precision not in PRECISIONS:
         raise HyperfitError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
-    if precision == "bf16" or (precision == "auto" and torch.device(device).type == "cuda"):
-        return torch.bfloat16
-    return torch.float32
+    return torch.bfloat16 if auto_precision(precision, torch.device(device).type) == "bf16" else torch.float32
 
 
 def _cache_kwarg(model) -> str:

@@ -16,6 +16,7 @@ import torch
 from hyperfit_core import launch
 from hyperfit_core.device import resolve_device
 from hyperfit_core.errors import HyperfitError
+from hyperfit_core.options import auto_precision
 
 
 def split_bounds(count: int, parts: int, index: int) -> tuple[int, int]:
@@ -36,15 +37,12 @@ def batch_layout(batch_size: int, per_device: int | None, processes: int) -> tup
 
 
 def mixed_precision(config, cuda: bool) -> str:
-    """accelerate's mixed_precision: bf16 autocast over fp32 (master) weights, or none."""
-    if config.precision == "fp32":
-        return "no"
-    if config.precision == "bf16":
-        return "bf16"
-    launched = os.environ.get("ACCELERATE_MIXED_PRECISION")  # set by `accelerate launch --config_file ...`
-    if launched in ("no", "bf16"):
+    """accelerate's mixed_precision: bf16 autocast over fp32 (master) weights, or none. "auto" takes what
+    `accelerate launch --config_file ...` asked for, else the one auto rule (hyperfit_core.options)."""
+    launched = os.environ.get("ACCELERATE_MIXED_PRECISION")
+    if config.precision == "auto" and launched in ("no", "bf16"):
         return launched
-    return "bf16" if cuda else "no"
+    return "bf16" if auto_precision(config.precision, "cuda" if cuda else "cpu") == "bf16" else "no"
 
 
 def process_state(device: str = "auto"):
@@ -283,35 +281,3 @@ def set_checkpointing(model, enable: bool) -> None:
         name = "activation_checkpointing_disable" if hasattr(model, "activation_checkpointing_disable") \
             else "gradient_checkpointing_disable"
     getattr(model, name)()
-
-
-def write_loss_plot(metrics_path: Path, out: Path) -> Path | None:
-    """loss.png: every step's loss and each epoch's mean, log scale."""
-    if not metrics_path.is_file():
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from hyperfit_core.atomic import atomic_path
-    from hyperfit_core.formats import read_jsonl
-
-    records = read_jsonl(metrics_path)
-    steps = [(r["step"], r["loss"]) for r in records if r.get("event") == "step" and r.get("loss", 0) > 0]
-    epochs = [(r["step"], r["mean_loss"]) for r in records if r.get("event") == "epoch" and r.get("mean_loss", 0) > 0]
-    if not steps:
-        return None
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(*zip(*steps), lw=0.8, alpha=0.6, label="step loss")
-    if epochs:
-        ax.plot(*zip(*epochs), "o-", ms=3, label="epoch mean")
-    ax.set_yscale("log")
-    ax.set_xlabel("update step")
-    ax.set_ylabel("training loss")
-    ax.legend()
-    fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return out

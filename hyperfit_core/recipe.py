@@ -12,16 +12,18 @@ owns the run-dir layout, which is the same for every modality:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 import click
 import torch
 
 from hyperfit_core.atomic import checked_out_dir
 from hyperfit_core.errors import HyperfitError
+from hyperfit_core.options import check_fields, option, typed
 from hyperfit_core.rundir import RunDir, broadcast_from_main, is_main_process
 from hyperfit_core.sequences import TokenSequences
 from hyperfit_core.train import TrainConfig, hyperfit
@@ -36,9 +38,12 @@ class TrainSpec:
     model: str
     data: dict  # the adapter's data source, e.g. {"source": "cifar10", "root": "data", "split": "train"}
     train: TrainConfig = field(default_factory=TrainConfig)
-    num_train: int = 2000
-    data_seed: int | None = None  # which items are chosen; None -> train.seed
-    options: dict = field(default_factory=dict)  # adapter-specific (vision: palette; text: window, context, ...)
+    num_train: int = option(2000, "Random items to hyperfit on.", min=1, what="number of training items")
+    data_seed: int | None = option(None, "Seed choosing which items are trained on (default: --seed).", kind=int,
+                                   min=0)
+    # the adapter's typed train options (its Modality.options class: vision's palette, text's window, ...); a dict
+    # as read back from config.json until the adapter types it (`typed_options`)
+    options: Any = field(default_factory=dict)
 
     @property
     def resolved_data_seed(self) -> int:
@@ -51,6 +56,23 @@ class TrainSpec:
     def from_dict(cls, record: dict) -> "TrainSpec":
         record = dict(record)
         return cls(train=TrainConfig(**record.pop("train")), **record)
+
+    def validate(self, modality=None) -> "TrainSpec":
+        """Every check of the spec (its own fields, the TrainConfig's, the adapter's options'), before anything is
+        written; the options become the modality's typed class."""
+        self.typed_options(modality)
+        check_fields(self)
+        self.train.validate()
+        if dataclasses.is_dataclass(self.options):
+            check_fields(self.options)
+        return self
+
+    def typed_options(self, modality=None):
+        """The options as the modality's options class (a dict from config.json or a script gets its defaults)."""
+        options_class = getattr(modality, "options", None)
+        if options_class is not None:
+            self.options = typed(options_class, self.options)
+        return self.options
 
 
 @dataclass
@@ -67,6 +89,7 @@ class Prepared:
 
 class Modality(Protocol):
     name: str  # "vision" / "text": the run dir is named "<name>-train"
+    options: type  # its typed train options: a dataclass declared with hyperfit_core.options (TrainSpec.options)
 
     def prepare(self, spec: TrainSpec) -> Prepared: ...
 
@@ -99,7 +122,7 @@ def train_run(spec: TrainSpec | None, modality: Modality, out: str | Path = "run
               cli: dict | None = None, on_epoch_end: Callable | None = None, extend: dict | None = None) -> RunDir:
     """Hyperfit `spec.model` on `spec.num_train` items of `spec.data`; returns the run dir.
 
-    Every input is checked (by `spec.train.validate()` and the adapter's `prepare`) before anything is
+    Every input is checked (by `spec.validate()` and the adapter's `prepare`) before anything is
     written. `resume` continues a run dir from its last checkpoint with its own saved spec and tokens; `at`
     puts a new run in exactly that folder (scripts that name their runs) instead of `out/<time>-<name>`;
     `cli` (the command's resolved options) is recorded so a later --resume can refuse conflicting options;
@@ -120,17 +143,18 @@ def train_run(spec: TrainSpec | None, modality: Modality, out: str | Path = "run
                                     "last step; it cannot be lengthened (start a new run with more epochs)")
             for name, value in extend.items():
                 setattr(spec.train, name, value)
+        spec.validate(modality)  # a lengthened spec too, before it is written
+        if extend:
             record["config"]["spec"] = spec.to_dict()
             if record["config"].get("cli"):  # a later --resume compares against what the run now has
                 record["config"]["cli"].update(extend)
             run.write_config(record["config"], seed=record.get("seed"), command=record.get("command"))
             run.log({"event": "schedule_extended", **extend})
-        spec.train.validate()
         _start_processes(spec.train)
         prepared = modality.reload(spec, run)
         data = TokenSequences.load(run / TRAIN_TOKENS)
     else:
-        spec.train.validate()
+        spec.validate(modality)
         _start_processes(spec.train)
         if at is not None and (Path(at) / "config.json").exists():
             raise HyperfitError(f"{at} already holds a run; pass it as --resume to continue it")

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import re
 import warnings
+from dataclasses import dataclass
 
 import torch
 
+from hyperfit_core import engine
 from hyperfit_core.errors import HyperfitError
 
 # where common architectures keep their block list and final norm (checked in order; a generic search follows)
@@ -28,6 +30,47 @@ def parse_train_layers(spec: str) -> int:
     if match is None:
         raise HyperfitError(f"--train-layers must look like last:K with K >= 1 (e.g. last:1), got {spec!r}")
     return int(match.group(1))
+
+
+@dataclass
+class AsItCame:
+    """A model's training-only settings before `hyperfit` changed them, so `hand_back` can restore them."""
+
+    requires_grad: dict[str, bool]
+    checkpointing: bool
+    input_grads: bool = False  # switched on for training (frozen embeddings under activation checkpointing)
+    lora_merge: tuple | None = None  # (scaling, transposed modules) that fold the LoRA adapters back in
+
+
+def as_it_came(model: torch.nn.Module) -> AsItCame:
+    return AsItCame({name: p.requires_grad for name, p in model.named_parameters()}, engine.is_checkpointing(model))
+
+
+def disable_dropout(model: torch.nn.Module) -> None:
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+
+
+def select_trained(model: torch.nn.Module, train_layers: str | None, lora_rank: int | None):
+    """What trains: (the module whose parameters the optimizer gets, how to merge LoRA back or None). The whole
+    model; its last K blocks with the final norm and head (the rest frozen); or LoRA adapters (a PeftModel)."""
+    if train_layers:
+        apply_train_layers(model, train_layers)
+    elif lora_rank:
+        peft_model = apply_lora(model, lora_rank)
+        return peft_model, (lora_scaling(peft_model), lora_transposed(peft_model))
+    return model, None
+
+
+def hand_back(model: torch.nn.Module, came: AsItCame) -> None:
+    """Undo the training-only settings: which parameters require grad, input grads, activation checkpointing."""
+    for name, param in model.named_parameters():
+        param.requires_grad_(came.requires_grad.get(name, True))
+    if came.input_grads:
+        model.disable_input_require_grads()
+    if engine.is_checkpointing(model) != came.checkpointing:
+        engine.set_checkpointing(model, came.checkpointing)
 
 
 def _get(module: torch.nn.Module, path: str):

@@ -6,19 +6,19 @@ from __future__ import annotations
 import click
 
 from hyperfit_core.cli_options import (DECODING_OPTION_NAMES, POSITIVE, blocker_options, check_resume_options,
-                                       cli_record, decode_batch_option, decode_precision_option, decoding_config_from, decoding_options,
-                                       device_option, named_paths, num_eval_option, out_option, pop_options,
-                                       resume_option, seed_options, train_config_from, train_options,
-                                       train_run_option)
+                                       cli_record, decode_batch_option, decode_precision_option,
+                                       decoding_config_from, decoding_options, device_option, named_paths,
+                                       num_eval_option, out_option, pop_options, resume_option, train_config_from,
+                                       train_options, train_run_option)
+from hyperfit_core.options import click_options, declared, pop_declared
+from hyperfit_core.recipe import TrainSpec
+from hyperfit_text.training import TextTrainOptions
 
 TEXT_BLOCKER_N = 5  # tokens; the paper's blocker forbids continuing any 5-gram of the hyperfitting data
 
-gguf_option = click.option("--gguf-file", default=None,
-                           help="GGUF file inside --model (a folder or hub id); `--model dir/file.gguf` also works.")
-text_field_option = click.option("--text-field", default="text", show_default=True,
-                                 help="Field (.jsonl) or column (dataset) holding the text.")
-context_option = click.option("--context", type=POSITIVE, default=32, show_default=True,
-                              help="Tokens per held-out context (the prompt after BOS).")
+# generate reads the same GGUF file and cuts the same context length as train: one declaration each
+gguf_option = declared(TextTrainOptions, "gguf_file").click_option()
+context_option = declared(TextTrainOptions, "context").click_option()
 
 
 @click.group()
@@ -29,31 +29,22 @@ def text():
 @text.command()
 @click.option("--model", default="HuggingFaceTB/SmolLM2-135M", show_default=True,
               help="Causal LM to hyperfit: hub id, local folder, or a .gguf file.")
-@gguf_option
 @click.option("--data", "source", default="wikitext:wikitext-103-raw-v1:train", show_default=True,
               help="A .txt file (documents separated by blank lines), a .jsonl file, or a dataset name[:config[:split]].")
-@text_field_option
-@click.option("--num-train", type=POSITIVE, default=2000, show_default=True, help="Random windows to hyperfit on.")
-@click.option("--window", type=POSITIVE, default=256, show_default=True, help="Tokens per training window (after BOS).")
-@num_eval_option("contexts, set aside disjoint from every window,", 300)
-@context_option
-@click.option("--reference", type=POSITIVE, default=256, show_default=True,
-              help="Tokens of true continuation kept after each held-out context (scored for perplexity).")
-@click.option("--max-corpus-tokens", type=POSITIVE, default=None,
-              help="Tokenise only this many tokens, from documents in seeded random order (default: all; big datasets).")
-@seed_options
+@click.option("--text-field", default="text", show_default=True,
+              help="Field (.jsonl) or column (dataset) holding the text.")
+@declared(TrainSpec, "num_train").click_option(help="Random windows to hyperfit on.")
+@click_options(TextTrainOptions)
 @train_options
 @out_option
 @resume_option
 @click.pass_context
-def train(ctx, model, gguf_file, source, text_field, num_train, window, num_eval, context, reference,
-          max_corpus_tokens, seed, data_seed, out, resume, **options):
+def train(ctx, model, source, text_field, num_train, data_seed, out, resume, **options):
     """Hyperfit a causal LM on random text windows (the paper: 2000 x 256 tokens, Adam 1e-6, batch 8, 20 epochs).
 
     Example: hyperfit text train --model data/text/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf --data data/text/wikipedia.txt
     """
-    from hyperfit_core.errors import HyperfitError
-    from hyperfit_core.recipe import TrainSpec, read_spec
+    from hyperfit_core.recipe import read_spec
     from hyperfit_text.data import TextSource
     from hyperfit_text.training import train_text
 
@@ -61,12 +52,8 @@ def train(ctx, model, gguf_file, source, text_field, num_train, window, num_eval
         extend = check_resume_options(ctx, read_spec(resume)[1]["config"].get("cli"))
         run = train_text(None, resume=resume, extend=extend or None)
     else:
-        if num_eval is None:
-            raise HyperfitError("--num-eval for text train is a count of held-out contexts to set aside, not 'all'")
-        spec = TrainSpec(model=model, data=vars(TextSource(source, text_field)), train=train_config_from(options, seed),
-                         num_train=num_train, data_seed=data_seed,
-                         options={"gguf_file": gguf_file, "window": window, "num_eval": num_eval, "context": context,
-                                  "reference": reference, "max_corpus_tokens": max_corpus_tokens})
+        spec = TrainSpec(model=model, data=vars(TextSource(source, text_field)), train=train_config_from(options),
+                         num_train=num_train, data_seed=data_seed, options=pop_declared(TextTrainOptions, options))
         run = train_text(spec, out, cli=cli_record(ctx))
     if run.writer:  # under torchrun every process ran the recipe; one says where the run is
         click.echo(f"hyperfitted model: {run / 'model'}")

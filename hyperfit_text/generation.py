@@ -26,7 +26,7 @@ from hyperfit_text.data import TextSource
 from hyperfit_text.model import TextModel, load_text_model, split_gguf_path, tokenizer_fingerprint
 from hyperfit_text.prompts import prompts_from_corpus, prompts_from_file
 from hyperfit_text.sampling import HeldOut
-from hyperfit_text.training import PROMPTS, find_text_train_run, resolved_model
+from hyperfit_text.training import PROMPTS, TextModality, find_text_train_run, resolved_model
 
 GENERATIONS = "generations.safetensors"
 
@@ -82,12 +82,13 @@ def _held_out(spec: GenerateSpec, text_model: TextModel, source: Path, train_tok
         return prompts_from_file(spec.prompts, text_model, spec.context, spec.prompt_field).first(spec.num_eval)
     if spec.prompts_from:
         train_spec, _ = read_spec(source)
+        options = train_spec.typed_options(TextModality)
         same = TextSource(**train_spec.data).source == spec.prompts_from
         corpus = TextSource(spec.prompts_from, train_spec.data.get("text_field", "text"))
-        count = spec.num_eval or train_spec.options.get("num_eval", 300)
+        count = spec.num_eval or options.num_eval
         return prompts_from_corpus(corpus, text_model, count, spec.context, spec.max_new_tokens, spec.prompt_seed,
                                    avoid=train_tokens if same else None,
-                                   max_tokens=train_spec.options.get("max_corpus_tokens") if same else None,
+                                   max_tokens=options.max_corpus_tokens if same else None,
                                    stream_seed=train_spec.resolved_data_seed)
     held_out, metadata = HeldOut.load(source / PROMPTS)
     _check_same_tokenizer(text_model, metadata, source)

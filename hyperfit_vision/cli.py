@@ -7,13 +7,17 @@ from pathlib import Path
 
 import click
 
-from hyperfit_core.cli_options import (DECODING_OPTION_NAMES, POSITIVE, blocker_options, check_resume_options,
-                                       cli_record, decode_batch_option, decode_precision_option, decoding_config_from, decoding_options,
-                                       device_option, named_paths, num_eval_option, out_option, pop_options,
-                                       resume_option, seed_options, stack, train_config_from, train_options,
-                                       train_run_option)
+from hyperfit_core.cli_options import (DECODING_OPTION_NAMES, POSITIVE, DecodingOptions, blocker_options,
+                                       check_resume_options, cli_record, decode_batch_option, decode_precision_option,
+                                       decoding_config_from, decoding_options, device_option, named_paths,
+                                       num_eval_option, out_option, pop_options, resume_option, stack,
+                                       train_config_from, train_options, train_run_option)
 from hyperfit_core.errors import HyperfitError
+from hyperfit_core.options import click_options, declared, pop_declared
+from hyperfit_core.recipe import TrainSpec
+from hyperfit_core.train_config import TrainConfig
 from hyperfit_vision.demo import DEMO_EPOCHS, DEMO_LR, DEMO_TRAIN_IMAGES
+from hyperfit_vision.training import VisionTrainOptions
 
 # Two image rows (64 pixels at 32 px): shorter n-grams of real held-out images already occur in the
 # training images (a black background or flat sky repeats 5-grams everywhere). docs/blocker_n.md has the table.
@@ -62,21 +66,18 @@ def vision():
 @click.option("--model", default="openai/imagegpt-small", show_default=True,
               help="ImageGPT to hyperfit: hub id or local folder.")
 @image_data_options("train")
-@click.option("--num-train", type=POSITIVE, default=2000, show_default=True, help="Random images to hyperfit on.")
-@click.option("--palette", default=None, type=click.Path(exists=True, dir_okay=False),
-              help="k x 3 colours (.npy/.json/.txt) when the model has no image processor "
-                   "(default: the model's own, else a k-means fit on the training images).")
-@seed_options
+@declared(TrainSpec, "num_train").click_option(help="Random images to hyperfit on.")
+@click_options(VisionTrainOptions)
 @train_options
 @out_option
 @resume_option
 @click.pass_context
-def train(ctx, model, num_train, palette, seed, data_seed, out, resume, **options):
+def train(ctx, model, num_train, data_seed, out, resume, **options):
     """Hyperfit an ImageGPT on random images (the paper: 2000 CIFAR-10 images, Adam 1e-6, batch 8, 20 epochs).
 
     Example: hyperfit vision train --model openai/imagegpt-large --data cifar10 --download
     """
-    from hyperfit_core.recipe import TrainSpec, read_spec
+    from hyperfit_core.recipe import read_spec
     from hyperfit_vision.training import train_images
 
     if resume:
@@ -84,8 +85,8 @@ def train(ctx, model, num_train, palette, seed, data_seed, out, resume, **option
         run = train_images(None, resume=resume, extend=extend or None)
     else:
         source = _image_source(options)
-        spec = TrainSpec(model=model, data=vars(source), train=train_config_from(options, seed),
-                         num_train=num_train, data_seed=data_seed, options={"palette": palette})
+        spec = TrainSpec(model=model, data=vars(source), train=train_config_from(options), num_train=num_train,
+                         data_seed=data_seed, options=pop_declared(VisionTrainOptions, options))
         run = train_images(spec, out, cli=cli_record(ctx))
     if run.writer:  # under torchrun every process ran the recipe; one says where the run is
         click.echo(f"hyperfitted model: {run / 'model'}")
@@ -167,13 +168,11 @@ def grid(completions, png, rows, scale):
 
 @vision.command()
 @out_option
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Seed of the hyperfitting run and the top-p baseline.")
-@click.option("--epochs", type=POSITIVE, default=DEMO_EPOCHS, show_default=True, help="Passes over the images.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=DEMO_LR, show_default=True,
-              help="Adam learning rate.")
-@click.option("--num-train", type=POSITIVE, default=DEMO_TRAIN_IMAGES, show_default=True,
-              help="How many of the shipped training images to hyperfit on.")
+@declared(TrainConfig, "seed").click_option(help="Seed of the hyperfitting run and the top-p baseline.")
+@declared(TrainConfig, "epochs").click_option(default=DEMO_EPOCHS)
+@declared(TrainConfig, "lr").click_option(default=DEMO_LR)
+@declared(TrainSpec, "num_train").click_option(default=DEMO_TRAIN_IMAGES,
+                                               help="How many of the shipped training images to hyperfit on.")
 @device_option
 def demo(out, seed, epochs, lr, num_train, device):
     """The embedded default: hyperfit a small local model on shipped images and compare completions (offline)."""
@@ -194,8 +193,7 @@ def demo(out, seed, epochs, lr, num_train, device):
 @click.option("--fid/--no-fid", default=True, show_default=True, help="FID/KID with the Inception weights.")
 @click.option("--fid-weights", default=None, type=click.Path(exists=True, dir_okay=False),
               help="Inception weights file (default: $HYPERFIT_INCEPTION, then ~/.cache/hyperfit).")
-@click.option("--decode-seed", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Seed of the top-p baseline's sampler.")
+@declared(DecodingOptions, "decode_seed").click_option(help="Seed of the top-p baseline's sampler.")
 @decode_batch_option(None)
 @device_option
 @out_option

@@ -1,17 +1,18 @@
 """The vision side of the one recipe (hyperfit_core.recipe): images -> ImageGPT token sequences.
 
-`spec.data` is an `ImageSource` as a dict; `spec.options` holds `palette` (a k x 3 file, or None for the model's
-own / a k-means fit). The palette actually used is saved as palette.json in the run dir, so a resume (which
-reloads the saved tokens) never re-fits it.
+`spec.data` is an `ImageSource` as a dict; `spec.options` is a `VisionTrainOptions` (the palette). The palette
+actually used is saved as palette.json in the run dir, so a resume (which reloads the saved tokens) never re-fits it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
 from hyperfit_core.atomic import write_json
+from hyperfit_core.options import option
 from hyperfit_core.recipe import Prepared, TrainSpec, select_items, train_run
 from hyperfit_core.rundir import RunDir
 from hyperfit_core.sequences import TokenSequences
@@ -20,6 +21,16 @@ from hyperfit_vision.model import ImageModel, load_imagegpt
 from hyperfit_vision.tokens import images_to_tokens
 
 PALETTE_FILE = "palette.json"
+
+
+@dataclass
+class VisionTrainOptions:
+    """The vision adapter's own train options (TrainSpec.options), each declared once: `vision train` derives its
+    options from these."""
+
+    palette: str | None = option(None, "k x 3 colours (.npy/.json/.txt) when the model has no image processor "
+                                       "(default: the model's own, else a k-means fit on the training images).",
+                                 kind=str, click_type=click.Path(exists=True, dir_okay=False))
 
 
 def image_sequences(images: LabelledImages, image_model: ImageModel) -> TokenSequences:
@@ -45,11 +56,12 @@ def _prepared(image_model: ImageModel, data: TokenSequences | None, spec: TrainS
 
 class VisionModality:
     name = "vision"
+    options = VisionTrainOptions
 
     def prepare(self, spec: TrainSpec) -> Prepared:
         images = ImageSource(**spec.data).load()
         chosen = images.subset(select_items(len(images), spec.num_train, spec.resolved_data_seed, "training images"))
-        image_model, palette_origin = load_imagegpt(spec.model, spec.options.get("palette"),
+        image_model, palette_origin = load_imagegpt(spec.model, spec.options.palette,
                                                     fit_images=chosen.images, seed=spec.train.seed)
         for note in images.notes:
             click.echo(f"note: {note}", err=True)

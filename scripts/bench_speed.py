@@ -50,6 +50,7 @@ from transformers import ImageGPTConfig, ImageGPTForCausalImageModeling, LlamaCo
 from hyperfit_core import engine
 from hyperfit_core.atomic import write_json
 from hyperfit_core.decoding import generate_tokens
+from hyperfit_core.options import auto_precision
 from hyperfit_core.rundir import RunDir
 from hyperfit_core.sequences import TokenSequences
 from hyperfit_core.train import TrainConfig, hyperfit, next_token_loss
@@ -272,6 +273,11 @@ def with_attention(switch, model, run):
     return switched
 
 
+def autocast_dtype(device) -> torch.dtype | None:
+    """The training autocast of a default TrainConfig on `device` (the one "auto" rule: bf16 on CUDA, else none)."""
+    return torch.bfloat16 if auto_precision(TrainConfig().precision, torch.device(device).type) == "bf16" else None
+
+
 def default_train_config(device) -> TrainConfig:
     """The CLI's TrainConfig: every default, only the device named and the progress bar off."""
     return TrainConfig(device=str(device), progress=False)
@@ -360,7 +366,7 @@ def bench_imagegpt(shape, device, args, emit):
     batch = s["train_batch"]
     ids = torch.cat([torch.full((batch, 1), 512), torch.randint(0, 512, (batch, side * side), generator=gen)],
                     1).to(device)
-    amp = TrainConfig().autocast_dtype(device)
+    amp = autocast_dtype(device)
     model.train()
     tokens = args.steps * ids.shape[0] * (ids.shape[1] - 1)
 
@@ -462,7 +468,7 @@ def bench_llama(shape, device, args, emit):
     gen = torch.Generator().manual_seed(1)
     batch, length = s["llama_train"]
     ids = torch.randint(0, config.vocab_size, (batch, length + 1), generator=gen).to(device)
-    amp = TrainConfig().autocast_dtype(device)
+    amp = autocast_dtype(device)
     model.train()
     emit(side_by_side("llama_train", "tokens/s", device,
                       trainer(model, ids, device, amp, False, args.steps),

@@ -27,6 +27,7 @@ import torch
 
 from hyperfit_core.analysis import mean_token_loss, prediction_stats, summarize
 from hyperfit_core.atomic import atomic_path, write_json, write_text
+from hyperfit_core.options import PRECISIONS
 from hyperfit_core.recipe import TrainSpec, load_train_tokens
 from hyperfit_core.rundir import RunDir
 from hyperfit_core.train import LR_SCHEDULES, TrainConfig
@@ -102,7 +103,7 @@ def main() -> None:
     p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="constant",
                    help="constant (the paper's), or linear / cosine decay to zero at the last epoch.")
     p.add_argument("--warmup-steps", type=int, default=0, help="Steps of linear warm-up to --lr.")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="Training arithmetic: bf16 autocast with fp32 master weights (on CUDA the fast path; on this "
                         "project's CPU no faster than fp32: bench/results/speed_cpu.json); auto = bf16 on CUDA, "
                         "fp32 on CPU.")

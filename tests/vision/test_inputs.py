@@ -96,17 +96,17 @@ def test_download_without_a_network_is_one_line(tiny_imagegpt_dir, tmp_path, cap
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--num-train", "-3"], "'--num-train': -3 is not in the range x>=1"),
-    (["--epochs", "0"], "'--epochs': 0 is not in the range x>=1"),
-    (["--batch-size", "0"], "'--batch-size': 0 is not in the range x>=1"),
+    (["--num-train", "-3"], "'--num-train': number of training items must be at least 1, got -3"),
+    (["--epochs", "0"], "'--epochs': epochs must be at least 1, got 0"),
+    (["--batch-size", "0"], "'--batch-size': batch size must be at least 1, got 0"),
     (["--lr", "0"], "'--lr'"),
     (["--num-train", "13"], "asked for 13 training images but the data holds only 12"),
     (["--per-device-batch-size", "3"], "global batch 8 is not a multiple of per-device batch 3"),
     (["--device", "tpu"], "unknown device 'tpu'"),
     (["--train-layers", "first:2"], "--train-layers must look like last:K"),
     (["--lora", "4", "--train-layers", "last:1"], "not both"),
-    (["--lr-schedule", "step"], "'--lr-schedule': 'step' is not one of"),
-    (["--warmup-steps", "-1"], "'--warmup-steps': -1 is not in the range x>=0"),
+    (["--lr-schedule", "step"], "'--lr-schedule': unknown learning-rate schedule 'step': use constant, linear or cosine"),
+    (["--warmup-steps", "-1"], "'--warmup-steps': warm-up steps must not be negative, got -1"),
     (["--grad-clip", "0"], "'--grad-clip'"),
 ])
 def test_bad_train_counts_exit_2_before_writing(args, message, tiny_imagegpt_dir, image_folder_8px, tmp_path, capsys):
