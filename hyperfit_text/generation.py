@@ -25,7 +25,7 @@ from hyperfit_core.sequences import TokenSequences
 from hyperfit_text.data import TextSource
 from hyperfit_text.model import TextModel, load_text_model, split_gguf_path, tokenizer_fingerprint
 from hyperfit_text.prompts import prompts_from_corpus, prompts_from_file
-from hyperfit_text.sampling import HeldOut
+from hyperfit_text.splits import HeldOut
 from hyperfit_text.training import PROMPTS, find_text_train_run, resolved_model
 
 GENERATIONS = "generations.safetensors"
