@@ -1,10 +1,17 @@
 """Batched, KV-cached decoding shared by every modality: greedy, temperature, top-k, top-p, plus any
-`transformers` LogitsProcessor (the citation blocker is one)."""
+`transformers` LogitsProcessor (the citation blocker is one).
+
+One loop (`decode`) over an engine with prefill / step (`DecodeEngine`, after nanochat's Engine): the loop owns
+the processors, greedy / seeded sampling, batching, progress, autocast and the position check; an engine owns
+its KV cache and forward. `HFCacheEngine` runs any transformers causal LM over its DynamicCache;
+hyperfit_vision.fast_decode.StaticImageGPT is ImageGPT over a preallocated cache (and CUDA graphs)."""
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
 import torch
 from tqdm.auto import tqdm
@@ -76,12 +83,6 @@ def decode_dtype(precision: str, device: torch.device) -> torch.dtype:
     return torch.bfloat16 if auto_precision(precision, torch.device(device).type) == "bf16" else torch.float32
 
 
-def _cache_kwarg(model) -> str:
-    """transformers 5 renamed `past_key_values` to `cache`; accept either."""
-    params = inspect.signature(model.forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
-
-
 def model_max_positions(model) -> int | None:
     """The model's position limit from its HF config, or None when it has no config (a plain wrapper)."""
     config = getattr(model, "config", None)
@@ -92,59 +93,137 @@ def model_max_positions(model) -> int | None:
     return None
 
 
-@torch.no_grad()
-def _generate_batch(model, prompt, max_new_tokens, config, processors, generator):
-    for processor in processors:
-        if hasattr(processor, "reset"):
-            processor.reset()
-    cache = DynamicCache()
-    key = _cache_kwarg(model)
-    tokens = prompt
-    logits = model(input_ids=prompt, use_cache=True, **{key: cache}).logits[:, -1, :]
-    for i in range(max_new_tokens):
-        scores = processors(tokens, logits.float())
-        if config.strategy == "greedy":
-            next_token = scores.argmax(dim=-1)
-        else:
-            probs = torch.softmax(scores, dim=-1)
-            next_token = torch.multinomial(probs, 1, generator=generator).squeeze(1)
-        tokens = torch.cat([tokens, next_token[:, None]], dim=1)
-        if i + 1 < max_new_tokens:
-            logits = model(input_ids=next_token[:, None], use_cache=True, **{key: cache}).logits[:, -1, :]
-    return tokens
+def positions_needed(prompt_len: int, max_new_tokens: int) -> int:
+    """The model reads the prompt and every new token but the last (which is only predicted)."""
+    return prompt_len + max_new_tokens - 1
 
 
-@torch.no_grad()
-def generate_tokens(model, prompts: torch.Tensor, max_new_tokens: int, config: DecodingConfig | None = None,
-                    processors=(), batch_size: int = 64, progress: bool = True,
-                    precision: str = "auto") -> torch.Tensor:
-    """Continue each row of `prompts` (all the same length) by `max_new_tokens`; returns prompt + new tokens.
-
-    Runs on the model's device in batches; sampling is seeded once per call, so a call is reproducible.
-    precision: "auto" (bf16 autocast on CUDA, fp32 elsewhere), "fp32" or "bf16" (autocast over the model's
-    own weights; the logits the processors see are fp32 either way).
-    """
-    config = config or DecodingConfig()
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise HyperfitError(f"batch size must be a positive integer, got {batch_size!r}")
+def check_request(prompts, max_new_tokens: int, limit: int | None) -> torch.Tensor:
+    """The prompts as a (count, length) long tensor, once they and `max_new_tokens` fit `limit` positions."""
     prompts = torch.as_tensor(prompts, dtype=torch.long)
     if prompts.ndim != 2 or prompts.shape[1] == 0:
         raise HyperfitError("prompts must be a non-empty 2-D (count, length) array of token ids")
-    limit = model_max_positions(model)
-    if limit is not None and prompts.shape[1] + max_new_tokens - 1 > limit:
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise HyperfitError(f"max_new_tokens must be an integer of at least 1, got {max_new_tokens!r}")
+    needed = positions_needed(prompts.shape[1], max_new_tokens)
+    if limit is not None and needed > limit:
         raise HyperfitError(f"a {prompts.shape[1]}-token prompt plus {max_new_tokens} new tokens needs "
-                            f"{prompts.shape[1] + max_new_tokens - 1} positions; the model has {limit}")
-    device = next(model.parameters()).device
-    amp_dtype = decode_dtype(precision, device)
-    was_training = model.training
-    model.eval()
+                            f"{needed} positions; the model has {limit}")
+    return prompts
+
+
+def check_batch_size(batch_size, auto: bool = False) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise HyperfitError(f"batch size must be a positive integer{' (or None for auto)' if auto else ''}, "
+                            f"got {batch_size!r}")
+
+
+class DecodeEngine(Protocol):
+    """What `decode` runs on: the KV cache of one batch and the forward over it (nanochat's model with its
+    KVCache; `decode` plays nanochat's Engine.generate).
+
+    `prefill` starts a batch (it resets the cache): it feeds (B, P) ids at positions 0..P-1, B <= max_batch,
+    and returns the (B, vocab) logits of the last position. `step` feeds (B,) tokens at the next position and
+    returns their logits. The loop runs prefill and steps under autocast to `autocast_dtype` (fp32: autocast
+    off); None leaves precision to the engine (it computes in its own dtype)."""
+
+    model: torch.nn.Module  # put in eval mode while decoding, handed back in the mode it came in
+    device: torch.device  # where the prompts go and the sampling generator lives
+    max_batch: int  # sequences per prefill: the loop's batch size
+    max_positions: int | None  # positions one sequence may use; None: no known limit
+    autocast_dtype: torch.dtype | None
+
+    def prefill(self, ids: torch.Tensor) -> torch.Tensor: ...
+
+    def step(self, token: torch.Tensor) -> torch.Tensor: ...
+
+
+class HFCacheEngine:
+    """Any transformers causal LM over its own DynamicCache (keys and values grow by torch.cat each step).
+    `dtype`: the autocast dtype of the forward passes; the model keeps its own weights."""
+
+    def __init__(self, model, batch_size: int, dtype: torch.dtype = torch.float32):
+        check_batch_size(batch_size)
+        self.model, self.max_batch, self.autocast_dtype = model, batch_size, dtype
+        self.device = next(model.parameters()).device
+        self.max_positions = model_max_positions(model)
+        # transformers 5 renamed `past_key_values` to `cache`; accept either
+        self._cache_kwarg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        self._cache = None
+
+    def _forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=ids, use_cache=True, **{self._cache_kwarg: self._cache}).logits[:, -1, :]
+
+    def prefill(self, ids: torch.Tensor) -> torch.Tensor:
+        self._cache = DynamicCache()
+        return self._forward(ids)
+
+    def step(self, token: torch.Tensor) -> torch.Tensor:
+        return self._forward(token[:, None])
+
+
+def _decode_batch(engine: DecodeEngine, prompt, max_new_tokens, config, processors, generator) -> torch.Tensor:
+    """One batch, prompt (B, P) on the engine's device -> (B, P + max_new_tokens) tokens."""
+    for processor in processors:
+        if hasattr(processor, "reset"):
+            processor.reset()
+    b, p = prompt.shape
+    # the whole output is preallocated; processors see a view of the tokens so far (prompt included)
+    tokens = torch.empty(b, p + max_new_tokens, dtype=torch.long, device=prompt.device)
+    tokens[:, :p] = prompt
+    logits = engine.prefill(prompt)
+    for i in range(max_new_tokens):
+        length = p + i
+        scores = processors(tokens[:, :length], logits.float())
+        if config.strategy == "greedy":
+            next_token = scores.argmax(dim=-1)
+        else:
+            next_token = torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=generator).squeeze(1)
+        tokens[:, length] = next_token
+        if i + 1 < max_new_tokens:  # the last token is only predicted, never fed back
+            logits = engine.step(next_token)
+    return tokens
+
+
+def _autocast(engine: DecodeEngine):
+    dtype = engine.autocast_dtype
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(engine.device.type, dtype=dtype, enabled=dtype != torch.float32)
+
+
+@torch.no_grad()
+def decode(engine: DecodeEngine, prompts, max_new_tokens: int, config: DecodingConfig | None = None,
+           processors=(), progress: bool = True) -> torch.Tensor:
+    """The decode loop: continue each row of `prompts` (all the same length) by `max_new_tokens` on `engine`,
+    in batches of engine.max_batch; returns prompt + new tokens, on the CPU.
+
+    Sampling is seeded once per call (one generator on the engine's device), so a call is reproducible; the
+    processors (a citation blocker, say) run before the sampling warpers, and are reset at every batch."""
+    config = config or DecodingConfig()
+    prompts = check_request(prompts, max_new_tokens, engine.max_positions)
     processors = build_processors(config, processors)
-    generator = torch.Generator(device=device).manual_seed(config.seed)
+    generator = torch.Generator(device=engine.device).manual_seed(config.seed)
+    model, was_training = engine.model, engine.model.training
+    model.eval()
     out = []
-    for first in tqdm(range(0, len(prompts), batch_size), disable=not progress, desc=f"decode {config.name}",
-                      unit="batch"):
-        batch = prompts[first:first + batch_size].to(device)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype != torch.float32):
-            out.append(_generate_batch(model, batch, max_new_tokens, config, processors, generator).cpu())
-    model.train(was_training)
+    try:
+        for first in tqdm(range(0, len(prompts), engine.max_batch), disable=not progress,
+                          desc=f"decode {config.name}", unit="batch"):
+            batch = prompts[first:first + engine.max_batch].to(engine.device)
+            with _autocast(engine):
+                out.append(_decode_batch(engine, batch, max_new_tokens, config, processors, generator).cpu())
+    finally:
+        model.train(was_training)
     return torch.cat(out)
+
+
+def generate_tokens(model, prompts: torch.Tensor, max_new_tokens: int, config: DecodingConfig | None = None,
+                    processors=(), batch_size: int = 64, progress: bool = True,
+                    precision: str = "auto") -> torch.Tensor:
+    """`decode` on any transformers causal LM (HFCacheEngine), on the model's device, `batch_size` at a time.
+
+    precision: "auto" (bf16 autocast on CUDA, fp32 elsewhere), "fp32" or "bf16" (autocast over the model's
+    own weights; the logits the processors see are fp32 either way)."""
+    engine = HFCacheEngine(model, batch_size, decode_dtype(precision, next(model.parameters()).device))
+    return decode(engine, prompts, max_new_tokens, config, processors, progress)

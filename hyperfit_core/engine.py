@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from hyperfit_core import launch
-from hyperfit_core.device import resolve_device
+from hyperfit_core.device import free_memory, resolve_device
 from hyperfit_core.errors import HyperfitError
 from hyperfit_core.options import auto_precision
 
@@ -255,9 +255,7 @@ def want_checkpointing(config, accelerator, model, micro_batch: int, seq_len: in
 
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     shards = accelerator.num_processes if strategy(accelerator) in ("fsdp2", "fsdp1", "deepspeed") else 1
-    device = accelerator.device
-    free, _ = torch.cuda.mem_get_info(device)
-    free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)  # cached by PyTorch
+    free = free_memory(accelerator.device)
     states = trainable * (4 + 8) / shards  # fp32 gradients + Adam moments, not allocated yet
     needed = activation_bytes(model.config, micro_batch, seq_len, bf16=compute_precision(accelerator) == "bf16")
     return needed + states > 0.9 * free

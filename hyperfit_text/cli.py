@@ -152,7 +152,7 @@ def analyze(models, train_run, num_eval, batch_size, device, out):
 
     from hyperfit_core.analysis import run_analysis
     from hyperfit_text.model import load_text_model
-    from hyperfit_text.sampling import HeldOut
+    from hyperfit_text.splits import HeldOut
     from hyperfit_text.training import PROMPTS, find_text_train_run
 
     source = find_text_train_run(train_run)

@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 
 from hyperfit_core.atomic import atomic_path, checked_out_dir
 from hyperfit_core.blocker import CitationBlocker
-from hyperfit_core.decoding import DecodingConfig, generate_tokens, model_max_positions
+from hyperfit_core.decoding import DecodingConfig, generate_tokens, model_max_positions, positions_needed
 from hyperfit_core.device import resolve_device
 from hyperfit_core.errors import HyperfitError
 from hyperfit_core.formats import write_jsonl
@@ -25,7 +25,7 @@ from hyperfit_core.sequences import TokenSequences
 from hyperfit_text.data import TextSource
 from hyperfit_text.model import TextModel, load_text_model, split_gguf_path, tokenizer_fingerprint
 from hyperfit_text.prompts import prompts_from_corpus, prompts_from_file
-from hyperfit_text.sampling import HeldOut
+from hyperfit_text.splits import HeldOut
 from hyperfit_text.training import PROMPTS, TextModality, find_text_train_run, resolved_model
 
 GENERATIONS = "generations.safetensors"
@@ -64,8 +64,8 @@ def _check_same_tokenizer(text_model: TextModel, metadata: dict, source: Path) -
 
 
 def _check_positions(limit: int | None, prompt: int, new_tokens: int) -> None:
-    """The model reads the prompt and every new token but the last (which is only predicted)."""
-    read = prompt + new_tokens - 1
+    """The core decoder's position check, before anything is written, in the text command's options."""
+    read = positions_needed(prompt, new_tokens)
     if limit is None or read <= limit:
         return
     room = limit - prompt + 1

@@ -15,7 +15,7 @@ from hyperfit_core.errors import HyperfitError
 from hyperfit_core.formats import iter_jsonl
 from hyperfit_core.sequences import TokenSequences
 from hyperfit_text.data import TextSource
-from hyperfit_text.sampling import HeldOut, tokenize_corpus
+from hyperfit_text.splits import HeldOut, tokenize_corpus
 
 
 def prompts_from_file(path: str | Path, text_model, context: int, text_field: str = "prompt") -> HeldOut:

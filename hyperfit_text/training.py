@@ -17,7 +17,7 @@ from hyperfit_core.recipe import Prepared, TrainSpec, train_run
 from hyperfit_core.rundir import RunDir
 from hyperfit_text.data import TextSource
 from hyperfit_text.model import load_text_model, split_gguf_path, tokenizer_fingerprint
-from hyperfit_text.sampling import sample_splits, tokenize_corpus
+from hyperfit_text.splits import sample_splits, tokenize_corpus
 
 PROMPTS = "prompts.safetensors"
 

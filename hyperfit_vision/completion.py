@@ -39,7 +39,7 @@ def complete_run(image_model: ImageModel, images: LabelledImages, prefix_fractio
     side = image_model.side
     prefix_rows = prefix_rows_for(prefix_fraction, side)
     tokens = images_to_tokens(images.images, image_model.palette, sos=image_model.sos)
-    # the static-cache engine: same tokens as complete_images / HF generate (tested), less per-step work
+    # the core decode loop on the static-cache engine: HF generate's greedy tokens (tested), less work per step
     completed = fast_complete_images(image_model.model, tokens, prefix_rows, side, decoding,
                                      processors=[blocker] if blocker is not None else (), batch_size=batch_size,
                                      mode=mode, precision=precision)

@@ -1,9 +1,10 @@
 """Image completion with a preallocated KV cache: our own ImageGPT forward over the HF module weights.
 
-HF's generate (and our core loop over DynamicCache) grows every layer's keys and values with torch.cat at
-each step, so a 768-token completion copies the whole cache 768 times and pays HF's per-call overhead (mask
-building, cache bookkeeping, output dataclasses). Here each layer writes its new key/value into one
-(layers, 2, batch, heads, max_len, head_dim) buffer in place and attends over the filled prefix with SDPA.
+HF's generate (and hyperfit_core.decoding.HFCacheEngine over transformers' DynamicCache) grows every layer's
+keys and values with torch.cat at each step, so a 768-token completion copies the whole cache 768 times and
+pays HF's per-call overhead (mask building, cache bookkeeping, output dataclasses). Here each layer writes its
+new key/value into one (layers, 2, batch, heads, max_len, head_dim) buffer in place and attends over the
+filled prefix with SDPA.
 The math is HF's own (RMS-style ImageGPTLayerNorm, Conv1D = addmm with (in, out) weights, the same
 attention scale), so greedy tokens match HF's; tests check that on tiny models.
 
@@ -12,6 +13,9 @@ the buffer (the filled prefix rounded up to a multiple of WINDOW positions) with
 step within a window has the same shapes and addresses: that is what "graph" captures once per window as a
 CUDA graph and replays per token (CUDA only; the masked math is tested on CPU, the capture in tests/gpu).
 "auto" is graph on CUDA and slice elsewhere.
+
+StaticImageGPT is a hyperfit_core.decoding.DecodeEngine: the core loop (`decode`) runs it, with the same
+processors, seeding and batching as every other model.
 
 Precision: "fp32" runs on the model's fp32 weights; "bf16" makes one bf16 copy of the matrix weights for the
 engine (the model's own fp32 weights are untouched) and keeps the KV buffer in bf16, while the residual stream
@@ -25,9 +29,10 @@ import warnings
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
-from hyperfit_core.decoding import DecodingConfig, build_processors, decode_dtype
+from hyperfit_core.decoding import (DecodingConfig, check_batch_size, check_request, decode, decode_dtype,
+                                    positions_needed)
+from hyperfit_core.device import free_memory
 from hyperfit_core.errors import HyperfitError
 
 MODES = ("auto", "slice", "masked", "graph")
@@ -47,18 +52,26 @@ def _conv1d(x, weight, bias):
 
 
 class StaticImageGPT:
-    """KV buffers for up to `batch` sequences of `max_len` positions, plus prefill and one-token steps.
+    """KV buffers for up to `batch` sequences of `max_len` positions, plus prefill and one-token steps: a
+    hyperfit_core.decoding.DecodeEngine.
 
-    `dtype` is the compute dtype of the matrix products and the KV buffer (default: the model's)."""
+    `dtype` is the compute dtype of the matrix products and the KV buffer (default: the model's); `mode` is the
+    step mode (see resolve_mode; under "auto" a failed graph capture falls back to slice with a warning)."""
 
-    def __init__(self, model, batch: int, max_len: int, dtype: torch.dtype | None = None):
+    autocast_dtype = None  # the engine computes in its own dtype (bf16 weight copies), never under autocast
+
+    def __init__(self, model, batch: int, max_len: int, dtype: torch.dtype | None = None, mode: str = "auto"):
         config = model.config
         if getattr(config, "add_cross_attention", False):
             raise HyperfitError("the fast decoder does not support ImageGPT with cross-attention")
         self.model, self.t = model, model.transformer
+        self.device = model.transformer.wte.weight.device
+        self.requested_mode, self.mode = mode, resolve_mode(mode, self.device)
         self.heads = config.n_head
         self.head_dim = config.n_embd // config.n_head
-        self.batch, self.max_len = batch, max_len
+        self.max_batch, self.max_len = batch, max_len
+        self.max_positions = max_len  # what the decode loop checks a request against: the buffer's length
+        self.position = 0  # where the next step writes
         self.upcast = bool(config.reorder_and_upcast_attn)
         self.scales = []
         for i in range(len(self.t.h)):
@@ -118,14 +131,23 @@ class StaticImageGPT:
         return F.linear(_rms(x[:, -1], self.t.ln_f.weight, self.t.ln_f.eps).to(self.dtype), self.head)
 
     def prefill(self, ids: torch.Tensor) -> torch.Tensor:
+        """Start a batch: logits after ids (B, P) at positions 0..P-1 (graphs for B are captured first)."""
+        self._capture_or_fall_back(ids.shape[0], ids.shape[1])
+        self.position = ids.shape[1]
         return self._forward(ids, start=0)
+
+    def step(self, token: torch.Tensor) -> torch.Tensor:
+        """Logits after feeding `token` (B,) at the next position, in the engine's mode."""
+        logits = self.step_at(token, self.position, self.mode)
+        self.position += 1
+        return logits
 
     def window(self, position: int) -> int:
         """Buffer slots a masked step at `position` attends over: position + 1 rounded up to WINDOW."""
         return min(self.max_len, (position // WINDOW + 1) * WINDOW)
 
-    def step(self, token: torch.Tensor, position: int, mode: str) -> torch.Tensor:
-        """Logits after feeding `token` (B,) at `position`."""
+    def step_at(self, token: torch.Tensor, position: int, mode: str) -> torch.Tensor:
+        """Logits after feeding `token` (B,) at `position`, in step mode `mode`."""
         if mode == "slice":
             return self._forward(token[:, None], start=position)
         if mode == "masked":
@@ -136,6 +158,21 @@ class StaticImageGPT:
         pos.fill_(position)
         graph.replay()
         return logits
+
+    def _capture_or_fall_back(self, b: int, first: int) -> None:
+        """Capture the graphs a batch of `b` from position `first` will replay, before its prefill. Under
+        "auto" a capture that fails (an unsupported kernel, say) falls back to the slice step with a warning;
+        an explicit "graph" raises."""
+        if self.mode != "graph":
+            return
+        try:
+            for window in sorted({self.window(position) for position in range(first, self.max_len)}):
+                self._graph(b, window)
+        except RuntimeError as exc:
+            if self.requested_mode != "auto":
+                raise
+            warnings.warn(f"CUDA-graph decoding failed ({str(exc).splitlines()[0]}); decoding with mode 'slice'")
+            self.mode = "slice"
 
     def _graph(self, b: int, window: int):
         """Capture one masked step for batch `b` and attention window `window` (CUDA only); its inputs and
@@ -173,25 +210,6 @@ def resolve_mode(mode: str, device: torch.device) -> str:
     return mode
 
 
-def free_memory(device: torch.device) -> int | None:
-    """Bytes a new allocation on `device` can take. On CUDA that is the driver's free memory plus what
-    PyTorch's caching allocator holds reserved but unused (mem_get_info alone misses the latter, so a second
-    engine in one process would see the first one's freed buffer as taken). On CPU, MemAvailable; None when
-    unknown."""
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
-    if device.type == "cpu":
-        try:
-            with open("/proc/meminfo") as meminfo:
-                for line in meminfo:
-                    if line.startswith("MemAvailable:"):
-                        return int(line.split()[1]) * 1024
-        except OSError:
-            pass
-    return None
-
-
 def plan_batch_size(model, count: int, prompt_len: int, max_len: int, batch_size: int | None,
                     dtype: torch.dtype, device: torch.device) -> int:
     """Sequences per engine batch. An int is taken as given (at most `count`, as there are no more); None
@@ -199,8 +217,7 @@ def plan_batch_size(model, count: int, prompt_len: int, max_len: int, batch_size
     weight copy fit in MEMORY_FRACTION of the free memory (ImageGPT-Large needs ~0.6 GB per sequence in
     fp32 and ~0.3 GB in bf16)."""
     if batch_size is not None:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise HyperfitError(f"batch size must be a positive integer (or None for auto), got {batch_size!r}")
+        check_batch_size(batch_size, auto=True)
         return min(batch_size, count)
     want = min(count, AUTO_BATCH_CAP)
     free = free_memory(device)
@@ -214,98 +231,38 @@ def plan_batch_size(model, count: int, prompt_len: int, max_len: int, batch_size
     return max(1, min(want, int(MEMORY_FRACTION * free - copies) // per_sequence))
 
 
-@torch.no_grad()
-def _generate_batch(engine, prompt, max_new_tokens, config, processors, generator, mode):
-    for processor in processors:
-        if hasattr(processor, "reset"):
-            processor.reset()
-    b, p = prompt.shape
-    # the whole output is preallocated too; processors see a view of the tokens so far (prompt included)
-    tokens = torch.empty(b, p + max_new_tokens, dtype=torch.long, device=prompt.device)
-    tokens[:, :p] = prompt
-    logits = engine.prefill(prompt)
-    for i in range(max_new_tokens):
-        length = p + i
-        scores = processors(tokens[:, :length], logits.float())
-        if config.strategy == "greedy":
-            next_token = scores.argmax(dim=-1)
-        else:
-            next_token = torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=generator).squeeze(1)
-        tokens[:, length] = next_token
-        if i + 1 < max_new_tokens:
-            logits = engine.step(next_token, length, mode)
-    return tokens
-
-
-def _capture_or_fall_back(engine, b: int, first: int, requested: str, mode: str) -> str:
-    """Capture the graphs a batch of `b` will replay, before its prefill. Under "auto" a capture that fails
-    (an unsupported kernel, say) falls back to the slice step with a warning; an explicit "graph" raises."""
-    if mode != "graph":
-        return mode
-    try:
-        for window in sorted({engine.window(position) for position in range(first, engine.max_len)}):
-            engine._graph(b, window)
-    except RuntimeError as exc:
-        if requested != "auto":
-            raise
-        warnings.warn(f"CUDA-graph decoding failed ({str(exc).splitlines()[0]}); decoding with mode 'slice'")
-        return "slice"
-    return mode
-
-
-@torch.no_grad()
 def fast_generate_tokens(model, prompts: torch.Tensor, max_new_tokens: int, config: DecodingConfig | None = None,
                          processors=(), batch_size: int | None = None, progress: bool = True,
                          mode: str = "auto", precision: str = "auto") -> torch.Tensor:
-    """`hyperfit_core.decoding.generate_tokens` for ImageGPT: same arguments, processors, seeding and output.
+    """`hyperfit_core.decoding.generate_tokens` for ImageGPT: the core loop on a StaticImageGPT engine, with
+    the same arguments, processors, seeding and output.
 
     batch_size: None (auto: up to AUTO_BATCH_CAP, fewer if the KV buffer would not fit the free memory) or an
     int, used exactly. mode: "auto" (graph on CUDA, slice elsewhere), "graph", "slice" or "masked".
     precision: "auto" (bf16 on CUDA, fp32 elsewhere), "fp32" or "bf16" (see the module docstring)."""
-    config = config or DecodingConfig()
-    prompts = torch.as_tensor(prompts, dtype=torch.long)
-    if prompts.ndim != 2 or prompts.shape[1] == 0:
-        raise HyperfitError("prompts must be a non-empty 2-D (count, length) array of token ids")
-    if max_new_tokens < 1:
-        raise HyperfitError("max_new_tokens must be at least 1")
-    # the last new token is never fed back, so the buffer needs prompt + new - 1 positions
-    max_len = prompts.shape[1] + max_new_tokens - 1
-    limit = model.config.n_positions
-    if max_len > limit:
-        raise HyperfitError(f"a {prompts.shape[1]}-token prompt plus {max_new_tokens} new tokens needs "
-                            f"{max_len} positions; the model has {limit}")
+    # checked against the model before the buffer is sized: it holds exactly the positions this call needs
+    prompts = check_request(prompts, max_new_tokens, model.config.n_positions)
+    max_len = positions_needed(prompts.shape[1], max_new_tokens)
     device = model.transformer.wte.weight.device
-    requested = mode
-    mode = resolve_mode(mode, device)
+    resolve_mode(mode, device)
     dtype = decode_dtype(precision, device)
     if device.type == "cuda":
         torch.cuda.empty_cache()  # hand cached blocks back before sizing and allocating the buffer
     batch = plan_batch_size(model, len(prompts), prompts.shape[1], max_len, batch_size, dtype, device)
-    was_training = model.training
-    model.eval()
-    processors = build_processors(config, processors)
-    generator = torch.Generator(device=device).manual_seed(config.seed)
-    out = []
     try:
-        engine = StaticImageGPT(model, batch, max_len, dtype=dtype)
-        for first in tqdm(range(0, len(prompts), batch), disable=not progress,
-                          desc=f"fast decode {config.name}", unit="batch"):
-            chunk = prompts[first:first + batch].to(device)
-            mode = _capture_or_fall_back(engine, len(chunk), prompts.shape[1], requested, mode)
-            out.append(_generate_batch(engine, chunk, max_new_tokens, config, processors, generator, mode).cpu())
+        engine = StaticImageGPT(model, batch, max_len, dtype=dtype, mode=mode)
+        return decode(engine, prompts, max_new_tokens, config, processors, progress)
     except torch.cuda.OutOfMemoryError:
         raise HyperfitError(f"out of GPU memory decoding {batch} sequences at once; pass a smaller batch size "
                             "(or leave it to auto)") from None
-    finally:
-        model.train(was_training)
-    return torch.cat(out)
 
 
 def fast_complete_images(model, tokens: torch.Tensor, prefix_rows: int, side: int,
                          decoding: DecodingConfig | None = None, processors=(), batch_size: int | None = None,
                          progress: bool = True, mode: str = "auto", precision: str = "auto") -> torch.Tensor:
-    """`hyperfit_vision.complete.complete_images` on the static-cache engine: (N, 1 + side*side) tokens with
-    SOS in, (N, side*side) pixel tokens out, the first prefix_rows*side of them the prompt's.
+    """Complete images from their top rows on the static-cache engine: (N, 1 + side*side) tokens with SOS in,
+    (N, side*side) pixel tokens out, the first prefix_rows*side of them the prompt's. Greedy tokens equal HF
+    generate's (tests/vision/test_fast_decode.py).
     batch_size, mode and precision: as in fast_generate_tokens (None/"auto" pick the fast path per device)."""
     if tokens.ndim != 2 or tokens.shape[1] != 1 + side * side:
         raise HyperfitError(f"expected (N, {1 + side * side}) tokens with SOS, got {tuple(tokens.shape)}")

@@ -85,7 +85,7 @@ class Text:
         return path
 
     def held_out(self, run: Path) -> tuple[torch.Tensor, int]:
-        from hyperfit_text.sampling import HeldOut
+        from hyperfit_text.splits import HeldOut
         from hyperfit_text.training import PROMPTS
 
         held, metadata = HeldOut.load(run / PROMPTS)

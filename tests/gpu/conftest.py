@@ -7,8 +7,6 @@ and skipped when CUDA is absent, so an explicit run on a CPU machine ends in ski
 import pytest
 import torch
 
-from hyperfit_core.train import TrainConfig
-
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: needs a CUDA device (tests/gpu, run by scripts/gpu_check.sh)")
@@ -27,11 +25,3 @@ def pytest_collection_modifyitems(config, items):
 def cuda():
     torch.cuda.empty_cache()
     return torch.device("cuda")
-
-
-def compile_setting(on: bool):
-    """TrainConfig.compile is a bool in older trees and "auto"|"on"|"off" in newer ones."""
-    default = TrainConfig().compile
-    if isinstance(default, str):
-        return "on" if on else "off"
-    return on

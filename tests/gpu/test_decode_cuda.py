@@ -6,6 +6,7 @@ from transformers import ImageGPTConfig, ImageGPTForCausalImageModeling
 
 import hyperfit_vision.fast_decode as fd
 from hyperfit_core.decoding import DecodingConfig
+from hyperfit_core.device import free_memory
 from hyperfit_vision.fast_decode import fast_complete_images
 from tests.vision.oracle import record_engine_batches
 
@@ -78,7 +79,7 @@ def test_auto_is_graph_in_bf16_and_agrees_with_the_eager_bf16_step(cuda, small_w
     with torch.no_grad():
         a, b = fp32.prefill(ids[:, :30]), bf16.prefill(ids[:, :30])
         for position in range(30, 40):
-            a, b = fp32.step(ids[:, position], position, "graph"), bf16.step(ids[:, position], position, "graph")
+            a, b = fp32.step_at(ids[:, position], position, "graph"), bf16.step_at(ids[:, position], position, "graph")
             assert (a - b.float()).abs().max() < 0.05 * a.abs().max()
 
 
@@ -90,7 +91,7 @@ def test_two_engines_in_a_row_keep_their_batch_size(cuda, monkeypatch):
     sizes = record_engine_batches(monkeypatch)
     tokens = _tokens(64, side=32, sos=512)
     # leave ~2 GiB free: auto must pick fewer than the 64 images, the same number both times
-    hog = torch.empty(fd.free_memory(cuda) - 2 * 2**30, dtype=torch.uint8, device=cuda)
+    hog = torch.empty(free_memory(cuda) - 2 * 2**30, dtype=torch.uint8, device=cuda)
     try:
         for _ in range(2):
             fast_complete_images(model, tokens, 24, 32, progress=False)

@@ -9,7 +9,6 @@ from hyperfit_core.rundir import RunDir
 from hyperfit_core.sequences import TokenSequences
 from hyperfit_core.train import TrainConfig, hyperfit
 from hyperfit_vision.model import build_imagegpt, load_imagegpt
-from tests.gpu.conftest import compile_setting
 from tests.vision.conftest import grid_palette
 
 
@@ -29,7 +28,7 @@ def test_bf16_saved_model_trains_its_fp32_master_weights_at_lr_1e6(cuda, tmp_pat
     model = load_imagegpt(str(tmp_path / "bf16"))[0].model
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     config = TrainConfig(precision="bf16", lr=1e-6, epochs=1, batch_size=8, device="cuda", progress=False,
-                         compile=compile_setting(False))  # compiled training has its own test below
+                         compile="off")  # compiled training has its own test below
     hyperfit(model, _data(), config, RunDir(tmp_path / "run"))
     weights = dict(model.named_parameters())
     assert {p.dtype for p in weights.values()} == {torch.float32}
@@ -41,15 +40,15 @@ def test_bf16_saved_model_trains_its_fp32_master_weights_at_lr_1e6(cuda, tmp_pat
 
 def test_compiled_and_eager_training_follow_the_same_loss_curve(cuda, tmp_path):
     curves = {}
-    for on in (False, True):
+    for setting in ("off", "on"):
         model = build_imagegpt(8, grid_palette(), n_layer=2, n_embd=64, n_head=4, seed=0).model
-        run = RunDir(tmp_path / f"compile-{on}")
+        run = RunDir(tmp_path / f"compile-{setting}")
         config = TrainConfig(precision="bf16", lr=1e-3, epochs=3, batch_size=8, device="cuda", progress=False,
-                             compile=compile_setting(on))
+                             compile=setting)
         hyperfit(model, _data(), config, run)
-        curves[on] = _losses(run)
-        assert json.loads((run / "train_config.json").read_text())["compile"] == compile_setting(on)
-    eager, compiled = torch.tensor(curves[False]), torch.tensor(curves[True])
+        curves[setting] = _losses(run)
+        assert json.loads((run / "train_config.json").read_text())["compile"] == setting
+    eager, compiled = torch.tensor(curves["off"]), torch.tensor(curves["on"])
     assert len(eager) == len(compiled) == 6
     assert eager[-1] < eager[0]  # it learns
-    assert torch.allclose(eager, compiled, rtol=2e-2, atol=2e-2), (curves[False], curves[True])
+    assert torch.allclose(eager, compiled, rtol=2e-2, atol=2e-2), (curves["off"], curves["on"])

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 from hyperfit_core.cli import main
 from hyperfit_core.formats import read_jsonl
 from hyperfit_core.sequences import TokenSequences
-from hyperfit_text.sampling import HeldOut
+from hyperfit_text.splits import HeldOut
 
 SMALL = ["--num-train", "16", "--window", "64", "--num-eval", "6", "--context", "32", "--reference", "32"]
 

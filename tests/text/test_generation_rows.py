@@ -7,7 +7,7 @@ from hyperfit_core.formats import read_jsonl
 from hyperfit_core.rundir import RunDir
 from hyperfit_text.generation import generation_rows, save_generations
 from hyperfit_text.model import TextModel
-from hyperfit_text.sampling import HeldOut
+from hyperfit_text.splits import HeldOut
 
 
 def word_model(tiny_llama_dir) -> TextModel:

@@ -33,9 +33,9 @@ def record_engine_batches(monkeypatch) -> list[int]:
     sizes: list[int] = []
     real_init = fd.StaticImageGPT.__init__
 
-    def spy(self, model, batch, max_len, dtype=None):
+    def spy(self, model, batch, *args, **kwargs):
         sizes.append(batch)
-        real_init(self, model, batch, max_len, dtype)
+        real_init(self, model, batch, *args, **kwargs)
 
     monkeypatch.setattr(fd.StaticImageGPT, "__init__", spy)
     return sizes

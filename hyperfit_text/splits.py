@@ -139,10 +139,10 @@ class HeldOut:
         return HeldOut(self.contexts[:count], self.references[:count], self.starts[:count])
 
 
-def sample_splits(corpus: Corpus, bos_id: int, num_train: int, window: int, num_prompts: int, context: int,
+def sample_splits(corpus: Corpus, bos_id: int, num_train: int, window: int, num_eval: int, context: int,
                   reference: int, seed: int) -> tuple[TokenSequences, HeldOut]:
-    """`num_train` training sequences [BOS + window] and `num_prompts` held-out (context, reference) pairs."""
-    for name, value in (("--num-train", num_train), ("--window", window), ("--num-eval", num_prompts),
+    """`num_train` training sequences [BOS + window] and `num_eval` held-out (context, reference) pairs."""
+    for name, value in (("--num-train", num_train), ("--window", window), ("--num-eval", num_eval),
                         ("--context", context), ("--reference", reference)):
         if value < 1:
             raise HyperfitError(f"{name} must be at least 1, got {value}")
@@ -150,10 +150,10 @@ def sample_splits(corpus: Corpus, bos_id: int, num_train: int, window: int, num_
     if len(stream) < window:
         raise HyperfitError(f"the text has only {len(stream)} tokens, shorter than one {window}-token window")
     held = context + reference
-    lengths = torch.tensor([window] * num_train + [held] * num_prompts)
+    lengths = torch.tensor([window] * num_train + [held] * num_eval)
     needed = int(lengths.sum())
     if needed > len(stream):
-        raise HyperfitError(f"{num_train} windows of {window} tokens plus {num_prompts} held-out spans of "
+        raise HyperfitError(f"{num_train} windows of {window} tokens plus {num_eval} held-out spans of "
                             f"{context}+{reference} tokens need {needed} distinct token positions, but the text "
                             f"has {len(stream)}; lower --num-train/--num-eval or add text")
     starts = place_spans(len(stream), lengths, seed)

@@ -3,7 +3,7 @@ import torch
 
 from hyperfit_core.errors import HyperfitError
 from hyperfit_text.model import load_text_model
-from hyperfit_text.sampling import Corpus, place_spans, sample_splits, spans_disjoint, tokenize_corpus
+from hyperfit_text.splits import Corpus, place_spans, sample_splits, spans_disjoint, tokenize_corpus
 
 from .conftest import synthetic_documents
 
@@ -33,7 +33,7 @@ def test_place_spans_never_overlap_and_stay_inside(seed):
 
 def test_windows_are_exactly_256_tokens_with_one_bos_and_disjoint_from_prompts(llama):
     corpus = tokenize_corpus(synthetic_documents(400, seed=1), llama)
-    train, held = sample_splits(corpus, llama.bos_id, num_train=30, window=256, num_prompts=12, context=32,
+    train, held = sample_splits(corpus, llama.bos_id, num_train=30, window=256, num_eval=12, context=32,
                                 reference=96, seed=3)
     assert train.ids.shape == (30, 257)
     assert held.contexts.shape == (12, 32) and held.references.shape == (12, 96)
