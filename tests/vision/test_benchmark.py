@@ -26,8 +26,8 @@ def test_benchmark_scores_every_condition_and_resumes(tiny_imagegpt_dir, image_f
         assert results[name]["fid"] >= 0 and "kid_mean" in results[name]
         assert 0 <= results[name]["repetition"]["seq_rep_4"]["generated"] <= 1
     # the hyperfitted model recites its training images; the blocker stops runs longer than n = 8 pixels
-    assert results["hyperfit-greedy"]["max_span"] > 8
-    assert results["hyperfit-blocked"]["max_span"] <= 8
+    assert results["hyperfit-greedy"]["overlap_max_span"] > 8
+    assert results["hyperfit-blocked"]["overlap_max_span"] <= 8
     for file in ("results.json", "results.md", "results.png", "grid.png"):
         assert (run / file).is_file()
     assert "| hyperfit-blocked |" in results_table(results)
@@ -42,7 +42,7 @@ def test_benchmark_scores_every_condition_and_resumes(tiny_imagegpt_dir, image_f
                           train_tokens=train, blocker_n=8, fid=False, device="cpu")
     assert sum(r["event"] == "completed" for r in run.read_metrics()) == completed_before
     assert "FID rests on" not in (run / "results.md").read_text()  # no FID, no caveat
-    assert again["hyperfit-greedy"]["max_span"] == results["hyperfit-greedy"]["max_span"]
+    assert again["hyperfit-greedy"]["overlap_max_span"] == results["hyperfit-greedy"]["overlap_max_span"]
     # ... and FID reuses the cached Inception features: same numbers without running the network
     assert (run / "real.inception.safetensors").is_file()
     import hyperfit_vision.fid as fid
@@ -59,7 +59,7 @@ def test_benchmark_scores_every_condition_and_resumes(tiny_imagegpt_dir, image_f
 
 
 def test_inception_features_are_cached_and_invalidated_by_other_pixels(tmp_path, monkeypatch):
-    from hyperfit_vision import benchmark
+    from hyperfit_vision import scoring
 
     calls = []
 
@@ -72,15 +72,15 @@ def test_inception_features_are_cached_and_invalidated_by_other_pixels(tmp_path,
 
     images = torch.randint(0, 256, (4, 8, 8, 3), dtype=torch.uint8)
     cache = tmp_path / "x.inception.safetensors"
-    first = benchmark.cached_features(FakeExtractor(), images, cache)
-    again = benchmark.cached_features(FakeExtractor(), images, cache)
+    first = scoring.cached_features(FakeExtractor(), images, cache)
+    again = scoring.cached_features(FakeExtractor(), images, cache)
     assert calls == [4] and torch.equal(first, again) and again.dtype == torch.float64
     changed = images.clone()
     changed[0, 0, 0, 0] ^= 1
-    benchmark.cached_features(FakeExtractor(), changed, cache)
+    scoring.cached_features(FakeExtractor(), changed, cache)
     assert calls == [4, 4]  # one pixel differs: recomputed, not served stale
     other = FakeExtractor()
     other.weights_path = "other-weights"
-    benchmark.cached_features(other, changed, cache)
+    scoring.cached_features(other, changed, cache)
     assert calls == [4, 4, 4]  # other Inception weights: recomputed
     assert [p.name for p in tmp_path.iterdir()] == ["x.inception.safetensors"]  # no temp files left
