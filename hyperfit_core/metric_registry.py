@@ -185,12 +185,24 @@ def read(mapping: dict, name: str, default=None, **params):
     return hits[0][1] if hits else default
 
 
+def written_keys(record: dict) -> list[str]:
+    """The keys of a results record that are neither a registered metric's key as written now nor a registered
+    field (an empty list for every record this version writes; old files list their old spellings)."""
+    odd = []
+    for results_key in record:
+        found = lookup(results_key, None)
+        if results_key not in FIELDS and (found is None or found[0].key(**found[1]) != results_key):
+            odd.append(results_key)
+    return odd
+
+
 def same_metric(a: str, b: str) -> bool:
-    """Whether two results keys name one metric with the same key parameters ("ttr" and "type_token_ratio")."""
+    """Whether two results keys name one metric, with equal values of the parameters both spell out ("ttr" and
+    "type_token_ratio" do; "ttr_tokens_last64" and "ttr_tokens_last96" do not)."""
     found_a, found_b = lookup(a, None), lookup(b, None)
     if not found_a or not found_b or found_a[0] is not found_b[0]:
         return False
-    return all(found_a[1].get(p) == found_b[1].get(p) for p in found_a[0].placeholders)
+    return all(found_a[1][p] == found_b[1][p] for p in found_a[1].keys() & found_b[1].keys())
 
 
 def find_key(mapping: dict, results_key: str) -> str | None:

@@ -13,6 +13,8 @@ import re
 import statistics
 import sys
 
+from hyperfit_core.metric_registry import find_key
+
 
 class SpecError(Exception):
     pass
@@ -36,7 +38,12 @@ def _step(value, key: str):
     if isinstance(value, list):
         return value[int(key)], False
     if key not in value:
-        raise SpecError(f"no key {key!r} (keys: {', '.join(map(str, list(value)[:12]))})")
+        # a metric under another spelling (docs name a committed JSON's old key, a rerun writes the registered one,
+        # or the reverse): hyperfit_core/metric_registry.py says which keys name one metric
+        other = find_key(value, key) if isinstance(value, dict) else None
+        if other is None:
+            raise SpecError(f"no key {key!r} (keys: {', '.join(map(str, list(value)[:12]))})")
+        key = other
     return value[key], False
 
 

@@ -1,7 +1,12 @@
 import json
+import runpy
+import sys
+from pathlib import Path
 
+import pytest
 import torch
 
+from hyperfit_core import metric_registry as registry
 from hyperfit_core.rundir import RunDir
 from hyperfit_core.sequences import TokenSequences
 from hyperfit_core.train import TrainConfig, hyperfit
@@ -9,6 +14,8 @@ from hyperfit_vision.benchmark import paper_conditions, results_table, run_bench
 from hyperfit_vision.data import load_image_folder
 from hyperfit_vision.model import load_imagegpt
 from hyperfit_vision.tokens import images_to_tokens
+
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 
 
 def test_benchmark_scores_every_condition_and_resumes(tiny_imagegpt_dir, image_folder_8px, tmp_path, monkeypatch):
@@ -55,7 +62,26 @@ def test_benchmark_scores_every_condition_and_resumes(tiny_imagegpt_dir, image_f
                            train_tokens=train, blocker_n=8, fid=True, device="cpu")
     for name in ("base-greedy", "hyperfit-blocked"):
         assert cached[name]["fid"] == results[name]["fid"]
-    assert json.loads((run / "results.json").read_text())["real"]["repetition"]
+    written = json.loads((run / "results.json").read_text())
+    assert written["real"]["repetition"]
+    # every key written is a registered metric or field (hyperfit_core/metric_list.py)
+    for blob in written.values():
+        assert registry.written_keys(blob) == [] and registry.written_keys(blob["repetition"]) == []
+    # per_item.json: one value per held-out image and side, whose mean is the condition's number
+    per_item = json.loads((run / "per_item.json").read_text())
+    greedy = per_item["hyperfit-greedy"]["generated"]
+    assert len(greedy["seq_rep_4"]) == 4 and len(greedy["overlap_mean_span"]) == 4
+    mean = written["hyperfit-greedy"]["repetition"]["seq_rep_4"]["generated"]
+    assert sum(greedy["seq_rep_4"]) / 4 == pytest.approx(mean)
+    # scripts/fid_from_cache.py is the same FID addition: the benchmark's numbers, from the cached features
+    out = tmp_path / "fid.json"
+    monkeypatch.setattr(sys, "argv", ["fid_from_cache.py", str(run.path), "hyperfit-greedy", "base-top-p",
+                                      "--out", str(out)])
+    runpy.run_path(str(SCRIPTS / "fid_from_cache.py"), run_name="__main__")
+    scored = json.loads(out.read_text())["results"]
+    for name in ("hyperfit-greedy", "base-top-p"):
+        assert {k: scored[name][k] for k in ("fid", "kid_mean", "kid_std")} == \
+            {k: cached[name][k] for k in ("fid", "kid_mean", "kid_std")}
 
 
 def test_inception_features_are_cached_and_invalidated_by_other_pixels(tmp_path, monkeypatch):
