@@ -1,6 +1,8 @@
 """Score completions of the same held-out images under several conditions (model x decoding x blocker):
 FID/KID against the real images, patch-repetition metrics beside the real images' own, overlap with the
-hyperfitting data. Used by `hyperfit vision benchmark`, scripts/fid_benchmark.py and the demo.
+hyperfitting data (hyperfit_vision.scoring, the image scoring entry). Used by `hyperfit vision benchmark`,
+scripts/fid_benchmark.py and the demo. Writes results.{json,md,png}, per_item.json (each per-image metric's value
+per held-out image, generated and real side) and grid.png.
 
 Each condition's completions and Inception features are cached in the run dir, so an interrupted benchmark
 resumes where it stopped.

@@ -4,7 +4,7 @@
 Every run is the one recipe (hyperfit_core.recipe via hyperfit_text.training.train_text /
 hyperfit_vision.training.train_images); text continuations are `hyperfit text generate` runs
 (hyperfit_text.generation.generate_run) scored by `hyperfit text evaluate` (hyperfit_text.evaluate.evaluate_runs);
-image completions are hyperfit_vision.completion.complete_run scored by hyperfit_vision.repetition; top-1
+image completions are hyperfit_vision.completion.complete_run scored by hyperfit_vision.scoring.score_images; top-1
 agreement is hyperfit_core.analysis.prediction_stats + hyperfit_core.influence.pairwise_agreement.
 
   text-length   base greedy / base top-p / hyperfitted greedy / + blocker at the paper's length (256-token windows,
@@ -150,7 +150,7 @@ class Text:
 
 class Vision:
     """Vision side: train runs of `hyperfit vision train`, greedy completions of held-out test images from their
-    top 25%, token / patch repetition of the generated 75% (hyperfit_vision.repetition)."""
+    top 25%, token / patch repetition of the generated 75% (hyperfit_vision.scoring.score_images)."""
 
     metrics = VISION_METRICS
 
