@@ -57,7 +57,12 @@ def _same(field_value, text: str) -> bool:
 def resolve(data, path: str):
     """The value at `path`: a scalar, or a flat list when the path fans out."""
     values, fanned = [data], isinstance(data, list) and path.split("/")[0] == "*"
-    for key in path.split("/"):
+    parts = path.split("/")
+    while parts:
+        key = parts.pop(0)
+        if parts and values and all(isinstance(v, dict) and key not in v and find_key(v, f"{key}/{parts[0]}")
+                                    for v in values):
+            key = f"{key}/{parts.pop(0)}"  # a metric an older file nested ("overlap/mean_span"), now flat
         nxt = []
         optional = key.endswith("?") and len(key) > 1  # `key?`: items without that key are left out
         key = key.rstrip("?") if optional else key
