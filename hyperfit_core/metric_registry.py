@@ -86,7 +86,7 @@ def register(metric: Metric) -> Metric:
     if set(metric.needs) - set(NEEDS):
         raise ValueError(f"metric {metric.name!r}: unknown needs {set(metric.needs) - set(NEEDS)}")
     for spelling in (metric.name, *metric.aliases):
-        found = _find(spelling.replace("{", "").replace("}", "")) if "{" not in spelling else None
+        found = _find(spelling) if "{" not in spelling else None  # a fixed key another family already covers
         if spelling in REGISTRY or spelling in FIELDS or (found and found[0] is not metric):
             raise ValueError(f"metric key {spelling!r} is taken")
     REGISTRY[metric.name] = metric
