@@ -10,6 +10,7 @@ import os
 
 import torch
 
+from hyperfit_core import metric_registry as registry
 from hyperfit_core import metrics
 from hyperfit_core.atomic import atomic_path
 from hyperfit_core.errors import HyperfitError
@@ -18,7 +19,7 @@ DEFAULT_LENGTHS = (32, 64, 96, 128, 192, 256)
 
 
 def length_curve(generated: torch.Tensor, lengths=DEFAULT_LENGTHS, rep_n: int = 4, bleu_order: int = 4) -> dict:
-    """{L: {"ttr", "seq_rep_n", "self_bleu"}} for every L in `lengths` up to the generated length (and that
+    """{L: {"type_token_ratio", "seq_rep_<n>", "self_bleu<order>"}} for every L in `lengths` up to the generated length (and that
     length itself when it is not listed)."""
     generated = torch.as_tensor(generated)
     if generated.ndim != 2 or len(generated) < 2:
@@ -28,9 +29,10 @@ def length_curve(generated: torch.Tensor, lengths=DEFAULT_LENGTHS, rep_n: int = 
     curve = {}
     for length in points:
         prefix = generated[:, :length]
-        curve[length] = {"ttr": metrics.mean_type_token_ratio(prefix),
-                         f"seq_rep_{rep_n}": metrics.mean_seq_rep_n(prefix, rep_n) if length >= rep_n else None,
-                         f"self_bleu{bleu_order}": metrics.self_bleu(prefix, bleu_order)}
+        curve[length] = {registry.key("type_token_ratio"): metrics.mean_type_token_ratio(prefix),
+                         registry.key("seq_rep_{n}", n=rep_n): metrics.mean_seq_rep_n(prefix, rep_n)
+                         if length >= rep_n else None,
+                         registry.key("self_bleu{order}", order=bleu_order): metrics.self_bleu(prefix, bleu_order)}
     return curve
 
 
@@ -50,7 +52,7 @@ def plot_length_curves(curves: dict[str, dict], path: str | os.PathLike, title: 
             xs = [int(x) for x in curve]
             ys = [point[key] for point in curve.values()]
             ax.plot(xs, [y if y is not None else float("nan") for y in ys], marker="o", ms=3, label=name)
-        ax.set(xlabel="first L generated tokens", title=key)
+        ax.set(xlabel="first L generated tokens", title=registry.label_of(key))
     axes[0].legend(fontsize=7)
     if title:
         fig.suptitle(title, fontsize=9)

@@ -44,6 +44,11 @@ def _as_arrays(seqs, what: str = "sequences") -> list[np.ndarray]:
     return out
 
 
+def as_sequences(seqs) -> list[np.ndarray]:
+    """The sequences as a list of 1-D int64 arrays (validated as every metric here validates them)."""
+    return _as_arrays(seqs)
+
+
 def _as_array(seq, what: str = "sequence") -> np.ndarray:
     return _as_arrays([seq], what)[0]
 
@@ -63,9 +68,14 @@ def type_token_ratio(seq, last: int | None = None) -> float:
     return len(np.unique(tokens)) / tokens.size
 
 
+def type_token_ratios(seqs, last: int | None = None) -> list[float]:
+    """`type_token_ratio(seq, last)` of each sequence, in order."""
+    return [type_token_ratio(s, last) for s in _nonempty(seqs)]
+
+
 def mean_type_token_ratio(seqs, last: int | None = None) -> float:
     """Unweighted mean of `type_token_ratio(seq, last)` over the sequences."""
-    return _mean([type_token_ratio(s, last) for s in _nonempty(seqs)])
+    return _mean(type_token_ratios(seqs, last))
 
 
 def _ngram_rows(tokens: np.ndarray, n: int) -> np.ndarray:
@@ -83,9 +93,14 @@ def seq_rep_n(seq, n: int = 4) -> float:
     return 1.0 - len(np.unique(grams, axis=0)) / len(grams)
 
 
+def seq_rep_ns(seqs, n: int = 4) -> list[float]:
+    """`seq_rep_n(seq, n)` of each sequence, in order."""
+    return [seq_rep_n(s, n) for s in _nonempty(seqs)]
+
+
 def mean_seq_rep_n(seqs, n: int = 4) -> float:
     """Unweighted mean of `seq_rep_n(seq, n)` over the sequences."""
-    return _mean([seq_rep_n(s, n) for s in _nonempty(seqs)])
+    return _mean(seq_rep_ns(seqs, n))
 
 
 def distinct_n(seqs, n: int = 2) -> float:
@@ -268,5 +283,6 @@ def dataset_bleu(generations, train_seqs, max_order: int = 4) -> float:
     return float(dataset_bleu_scores(generations, train_seqs, max_order)[0].mean())
 
 
-__all__ = ["type_token_ratio", "mean_type_token_ratio", "seq_rep_n", "mean_seq_rep_n", "distinct_n",
+__all__ = ["as_sequences", "type_token_ratio", "type_token_ratios", "mean_type_token_ratio", "seq_rep_n",
+           "seq_rep_ns", "mean_seq_rep_n", "distinct_n",
            "self_bleu", "self_bleu_scores", "dataset_bleu", "dataset_bleu_scores"]

@@ -149,7 +149,11 @@ def longest_common_span(generations, train_ids) -> torch.Tensor:
 def overlap_report(generations, train_ids, threshold: int = 10) -> dict:
     """Summary of `longest_common_span`: mean, max and the fraction of generations sharing a span longer
     than `threshold` tokens with the training data."""
-    spans = longest_common_span(generations, train_ids)
+    return span_summary(longest_common_span(generations, train_ids), threshold)
+
+
+def span_summary(spans: torch.Tensor, threshold: int = 10) -> dict:
+    """overlap_report's numbers from the per-generation longest spans."""
     if len(spans) == 0:
         raise HyperfitError("no generations to compare with the training data")
     return {

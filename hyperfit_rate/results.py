@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hyperfit_core import metric_registry as registry
 from hyperfit_core.atomic import atomic_path, ensure_writable_dir, write_text
 from hyperfit_rate.stats import bradley_terry, fleiss_kappa, krippendorff_alpha_nominal, wilson_interval
 from hyperfit_rate.store import Store
@@ -222,7 +223,8 @@ def write_votes(study_dir: str | Path, path: Path) -> None:
 def format_table(result: dict) -> str:
     lines = [f"{result['votes_used']} of {result['votes']} votes used, {result['raters']} raters, "
              f"{result['pairs']} pairs ({result['kind']})", "",
-             f"{'condition':<28} {'n':>5} {'win-or-tie':>10}  {'Wilson 95%':<15} {'BT rank':>7} {'BT vs original':>14}  95% bootstrap"]
+             f"{'condition':<28} {'n':>5} {registry.label('win_or_tie'):>10}  {'Wilson 95%':<15} {'BT rank':>7} "
+             f"{registry.label('bt_strength'):>14}  95% bootstrap"]
     for name, bt in result["bradley_terry"].items():
         row = result["vs_original"].get(name)
         head = (f"{name:<28} {row['n']:>5} {row['win_or_tie']:>10.3f}  [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
@@ -230,9 +232,10 @@ def format_table(result: dict) -> str:
         lines.append(f"{head:<63} {bt['rank']:>7} {bt['strength']:>14.3f}  [{bt['low']:.3f}, {bt['high']:.3f}]")
     agree = result["agreement"]
     alpha = agree["alpha_note"] or f"{agree['krippendorff_alpha']:.3f}"
-    lines += ["", f"agreement on {agree['pairs']} pairs rated by several raters: Krippendorff's alpha {alpha}"
-                  + (f", Fleiss' kappa {agree['fleiss_kappa']:.3f}" if agree["fleiss_kappa"] is not None
-                     and np.isfinite(agree["fleiss_kappa"]) else "")]
+    lines += ["", f"agreement on {agree['pairs']} pairs rated by several raters: "
+                  f"{registry.label('krippendorff_alpha')} {alpha}"
+                  + (f", {registry.label('fleiss_kappa')} {agree['fleiss_kappa']:.3f}"
+                     if agree["fleiss_kappa"] is not None and np.isfinite(agree["fleiss_kappa"]) else "")]
     failed = [r for r, row in result["attention"].items() if row["status"] == "failed"]
     if failed:
         verb = "excluded" if result["excluded_raters"] else "kept (--keep-failed)"

@@ -14,17 +14,18 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from hyperfit_core import metrics
+from hyperfit_core import metric_registry as registry
 from hyperfit_core.analysis import plot_analysis, prediction_stats, summarize, write_report
 from hyperfit_core.atomic import write_json, write_text
 from hyperfit_core.device import resolve_device
 from hyperfit_core.errors import HyperfitError
 from hyperfit_core.formats import read_jsonl
-from hyperfit_core.overlap import overlap_report
 from hyperfit_core.rundir import RunDir
 from hyperfit_core.length_curves import DEFAULT_LENGTHS, length_curve, plot_length_curves
 from hyperfit_core.recipe import load_train_tokens
+from hyperfit_core.scoring import Sample
 from hyperfit_text.generation import GENERATIONS
+from hyperfit_text.scoring import score_text
 
 
 @dataclass
@@ -86,36 +87,17 @@ def load_generations(files: list[Path]) -> list[Generations]:
     return out
 
 
-def word_type_token_ratio(texts: list[str], last: int) -> tuple[float | None, int]:
-    """Mean TTR over the last `last` whitespace-separated words of each text that has any; (mean, count)."""
-    vocab: dict[str, int] = {}
-    seqs = [[vocab.setdefault(word, len(vocab)) for word in text.split()] for text in texts]
-    seqs = [seq for seq in seqs if seq]
-    if not seqs:
-        return None, 0
-    return metrics.mean_type_token_ratio([torch.tensor(seq) for seq in seqs], last=last), len(seqs)
-
-
 def diversity_metrics(generated: torch.Tensor, train_body: torch.Tensor, settings: EvalSettings,
-                      texts: list[str] | None) -> dict:
-    if len(generated) < 2:
-        raise HyperfitError("evaluation needs at least two generations (Self-BLEU compares them)")
-    result = {
-        "count": len(generated),
-        "new_tokens": generated.shape[1],
-        f"ttr_tokens_last{settings.ttr_last}": metrics.mean_type_token_ratio(generated, last=settings.ttr_last),
-        f"self_bleu{settings.bleu_order}": metrics.self_bleu(generated, settings.bleu_order),
-        f"dataset_bleu{settings.bleu_order}": metrics.dataset_bleu(generated, train_body, settings.bleu_order),
-        f"seq_rep_{settings.rep_n}": metrics.mean_seq_rep_n(generated, settings.rep_n)
-        if generated.shape[1] >= settings.rep_n else None,
-        "overlap": overlap_report(generated, train_body, settings.overlap_threshold),
-    }
+                      texts: list[str] | None, reference: Sample | None = None) -> tuple[dict, dict]:
+    """(results entry, per-item scores) of one set of continuations: score_text's metrics under their registered
+    keys, the counts they rest on and the length curve."""
+    scores = score_text(generated, settings, texts=texts, train=train_body, reference=reference)
+    entry = {"count": len(generated), "new_tokens": generated.shape[1], **scores.values}
     if texts is not None:
-        ttr, count = word_type_token_ratio(texts, settings.ttr_last)
-        result[f"ttr_words_last{settings.ttr_last}"] = ttr
-        result["texts_with_words"] = count
-    result["length_curve"] = length_curve(generated, settings.lengths, settings.rep_n, settings.bleu_order)
-    return result
+        word_ttr = scores.per_item[registry.key("word_type_token_ratio")]
+        entry["texts_with_words"] = sum(v is not None for v in word_ttr)
+    entry["length_curve"] = length_curve(generated, settings.lengths, settings.rep_n, settings.bleu_order)
+    return entry, scores.per_item
 
 
 def _blocker_stats(run_path: Path) -> dict | None:
@@ -153,35 +135,42 @@ def _train_body(gens: Generations, settings: EvalSettings, cache: dict) -> torch
 
 
 def evaluate_runs(paths, settings: EvalSettings, out: str | Path = "runs") -> RunDir:
-    """Score every generations file under `paths`; writes results.json, results.md, analysis.{json,png}."""
+    """Score every generations file under `paths`; writes results.json, results.md, per_item.json (each per-item
+    metric's value per prompt, in prompt order, for paired comparisons), length_curves.png, analysis.{json,png}."""
     generations = load_generations(find_generation_files(paths))
     bodies: dict = {}
     results: dict[str, dict] = {}
+    per_item: dict[str, dict] = {}
     analyses: dict[str, tuple] = {}
     cache: dict = {}
+    # the held-out human text, cut to the generated length, as the diversity a model should reach
+    first = generations[0]
+    human = first.tensors["references"][:, :first.tensors["generated"].shape[1]]
+    human_texts = [row["reference"] for row in first.texts] if first.texts else None
     for gens in generations:
         body = _train_body(gens, settings, bodies)
         texts = [row["continuation"] for row in gens.texts] if gens.texts else None
+        references = gens.tensors["references"][:, :gens.tensors["generated"].shape[1]]
+        reference = Sample(tokens=references, texts=[row["reference"] for row in gens.texts] if gens.texts else None) \
+            if references.shape[1] > 0 else None
+        scored, per_item[gens.name] = diversity_metrics(gens.tensors["generated"], body, settings, texts, reference)
         entry = {"file": str(gens.path), "model": gens.config["model"], "gguf_file": gens.config.get("gguf_file"),
                  "decoding": gens.config["decoding"],
-                 "blocker_stats": _blocker_stats(gens.path.parent) if gens.config["blocker"] else None,
-                 **diversity_metrics(gens.tensors["generated"], body, settings, texts)}
+                 "blocker_stats": _blocker_stats(gens.path.parent) if gens.config["blocker"] else None, **scored}
         if settings.analysis and gens.tensors["references"].shape[1] > 0:  # a prompts file has no references
             model_key, analysis = _analysis_for(gens, settings, cache)
             analyses[model_key] = analysis
             entry["analysis"] = {k: v for k, v in analysis[1].items() if k != "entropy_hist"}
         results[gens.name] = entry
-    # the held-out human text, cut to the generated length, as the diversity a model should reach
-    first = generations[0]
-    human = first.tensors["references"][:, :first.tensors["generated"].shape[1]]
-    human_texts = [row["reference"] for row in first.texts] if first.texts else None
-    human_entry = {"model": "human reference",
-                   **diversity_metrics(human, _train_body(first, settings, bodies), settings, human_texts)} \
-        if human.shape[1] >= 2 else None
+    human_entry, human_items = None, None
+    if human.shape[1] >= 2:
+        human_entry, human_items = diversity_metrics(human, _train_body(first, settings, bodies), settings, human_texts)
+        human_entry = {"model": "human reference", **human_entry}
     run = RunDir.create(out, "text-evaluate")
     run.write_config({"inputs": [str(g.path) for g in generations], "settings": vars(settings)},
                      command="text evaluate")
     write_json(run / "results.json", {"runs": results, "human_reference": human_entry, "settings": vars(settings)})
+    write_json(run / "per_item.json", {"runs": per_item, "human_reference": human_items})
     write_text(run / "results.md", markdown_table(results, human_entry, settings))
     curves = {name: entry["length_curve"] for name, entry in results.items()}
     if human_entry is not None:
@@ -209,22 +198,25 @@ def _model_label(model: str) -> str:
 
 
 def markdown_table(results: dict, human: dict, settings: EvalSettings) -> str:
-    last, order, n = settings.ttr_last, settings.bleu_order, settings.rep_n
-    header = ["run", "model", f"TTR tok (last {last})", f"TTR words (last {last})", f"Self-BLEU-{order}",
-              f"Dataset BLEU-{order}", "overlap mean/max", f"seq-rep-{n}", "held-out PPL", "entropy (nats)",
-              "top-1 prob"]
+    """One row per run and the human row; columns are registered metrics (labels and precision from the registry;
+    the prediction metrics sit under each entry's "analysis")."""
+    params = {"order": settings.bleu_order, "n": settings.rep_n, "k": 1}
+    window = f" (last {settings.ttr_last})"
+    columns = [(("type_token_ratio",), window), (("word_type_token_ratio",), window), (("self_bleu{order}",), ""),
+               (("dataset_bleu{order}",), ""), (("overlap_mean_span", "overlap_max_span"), " mean/max"),
+               (("seq_rep_{n}",), ""), (("perplexity",), ""), (("entropy_mean",), ""), (("top{k}_prob_mean",), "")]
+    header = ["run", "model"] + [registry.label(names[0], **params) + suffix for names, suffix in columns]
     rows = []
     for name, entry in [*results.items(), *([("human reference", human)] if human else [])]:
-        analysis = entry.get("analysis", {})
-        rows.append([name, entry.get("gguf_file") or _model_label(entry["model"]), _fmt(entry[f"ttr_tokens_last{last}"]),
-                     _fmt(entry.get(f"ttr_words_last{last}")), _fmt(entry[f"self_bleu{order}"]),
-                     _fmt(entry[f"dataset_bleu{order}"]),
-                     f"{entry['overlap']['mean_span']:.1f}/{entry['overlap']['max_span']}",
-                     _fmt(entry[f"seq_rep_{n}"]), _fmt(analysis.get("perplexity"), 2),
-                     _fmt(analysis.get("entropy_mean")), _fmt(analysis.get("top1_prob_mean"))])
+        cells = []
+        for names, _ in columns:
+            metrics = [registry.get(n) for n in names]
+            record = [(entry.get("analysis") or {}) if registry.MODEL in m.needs else entry for m in metrics]
+            cells.append("/".join(_fmt(registry.read(r, m.name, **params), m.digits) for r, m in zip(record, metrics)))
+        rows.append([name, entry.get("gguf_file") or _model_label(entry["model"]), *cells])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     counts = sorted({entry["count"] for entry in results.values()})
-    lines += ["", f"{'/'.join(map(str, counts))} continuations scored per run; length curves (first L tokens) in "
-                  "results.json and length_curves.png."]
+    lines += ["", f"{'/'.join(map(str, counts))} continuations scored per run; per-prompt scores in per_item.json; "
+                  "length curves (first L tokens) in results.json and length_curves.png."]
     return "\n".join(lines) + "\n"

@@ -13,12 +13,14 @@ generated side of the pixel metrics.
 from __future__ import annotations
 
 import zlib
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from hyperfit_core import metric_registry as registry
 from hyperfit_core.errors import HyperfitError
-from hyperfit_core.metrics import mean_seq_rep_n, mean_type_token_ratio
+from hyperfit_core.scoring import Sample, Scored, Scores, score
 
 # Mean absolute difference (0..255 pixel units, over the row's W x 3 values) at or below which a row "nearly
 # copies" the row above. 4 levels (~1.6% of the range) is below what CIFAR-10 neighbours usually differ by
@@ -27,6 +29,16 @@ ROW_TOLERANCE = 4.0
 PATCH_SIZE = 4
 ZLIB_LEVEL = 9
 NGRAM_ORDERS = (1, 2, 3, 4)
+
+
+@dataclass(frozen=True)
+class ImageSettings:
+    """Parameters of the image metrics (hyperfit_core/metric_list.py names which metric reads which)."""
+    row_tolerance: float = ROW_TOLERANCE
+    patch_size: int = PATCH_SIZE
+    rep_n: tuple = NGRAM_ORDERS  # seq_rep_1..4
+    ttr_last: int | None = None  # TTR over the whole generated region
+    overlap_threshold: int = 10
 
 
 def _as_images(images, what: str) -> np.ndarray:
@@ -53,29 +65,33 @@ def _generated_tokens(tokens, height: int, width: int, prefix_rows: int, what: s
                             f"got shape {array.shape}")
     if not np.issubdtype(array.dtype, np.integer):
         raise HyperfitError(f"{what} must be integer palette ids, got {array.dtype}")
-    return array[:, prefix_rows * width:].astype(np.int64)
+    region = array[:, prefix_rows * width:].astype(np.int64)
+    if region.shape[1] < max(NGRAM_ORDERS):
+        raise HyperfitError(f"the generated region has {region.shape[1]} tokens; seq-rep needs {max(NGRAM_ORDERS)}")
+    return region
 
 
 def token_repetition(tokens, height: int, width: int, prefix_rows: int, what: str = "tokens") -> dict:
     """seq_rep_1..4 and the type-token ratio of each image's generated-region tokens (row-major), mean over images."""
     region = _generated_tokens(tokens, height, width, prefix_rows, what)
-    if region.shape[1] < max(NGRAM_ORDERS):
-        raise HyperfitError(f"the generated region has {region.shape[1]} tokens; seq-rep needs {max(NGRAM_ORDERS)}")
-    out = {f"seq_rep_{n}": mean_seq_rep_n(region, n) for n in NGRAM_ORDERS}
-    out["type_token_ratio"] = mean_type_token_ratio(region)
-    return out
+    return score(Sample(tokens=region), registry.IMAGE, ImageSettings()).values
 
 
-def row_repetition(images, prefix_rows: int, tolerance: float = ROW_TOLERANCE) -> float:
-    """Fraction of generated rows whose mean |pixel - pixel above| <= tolerance (0..255 units). The row above the
-    first generated row is the last prefix row, so copying the prompt's bottom row counts too. With
-    prefix_rows 0 the top row has nothing above it and is not counted."""
+def row_repetitions(images, prefix_rows: int, tolerance: float = ROW_TOLERANCE) -> np.ndarray:
+    """Per image: the fraction of generated rows whose mean |pixel - pixel above| <= tolerance (0..255 units).
+    The row above the first generated row is the last prefix row, so copying the prompt's bottom row counts too.
+    With prefix_rows 0 the top row has nothing above it and is not counted."""
     images = _as_images(images, "images")
     prefix_rows = _check_prefix(prefix_rows, images.shape[1])
     first = max(prefix_rows, 1)
     pixels = images.astype(np.int16)
     diff = np.abs(pixels[:, first:] - pixels[:, first - 1:-1]).mean(axis=(2, 3))  # (N, generated rows)
-    return float((diff <= tolerance).mean(axis=1).mean())
+    return (diff <= tolerance).mean(axis=1)
+
+
+def row_repetition(images, prefix_rows: int, tolerance: float = ROW_TOLERANCE) -> float:
+    """row_repetitions, mean over images."""
+    return float(row_repetitions(images, prefix_rows, tolerance).mean())
 
 
 def _patch_duplication_one(region: np.ndarray, k: int) -> float:
@@ -86,17 +102,23 @@ def _patch_duplication_one(region: np.ndarray, k: int) -> float:
     return float((counts[inverse] > 1).mean())
 
 
-def patch_duplication(images, prefix_rows: int, patch_size: int = PATCH_SIZE) -> float:
-    """Fraction of k x k patches of the generated region that exactly equal another patch of the same image's
-    generated region. Patches are taken at ALL positions (stride 1, overlaps allowed), not on a fixed grid:
-    repeated motifs come at any period and offset, and a grid only sees periods that are multiples of k."""
+def patch_duplications(images, prefix_rows: int, patch_size: int = PATCH_SIZE) -> list[float]:
+    """Per image: the fraction of k x k patches of the generated region that exactly equal another patch of the
+    same image's generated region. Patches are taken at ALL positions (stride 1, overlaps allowed), not on a
+    fixed grid: repeated motifs come at any period and offset, and a grid only sees periods that are multiples
+    of k."""
     images = _as_images(images, "images")
     prefix_rows = _check_prefix(prefix_rows, images.shape[1])
     k = int(patch_size)
     if k < 1 or images.shape[1] - prefix_rows < k or images.shape[2] < k:
         raise HyperfitError(f"patch size {patch_size} does not fit the {images.shape[1] - prefix_rows} x "
                             f"{images.shape[2]} generated region")
-    return float(np.mean([_patch_duplication_one(image[prefix_rows:], k) for image in images]))
+    return [_patch_duplication_one(image[prefix_rows:], k) for image in images]
+
+
+def patch_duplication(images, prefix_rows: int, patch_size: int = PATCH_SIZE) -> float:
+    """patch_duplications, mean over images."""
+    return float(np.mean(patch_duplications(images, prefix_rows, patch_size)))
 
 
 def compressed_sizes(images, prefix_rows: int) -> np.ndarray:
@@ -107,21 +129,73 @@ def compressed_sizes(images, prefix_rows: int) -> np.ndarray:
                      for im in images], dtype=np.float64)
 
 
-def compression_ratio(generated_images, real_images, prefix_rows: int) -> float:
-    """Mean over images of compressed(generated_i) / compressed(real_i) on the generated region: < 1 means the
-    completions are more compressible (more repetitive) than the real images they replace. Needs pairs."""
+def compression_ratios(generated_images, real_images, prefix_rows: int) -> np.ndarray:
+    """Per image: compressed(generated_i) / compressed(real_i) on the generated region: < 1 means the completion
+    is more compressible (more repetitive) than the real image it replaces. Needs pairs."""
     generated = compressed_sizes(generated_images, prefix_rows)
     real = compressed_sizes(real_images, prefix_rows)
     if len(generated) != len(real):
         raise HyperfitError(f"compression ratio pairs images: got {len(generated)} generated, {len(real)} real")
-    return float(np.mean(generated / real))
+    return generated / real
 
 
-def _pixel_metrics(images: np.ndarray, prefix_rows: int, row_tolerance: float, patch_size: int) -> dict:
-    pixels = (images.shape[1] - prefix_rows) * images.shape[2]
-    return {"row_repetition": row_repetition(images, prefix_rows, row_tolerance),
-            "patch_duplication": patch_duplication(images, prefix_rows, patch_size),
-            "compressed_bytes_per_pixel": float(compressed_sizes(images, prefix_rows).mean() / pixels)}
+def compression_ratio(generated_images, real_images, prefix_rows: int) -> float:
+    """compression_ratios, mean over images."""
+    return float(np.mean(compression_ratios(generated_images, real_images, prefix_rows)))
+
+
+# --- compute functions of the image metrics (registered in hyperfit_core/metric_list.py) -------------------
+
+def _per_image(values) -> Scored:
+    return Scored(float(np.mean(values)), [float(v) for v in values])
+
+
+def row_repetition_hook(sample: Sample, tolerance: float) -> Scored:
+    return _per_image(row_repetitions(sample.images, sample.prefix_rows, tolerance))
+
+
+def patch_duplication_hook(sample: Sample, patch_size: int) -> Scored:
+    return _per_image(patch_duplications(sample.images, sample.prefix_rows, patch_size))
+
+
+def compressed_bytes_hook(sample: Sample) -> Scored:
+    sizes = compressed_sizes(sample.images, sample.prefix_rows)
+    pixels = (sample.images.shape[1] - sample.prefix_rows) * sample.images.shape[2]
+    return Scored(float(sizes.mean() / pixels), (sizes / pixels).tolist())
+
+
+def compression_ratio_hook(sample: Sample) -> Scored:
+    return _per_image(compression_ratios(sample.images, sample.reference.images, sample.prefix_rows))
+
+
+def score_sides(generated_images, real_images, generated_tokens=None, real_tokens=None, prefix_rows: int = 8,
+                settings: ImageSettings = ImageSettings(), train=None, real_train=None) -> dict[str, Scores]:
+    """{"generated": Scores, "real": Scores}: every registered image metric of the generated images and, on the
+    same rows, of the real ones. Token metrics need both token arrays (N, H*W); copying metrics need `train`
+    (`real_train` for the real side); compression_ratio_vs_real pairs image i with image i (left out when the
+    counts differ; the real images against themselves give 1)."""
+    generated = _as_images(generated_images, "generated images")
+    real = _as_images(real_images, "real images")
+    if generated.shape[1:] != real.shape[1:]:
+        raise HyperfitError(f"generated images are {generated.shape[1:3]}, real {real.shape[1:3]}: "
+                            "compare images of the same size")
+    height, width = generated.shape[1:3]
+    prefix_rows = _check_prefix(prefix_rows, height)
+    if (generated_tokens is None) != (real_tokens is None):
+        raise HyperfitError("pass tokens for both generated and real images, or for neither")
+    regions = {"generated": None, "real": None}
+    if generated_tokens is not None:
+        for side, tokens, count in (("generated", generated_tokens, len(generated)), ("real", real_tokens, len(real))):
+            if len(tokens) != count:
+                raise HyperfitError(f"{side}: {len(tokens)} token rows for {count} images")
+            regions[side] = _generated_tokens(tokens, height, width, prefix_rows, f"{side} tokens")
+    real_sample = Sample(tokens=regions["real"], images=real, prefix_rows=prefix_rows, train=real_train)
+    paired = len(generated) == len(real)
+    real_sample.reference = real_sample if paired else None
+    generated_sample = Sample(tokens=regions["generated"], images=generated, prefix_rows=prefix_rows, train=train,
+                              reference=real_sample if paired else None)
+    return {"generated": score(generated_sample, registry.IMAGE, settings),
+            "real": score(real_sample, registry.IMAGE, settings)}
 
 
 def repetition_report(generated_images, real_images, generated_tokens=None, real_tokens=None, prefix_rows: int = 8,
@@ -133,32 +207,14 @@ def repetition_report(generated_images, real_images, generated_tokens=None, real
     compression_ratio_vs_real pairs image i with image i, so it is None when the counts differ; the real
     side of it is 1.0 by definition.
     """
-    generated = _as_images(generated_images, "generated images")
-    real = _as_images(real_images, "real images")
-    if generated.shape[1:] != real.shape[1:]:
-        raise HyperfitError(f"generated images are {generated.shape[1:3]}, real {real.shape[1:3]}: "
-                            "compare images of the same size")
-    height, width = generated.shape[1:3]
-    prefix_rows = _check_prefix(prefix_rows, height)
-    if (generated_tokens is None) != (real_tokens is None):
-        raise HyperfitError("pass tokens for both generated and real images, or for neither")
-
-    sides = {"generated": _pixel_metrics(generated, prefix_rows, row_tolerance, patch_size),
-             "real": _pixel_metrics(real, prefix_rows, row_tolerance, patch_size)}
-    if generated_tokens is not None:
-        for side, tokens, count in (("generated", generated_tokens, len(generated)), ("real", real_tokens, len(real))):
-            if len(tokens) != count:
-                raise HyperfitError(f"{side}: {len(tokens)} token rows for {count} images")
-            sides[side].update(token_repetition(tokens, height, width, prefix_rows, f"{side} tokens"))
-    paired = len(generated) == len(real)
-    sides["generated"]["compression_ratio_vs_real"] = compression_ratio(generated, real, prefix_rows) if paired \
-        else None
-    sides["real"]["compression_ratio_vs_real"] = 1.0 if paired else None
-
-    metrics = {name: {"generated": sides["generated"][name], "real": sides["real"][name]}
-               for name in sides["generated"]}
-    return {"metrics": metrics, "prefix_rows": prefix_rows, "generated_rows": height - prefix_rows,
-            "n_generated": len(generated), "n_real": len(real),
+    settings = ImageSettings(row_tolerance=row_tolerance, patch_size=patch_size)
+    sides = score_sides(generated_images, real_images, generated_tokens, real_tokens, prefix_rows, settings)
+    generated, real = sides["generated"].values, sides["real"].values
+    metrics = {name: {"generated": generated[name], "real": real.get(name)} for name in generated}
+    metrics.setdefault(registry.key("compression_ratio_vs_real"), {"generated": None, "real": None})
+    height = _as_images(generated_images, "generated images").shape[1]
+    return {"metrics": metrics, "prefix_rows": int(prefix_rows), "generated_rows": height - int(prefix_rows),
+            "n_generated": len(generated_images), "n_real": len(real_images),
             "settings": {"row_tolerance": row_tolerance, "patch_size": patch_size, "patch_stride": 1,
                          "zlib_level": ZLIB_LEVEL, "ngram_orders": list(NGRAM_ORDERS)}}
 

@@ -4,7 +4,7 @@
 Every run is the one recipe (hyperfit_core.recipe via hyperfit_text.training.train_text /
 hyperfit_vision.training.train_images); text continuations are `hyperfit text generate` runs
 (hyperfit_text.generation.generate_run) scored by `hyperfit text evaluate` (hyperfit_text.evaluate.evaluate_runs);
-image completions are hyperfit_vision.completion.complete_run scored by hyperfit_vision.repetition; top-1
+image completions are hyperfit_vision.completion.complete_run scored by hyperfit_vision.scoring.score_images; top-1
 agreement is hyperfit_core.analysis.prediction_stats + hyperfit_core.influence.pairwise_agreement.
 
   text-length   base greedy / base top-p / hyperfitted greedy / + blocker at the paper's length (256-token windows,
@@ -40,6 +40,7 @@ from pathlib import Path
 
 import torch
 
+from hyperfit_core import metric_registry as registry
 from hyperfit_core.analysis import prediction_stats
 from hyperfit_core.atomic import write_json
 from hyperfit_core.decoding import DecodingConfig
@@ -48,8 +49,12 @@ from hyperfit_core.recipe import TrainSpec
 from hyperfit_core.rundir import RunDir
 from hyperfit_core.train import TrainConfig
 
-TEXT_METRICS = ("ttr", "self_bleu4", "seq_rep_4")
-VISION_METRICS = ("type_token_ratio", "seq_rep_4", "row_repetition", "patch_duplication", "overlap_mean_span")
+# the metrics each experiment aggregates and plots (registered keys; hyperfit_core/metric_list.py)
+TEXT_METRICS = ("type_token_ratio", registry.key("self_bleu{order}", order=4), registry.key("seq_rep_{n}", n=4))
+TEXT_RECORD = TEXT_METRICS + ("word_type_token_ratio", registry.key("dataset_bleu{order}", order=4),
+                              "overlap_mean_span", "overlap_max_span", "perplexity", "entropy_mean")
+VISION_METRICS = ("type_token_ratio", registry.key("seq_rep_{n}", n=4), "row_repetition", "patch_duplication",
+                  "overlap_mean_span")
 CONDITIONS = ("base-greedy", "base-top-p", "hyperfitted-greedy", "hyperfitted-greedy-blocked5")
 
 
@@ -128,13 +133,13 @@ class Text:
         return scored
 
     def flat(self, entry: dict) -> dict:
-        last = self.args.ttr_last
-        analysis = entry.get("analysis") or {}
-        return {"ttr": entry[f"ttr_tokens_last{last}"], "self_bleu4": entry["self_bleu4"],
-                "seq_rep_4": entry["seq_rep_4"], "ttr_words": entry.get(f"ttr_words_last{last}"),
-                "dataset_bleu4": entry.get("dataset_bleu4"), "overlap_mean_span": entry["overlap"]["mean_span"],
-                "overlap_max_span": entry["overlap"]["max_span"], "perplexity": analysis.get("perplexity"),
-                "entropy": analysis.get("entropy_mean")}
+        """An evaluate results entry (this version's or an older one's key spellings) as {registered key: value}."""
+        out = {}
+        for results_key in TEXT_RECORD:
+            metric, params = registry.lookup(results_key)
+            record = (entry.get("analysis") or {}) if registry.MODEL in metric.needs else entry
+            out[results_key] = registry.read(record, metric.name, last=self.args.ttr_last, **params)
+        return out
 
     def greedy(self, run: Path, out: Path, name: str) -> dict:
         gen = self.generate(run, str(run / "model"), out / "gen", name)
@@ -145,7 +150,7 @@ class Text:
 
 class Vision:
     """Vision side: train runs of `hyperfit vision train`, greedy completions of held-out test images from their
-    top 25%, token / patch repetition of the generated 75% (hyperfit_vision.repetition)."""
+    top 25%, token / patch repetition of the generated 75% (hyperfit_vision.scoring.score_images)."""
 
     metrics = VISION_METRICS
 
@@ -199,32 +204,22 @@ class Vision:
         return self.image_model(model_path).model
 
     def greedy(self, run: Path, out: Path, name: str) -> dict:
-        from hyperfit_core.overlap import overlap_report
         from hyperfit_core.recipe import load_train_tokens
         from hyperfit_vision.completion import COMPLETIONS, complete_run, load_completions
-        from hyperfit_vision.repetition import repetition_report
-        from hyperfit_vision.tokens import tokens_to_images
+        from hyperfit_vision.scoring import score_images
 
         target = RunDir(out / "complete" / name)
         if not (target / f"greedy.{COMPLETIONS}").is_file():
             complete_run(self.image_model(str(run / "model")), self.images(), 0.25, DecodingConfig(), target,
                          "greedy", device=self.args.device)
         data = load_completions(target / f"greedy.{COMPLETIONS}")
+        # copying: the longest run of generated pixels (raster order) that also occurs in a training image, and
+        # the same for the real test images (flat backgrounds match long runs of any training image)
+        sides = score_images(data, load_train_tokens(run).ids[:, 1:], real_copying=True)
+        scores = dict(sides["generated"].values)
+        scores.update({registry.REAL_PREFIX + key: value for key, value in sides["real"].values.items()})
         side = int(data["real_tokens"].shape[1] ** 0.5)
-        generated = tokens_to_images(data["tokens"], data["palette"], side)
-        real = tokens_to_images(data["real_tokens"], data["palette"], side)
-        report = repetition_report(generated, real, data["tokens"], data["real_tokens"], int(data["prefix_rows"]))
-        scores = {key: value["generated"] for key, value in report["metrics"].items()}
-        scores.update({f"real_{key}": value["real"] for key, value in report["metrics"].items()})
-        # copying: the longest run of generated pixels (in raster order) that also occurs in a training image
-        prefix = int(data["prefix_rows"]) * side
-        train = load_train_tokens(run).ids[:, 1:]
-        copied = overlap_report(data["tokens"][:, prefix:], train)
-        # the same for the real test images: flat backgrounds match long runs of any training image
-        real = overlap_report(data["real_tokens"][:, prefix:], train)
-        scores.update({"overlap_mean_span": copied["mean_span"], "overlap_max_span": copied["max_span"],
-                       "real_overlap_mean_span": real["mean_span"], "real_overlap_max_span": real["max_span"],
-                       "overlap_generated_pixels": data["tokens"].shape[1] - prefix})
+        scores["overlap_generated_pixels"] = data["tokens"].shape[1] - int(data["prefix_rows"]) * side
         return scores
 
 
@@ -346,6 +341,10 @@ def text_length(args) -> None:
     if args.collect:
         for path in args.collect:
             results = json.loads((Path(path) / "results.json").read_text())
+            window = results.get("settings", {}).get("ttr_last", args.ttr_last)
+            if window != args.ttr_last:
+                raise SystemExit(f"error: {path} measured TTR over the last {window} tokens, not --ttr-last "
+                                 f"{args.ttr_last}")
             entry = {**results["runs"], "human reference": results["human_reference"]}
             fitted = [e for e in results["runs"].values() if "hyperfitted" in Path(e["file"]).name]
             if fitted:  # the train run the hyperfitted model came from, as its generate run recorded it
@@ -366,10 +365,8 @@ def text_length(args) -> None:
             scored.append(entry)
     conditions = [c for c in scored[0] if isinstance(scored[0][c], dict)]
     per_seed = [{c: side.flat(entry[c]) for c in conditions} for entry in scored]
-    keys = list(TEXT_METRICS) + ["ttr_words", "dataset_bleu4", "overlap_mean_span", "overlap_max_span", "perplexity",
-                                 "entropy"]
-    summary = {c: aggregate([s[c] for s in per_seed], keys) for c in conditions}
-    curves = {c: {L: mean_sd([entry[c]["length_curve"][L]["ttr"] for entry in scored])
+    summary = {c: aggregate([s[c] for s in per_seed], TEXT_RECORD) for c in conditions}
+    curves = {c: {L: mean_sd([registry.read(entry[c]["length_curve"][L], "type_token_ratio") for entry in scored])
                   for L in scored[0][c]["length_curve"]} for c in conditions}
     plot_series({"TTR of the first L tokens": curves}, out / "text_length.png", "continuation length L (tokens)",
                 title=f"{len(scored)} seed(s); TTR of the last {args.ttr_last} of {args.new_tokens} tokens in JSON")

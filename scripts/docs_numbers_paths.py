@@ -13,6 +13,8 @@ import re
 import statistics
 import sys
 
+from hyperfit_core.metric_registry import find_key
+
 
 class SpecError(Exception):
     pass
@@ -36,7 +38,12 @@ def _step(value, key: str):
     if isinstance(value, list):
         return value[int(key)], False
     if key not in value:
-        raise SpecError(f"no key {key!r} (keys: {', '.join(map(str, list(value)[:12]))})")
+        # a metric under another spelling (docs name a committed JSON's old key, a rerun writes the registered one,
+        # or the reverse): hyperfit_core/metric_registry.py says which keys name one metric
+        other = find_key(value, key) if isinstance(value, dict) else None
+        if other is None:
+            raise SpecError(f"no key {key!r} (keys: {', '.join(map(str, list(value)[:12]))})")
+        key = other
     return value[key], False
 
 
@@ -50,7 +57,12 @@ def _same(field_value, text: str) -> bool:
 def resolve(data, path: str):
     """The value at `path`: a scalar, or a flat list when the path fans out."""
     values, fanned = [data], isinstance(data, list) and path.split("/")[0] == "*"
-    for key in path.split("/"):
+    parts = path.split("/")
+    while parts:
+        key = parts.pop(0)
+        if parts and values and all(isinstance(v, dict) and key not in v and find_key(v, f"{key}/{parts[0]}")
+                                    for v in values):
+            key = f"{key}/{parts.pop(0)}"  # a metric an older file nested ("overlap/mean_span"), now flat
         nxt = []
         optional = key.endswith("?") and len(key) > 1  # `key?`: items without that key are left out
         key = key.rstrip("?") if optional else key

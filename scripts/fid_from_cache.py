@@ -20,10 +20,8 @@ from pathlib import Path
 import torch
 
 from hyperfit_core.atomic import write_json
-from hyperfit_vision.benchmark import FEATURES, cached_features
-from hyperfit_vision.fid import InceptionFeatures, check_images, fid_kid_from_features
 from hyperfit_vision.completion import COMPLETIONS, load_completions
-from hyperfit_vision.tokens import tokens_to_images
+from hyperfit_vision.scoring import ImageFid
 
 
 def main() -> None:
@@ -34,25 +32,20 @@ def main() -> None:
     p.add_argument("--unique-prefixes", action="store_true",
                    help="Score only the images whose prefix rows no other image in the set shares.")
     args = p.parse_args()
-    extractor = InceptionFeatures(None)
-    results, real_features, keep = {}, None, None
+    scorer = ImageFid()  # the benchmark's FID, features cached beside each file as the benchmark caches them
+    results, keep = {}, None
     for name in args.conditions:
         started = time.time()
         path = args.run / f"{name}.{COMPLETIONS}"
-        data = load_completions(path)
-        side = int(data["real_tokens"].shape[1] ** 0.5)
-        if real_features is None:
-            real = check_images(tokens_to_images(data["real_tokens"], data["palette"], side), "real images", 2)
-            real_features = cached_features(extractor, real, path.with_name(f"real.{FEATURES}"))
-            keep = torch.ones(len(real), dtype=torch.bool)
+        if keep is None:  # every condition completes the same real images
+            data = load_completions(path)
+            keep = torch.ones(len(data["real_tokens"]), dtype=torch.bool)
             if args.unique_prefixes:
+                side = int(data["real_tokens"].shape[1] ** 0.5)
                 prefix = data["real_tokens"][:, :int(data["prefix_rows"]) * side]
                 _, inverse, counts = torch.unique(prefix, dim=0, return_inverse=True, return_counts=True)
                 keep = counts[inverse] == 1
-        fake = check_images(tokens_to_images(data["tokens"], data["palette"], side), "generated images", 2)
-        fake_features = cached_features(extractor, fake, path.with_name(f"{name}.{FEATURES}"))
-        results[name] = {**fid_kid_from_features(real_features[keep], fake_features[keep]), "images": int(keep.sum()),
-                         "minutes": (time.time() - started) / 60}
+        results[name] = {**scorer(path, keep), "images": int(keep.sum()), "minutes": (time.time() - started) / 60}
         write_json(args.out, {"run": str(args.run), "results": results})
         print(name, results[name], flush=True)
 

@@ -32,24 +32,18 @@ from hyperfit_core.recipe import TrainSpec, load_train_tokens
 from hyperfit_core.rundir import RunDir
 from hyperfit_core.train import LR_SCHEDULES, TrainConfig
 from hyperfit_vision.benchmark import paper_conditions, run_benchmark
+from hyperfit_vision.scoring import TABLE, image_value
 from hyperfit_vision.data import ImageSource, load_torchvision_dataset
 from hyperfit_vision.model import load_imagegpt
 from hyperfit_vision.training import image_sequences, train_images
 
 BASE = Path(__file__).resolve().parents[1] / "assets" / "fashion-base"
-KEYS = [("fid", None), ("kid_mean", None), ("seq_rep_4", "rep"), ("type_token_ratio", "rep"),
-        ("row_repetition", "rep"), ("patch_duplication", "rep"), ("compression_ratio_vs_real", "rep"),
-        ("mean_span", None)]
 
 
 def _ordered(names) -> list[str]:
     """The paper's order, real images last (JSON round trips sort the keys)."""
     order = [c.name for c in paper_conditions()] + ["real"]
     return sorted(names, key=lambda n: order.index(n) if n in order else len(order))
-
-
-def _value(blob: dict, key: str, where):
-    return blob.get("repetition", {}).get(key, {}).get("generated") if where else blob.get(key)
 
 
 def hyperfit_seed(args, seed: int, lr: float, test_ids, out: Path) -> tuple[dict, dict]:
@@ -188,12 +182,12 @@ def plot_aggregate(summary: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = _ordered(runs[0]["results"])
-    plotted = [(key, where) for key, where in KEYS if key != "kid_mean"]  # KID tracks FID; one panel is enough
+    plotted = [key for key in TABLE if key != "kid_mean"]  # KID tracks FID; one panel is enough
     fig, axes = plt.subplots(1, len(plotted), figsize=(3 * len(plotted), 3.6))
-    for ax, (key, where) in zip(axes, plotted):
+    for ax, key in zip(axes, plotted):
         means, errs = [], []
         for name in names:
-            values = [v for v in (_value(r["results"][name], key, where) for r in runs) if v is not None]
+            values = [v for v in (image_value(r["results"][name], key) for r in runs) if v is not None]
             means.append(statistics.mean(values) if values else 0.0)
             errs.append(statistics.stdev(values) if len(values) > 1 else 0.0)
         ax.bar(range(len(names)), means, yerr=errs, capsize=3,
@@ -221,9 +215,9 @@ def aggregate_table(summary: dict) -> str:
     lines = []
     if runs and runs[0]["results"]:
         names = _ordered(runs[0]["results"])
-        lines += ["| condition | " + " | ".join(k for k, _ in KEYS) + " |", "|---" * (len(KEYS) + 1) + "|"]
+        lines += ["| condition | " + " | ".join(TABLE) + " |", "|---" * (len(TABLE) + 1) + "|"]
         for name in names:
-            cells = [_mean_spread([_value(r["results"][name], k, w) for r in runs]) for k, w in KEYS]
+            cells = [_mean_spread([image_value(r["results"][name], k) for r in runs]) for k in TABLE]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
     lines += ["| model | train loss (last epoch's mean) | train loss (final weights) | entropy (nats) | top-1 prob | "
@@ -268,15 +262,15 @@ def compare_table(pairs: list[str]) -> str:
         cells = [label, str(args["num_train"]), epochs,
                  f"{args['lr']:g}" + ("" if schedule == "constant" else f" {schedule} to 0"),
                  _final_loss(runs)]
-        cells += [_mean_spread([_value(r["results"][name], key, where) for r in runs]) for name, key, where in (
-            ("hyperfit-greedy", "fid", None), ("base-top-p", "fid", None),
-            ("hyperfit-greedy", "seq_rep_4", "rep"), ("hyperfit-greedy", "patch_duplication", "rep"))]
+        cells += [_mean_spread([image_value(r["results"][name], key) for r in runs]) for name, key in (
+            ("hyperfit-greedy", "fid"), ("base-top-p", "fid"), ("hyperfit-greedy", "seq_rep_4"),
+            ("hyperfit-greedy", "patch_duplication"))]
         cells += [_mean_spread([r["prediction"]["hyperfit"][k] for r in runs]) for k in ("perplexity", "entropy_mean")]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
         first = first or runs[0]
     real, base = first["results"]["real"], first["prediction"]["base"]
-    lines.append(f"\nreal images (first summary's test set): seq-rep-4 {_value(real, 'seq_rep_4', 'rep'):.4g}, "
-                 f"patch dup. {_value(real, 'patch_duplication', 'rep'):.4g}; base model: held-out ppl "
+    lines.append(f"\nreal images (first summary's test set): seq-rep-4 {image_value(real, 'seq_rep_4'):.4g}, "
+                 f"patch dup. {image_value(real, 'patch_duplication'):.4g}; base model: held-out ppl "
                  f"{base['perplexity']:.4g}, entropy {base['entropy_mean']:.4g}")
     return "\n".join(lines)
 

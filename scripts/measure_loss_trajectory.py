@@ -21,7 +21,6 @@ import torch
 
 from hyperfit_core.analysis import mean_token_loss, prediction_stats, summarize
 from hyperfit_core.atomic import atomic_path, write_json
-from hyperfit_core.overlap import overlap_report
 from hyperfit_core.recipe import TrainSpec
 from hyperfit_core.sequences import TokenSequences
 from hyperfit_core.train import TrainConfig
@@ -29,7 +28,7 @@ from hyperfit_vision.data import ImageSource, load_torchvision_dataset
 from hyperfit_vision.fast_decode import fast_complete_images
 from hyperfit_vision.grid import completion_grid, masked_prefix
 from hyperfit_vision.model import load_imagegpt
-from hyperfit_vision.repetition import repetition_report
+from hyperfit_vision.scoring import score_images
 from hyperfit_vision.tokens import tokens_to_images
 from hyperfit_vision.training import VisionModality, image_sequences, train_images
 
@@ -41,17 +40,14 @@ def measure(model, epoch: int, train: TokenSequences, test_ids: torch.Tensor, si
             palette: torch.Tensor, context: int) -> tuple[dict, torch.Tensor]:
     stats = summarize(prediction_stats(model, test_ids, context))
     tokens = fast_complete_images(model, test_ids, prefix_rows, side, batch_size=100, progress=False)
-    real = test_ids[:, 1:]
-    report = repetition_report(tokens_to_images(tokens, palette, side), tokens_to_images(real, palette, side),
-                               tokens, real, prefix_rows)
+    sides = score_images({"tokens": tokens, "real_tokens": test_ids[:, 1:], "palette": palette,
+                          "prefix_rows": prefix_rows}, train.ids[:, 1:])
     # the exact loss over every pixel, in eval mode (the per-epoch training mean lags behind the weights);
     # prediction_stats and fast_complete_images hand the model back in the mode it came in
     train_loss = mean_token_loss(model, train.ids)
     row = {"epoch": epoch, "train_loss": train_loss,
            **{k: stats[k] for k in ("entropy_mean", "top1_prob_mean", "top1_accuracy", "perplexity")},
-           **{k: v["generated"] for k, v in report["metrics"].items()},
-           **overlap_report(tokens[:, prefix_rows * side:], train.ids[:, 1:])}
-    row["real"] = {k: v["real"] for k, v in report["metrics"].items()}
+           **sides["generated"].values, "real": sides["real"].values}
     return row, tokens
 
 
@@ -116,7 +112,8 @@ def main() -> None:
         row, tokens = measure(model, epoch, train, test_ids, side, prefix_rows, base.palette, args.context)
         rows.append(row)
         print(json.dumps({k: row[k] for k in ("epoch", "train_loss", "entropy_mean", "perplexity", "seq_rep_4",
-                                              "row_repetition", "patch_duplication", "mean_span")}), flush=True)
+                                              "row_repetition", "patch_duplication", "overlap_mean_span")}),
+              flush=True)
         columns[f"epoch {epoch}"] = tokens_to_images(tokens[:16], base.palette, side)
 
     record(base.model, 0)

@@ -7,6 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from hyperfit_core import metric_registry as registry
 from hyperfit_core.cli import main
 from hyperfit_core.formats import read_jsonl
 from hyperfit_core.sequences import TokenSequences
@@ -91,16 +92,29 @@ def test_generate_and_evaluate_end_to_end(llama_train_run, tiny_llama_dir, tmp_p
     results = json.loads((evaluation / "results.json").read_text())
     assert set(results["runs"]) == {"greedy", "greedy-blocked3", "sample-T0.7-k50-p0.9"}
     entry = results["runs"]["greedy"]
-    for key in ("ttr_tokens_last96", "ttr_words_last96", "self_bleu4", "dataset_bleu4", "seq_rep_4"):
+    for key in ("type_token_ratio", "word_type_token_ratio", "self_bleu4", "dataset_bleu4", "seq_rep_4"):
         assert 0.0 <= entry[key] <= 1.0, key
-    assert entry["overlap"]["count"] == 6 and entry["analysis"]["positions"] == 6 * 32
+    assert entry["count"] == 6 and entry["analysis"]["positions"] == 6 * 32 and entry["overlap_max_span"] >= 0
+    # every key written is a registered metric or field (hyperfit_core/metric_list.py), as is every length-curve
+    # and analysis key; per_item.json holds one value per prompt of each per-item metric, in prompt order
+    for record in [*results["runs"].values(), results["human_reference"]]:
+        assert registry.written_keys(record) == []
+        assert registry.written_keys(record.get("analysis", {})) == []
+        assert all(registry.written_keys(point) == [] for point in record["length_curve"].values())
+    per_item = json.loads((evaluation / "per_item.json").read_text())
+    assert set(per_item["runs"]) == set(results["runs"]) and per_item["human_reference"]
+    greedy_items = per_item["runs"]["greedy"]
+    assert {"type_token_ratio", "word_type_token_ratio", "self_bleu4", "dataset_bleu4", "seq_rep_4",
+            "overlap_mean_span"} == set(greedy_items)
+    assert all(len(values) == 6 for values in greedy_items.values())
+    assert sum(greedy_items["self_bleu4"]) / 6 == pytest.approx(entry["self_bleu4"])
     assert entry["analysis"]["perplexity"] > 1.0
     assert results["runs"]["greedy-blocked3"]["blocker_stats"]["n"] == 3
     table = [line for line in (evaluation / "results.md").read_text().splitlines() if line.startswith("|")]
     assert len(table) == 2 + 4 and "human reference" in table[-1]
     assert "6 continuations scored per run" in (evaluation / "results.md").read_text()
     curve = entry["length_curve"]
-    assert list(curve) == ["32", "40"] and 0.0 <= curve["32"]["ttr"] <= 1.0
+    assert list(curve) == ["32", "40"] and 0.0 <= curve["32"]["type_token_ratio"] <= 1.0
     assert (evaluation / "length_curves.png").stat().st_size > 0
     assert (evaluation / "analysis.png").stat().st_size > 0 and (evaluation / "analysis.json").is_file()
 
@@ -118,7 +132,7 @@ def test_gpt2_without_automatic_bos(tiny_gpt2_text_dir, corpus_txt, tmp_path, ca
     evaluation = run_cli(["text", "evaluate", str(generated), "--no-analysis", "--ttr-last", "8", "--out", str(out)],
                          capsys)
     results = json.loads((evaluation / "results.json").read_text())["runs"]["greedy"]
-    assert "analysis" not in results and 0 < results["ttr_tokens_last8"] <= 1
+    assert "analysis" not in results and 0 < results["type_token_ratio"] <= 1
     # resuming a finished run trains no further epoch and keeps the model
     assert run_cli(["text", "train", "--resume", str(run)], capsys) == run
 

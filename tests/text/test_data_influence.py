@@ -39,14 +39,31 @@ def test_text_length_four_conditions(influence, tiny_llama_dir, corpus_txt, tmp_
     assert json.loads((tmp_path / "copy.json").read_text()) == result
     assert set(result["summary"]) == {"base-greedy", "base-top-p", "hyperfitted-greedy",
                                       "hyperfitted-greedy-blocked5", "human reference"}
-    assert result["summary"]["base-greedy"]["ttr"]["n"] == 2 and len(result["per_seed"]) == 2
+    assert result["summary"]["base-greedy"]["type_token_ratio"]["n"] == 2 and len(result["per_seed"]) == 2
     assert (out / "text_length.png").is_file()
-    # --collect aggregates evaluate runs made elsewhere, to the same numbers
+    # --collect aggregates evaluate runs made elsewhere, to the same numbers, also from results.json files written
+    # before the metric keys were unified (one of them rewritten here in the old spellings)
     evals = sorted(str(p.parent) for p in out.glob("seed*/eval/*/results.json"))
+    old_style(Path(evals[0]) / "results.json", last=6)
     influence.main(["text-length", "--collect", *evals, "--out", str(tmp_path / "collected"), "--ttr-last", "6",
                     "--new-tokens", "8"])
     collected = json.loads((tmp_path / "collected" / "text_length.json").read_text())
-    assert collected["summary"]["hyperfitted-greedy"]["ttr"] == result["summary"]["hyperfitted-greedy"]["ttr"]
+    assert collected["summary"] == result["summary"] and collected["ttr_curve"] == result["ttr_curve"]
+    with pytest.raises(SystemExit, match="over the last 6 tokens, not --ttr-last 5"):
+        influence.main(["text-length", "--collect", *evals, "--out", str(tmp_path / "c5"), "--ttr-last", "5"])
+
+
+def old_style(path: Path, last: int) -> None:
+    """Rewrite an evaluate results.json with the keys evaluate wrote before hyperfit_core/metric_registry.py."""
+    results = json.loads(path.read_text())
+    for entry in [*results["runs"].values(), results["human_reference"]]:
+        entry[f"ttr_tokens_last{last}"] = entry.pop("type_token_ratio")
+        entry[f"ttr_words_last{last}"] = entry.pop("word_type_token_ratio")
+        entry["overlap"] = {"mean_span": entry.pop("overlap_mean_span"), "max_span": entry.pop("overlap_max_span"),
+                            "frac_above_threshold": entry.pop("overlap_frac_above_threshold")}
+        for point in entry["length_curve"].values():
+            point["ttr"] = point.pop("type_token_ratio")
+    path.write_text(json.dumps(results))
 
 
 def test_determinacy_quantity_and_type(influence, tiny_llama_dir, corpus_txt, tmp_path):
@@ -71,7 +88,7 @@ def test_determinacy_quantity_and_type(influence, tiny_llama_dir, corpus_txt, tm
                     f"b={other}", "--num-train", "2", "--epochs", "1", "--out", str(tmp_path / "type"), *TINY])
     kind = json.loads((tmp_path / "type" / "type.json").read_text())
     assert kind["names"] == ["a", "b"] and set(kind["cells"]) == {"a-on-a", "a-on-b", "b-on-a", "b-on-b"}
-    assert len(kind["matrix"]["ttr"]) == 2 and (tmp_path / "type" / "type.png").is_file()
+    assert len(kind["matrix"]["type_token_ratio"]) == 2 and (tmp_path / "type" / "type.png").is_file()
 
 
 def test_quantity_needs_steps(influence, tiny_llama_dir):

@@ -1,7 +1,12 @@
 import json
+import runpy
+import sys
+from pathlib import Path
 
+import pytest
 import torch
 
+from hyperfit_core import metric_registry as registry
 from hyperfit_core.rundir import RunDir
 from hyperfit_core.sequences import TokenSequences
 from hyperfit_core.train import TrainConfig, hyperfit
@@ -9,6 +14,8 @@ from hyperfit_vision.benchmark import paper_conditions, results_table, run_bench
 from hyperfit_vision.data import load_image_folder
 from hyperfit_vision.model import load_imagegpt
 from hyperfit_vision.tokens import images_to_tokens
+
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 
 
 def test_benchmark_scores_every_condition_and_resumes(tiny_imagegpt_dir, image_folder_8px, tmp_path, monkeypatch):
@@ -26,8 +33,8 @@ def test_benchmark_scores_every_condition_and_resumes(tiny_imagegpt_dir, image_f
         assert results[name]["fid"] >= 0 and "kid_mean" in results[name]
         assert 0 <= results[name]["repetition"]["seq_rep_4"]["generated"] <= 1
     # the hyperfitted model recites its training images; the blocker stops runs longer than n = 8 pixels
-    assert results["hyperfit-greedy"]["max_span"] > 8
-    assert results["hyperfit-blocked"]["max_span"] <= 8
+    assert results["hyperfit-greedy"]["overlap_max_span"] > 8
+    assert results["hyperfit-blocked"]["overlap_max_span"] <= 8
     for file in ("results.json", "results.md", "results.png", "grid.png"):
         assert (run / file).is_file()
     assert "| hyperfit-blocked |" in results_table(results)
@@ -42,7 +49,7 @@ def test_benchmark_scores_every_condition_and_resumes(tiny_imagegpt_dir, image_f
                           train_tokens=train, blocker_n=8, fid=False, device="cpu")
     assert sum(r["event"] == "completed" for r in run.read_metrics()) == completed_before
     assert "FID rests on" not in (run / "results.md").read_text()  # no FID, no caveat
-    assert again["hyperfit-greedy"]["max_span"] == results["hyperfit-greedy"]["max_span"]
+    assert again["hyperfit-greedy"]["overlap_max_span"] == results["hyperfit-greedy"]["overlap_max_span"]
     # ... and FID reuses the cached Inception features: same numbers without running the network
     assert (run / "real.inception.safetensors").is_file()
     import hyperfit_vision.fid as fid
@@ -55,11 +62,30 @@ def test_benchmark_scores_every_condition_and_resumes(tiny_imagegpt_dir, image_f
                            train_tokens=train, blocker_n=8, fid=True, device="cpu")
     for name in ("base-greedy", "hyperfit-blocked"):
         assert cached[name]["fid"] == results[name]["fid"]
-    assert json.loads((run / "results.json").read_text())["real"]["repetition"]
+    written = json.loads((run / "results.json").read_text())
+    assert written["real"]["repetition"]
+    # every key written is a registered metric or field (hyperfit_core/metric_list.py)
+    for blob in written.values():
+        assert registry.written_keys(blob) == [] and registry.written_keys(blob["repetition"]) == []
+    # per_item.json: one value per held-out image and side, whose mean is the condition's number
+    per_item = json.loads((run / "per_item.json").read_text())
+    greedy = per_item["hyperfit-greedy"]["generated"]
+    assert len(greedy["seq_rep_4"]) == 4 and len(greedy["overlap_mean_span"]) == 4
+    mean = written["hyperfit-greedy"]["repetition"]["seq_rep_4"]["generated"]
+    assert sum(greedy["seq_rep_4"]) / 4 == pytest.approx(mean)
+    # scripts/fid_from_cache.py is the same FID addition: the benchmark's numbers, from the cached features
+    out = tmp_path / "fid.json"
+    monkeypatch.setattr(sys, "argv", ["fid_from_cache.py", str(run.path), "hyperfit-greedy", "base-top-p",
+                                      "--out", str(out)])
+    runpy.run_path(str(SCRIPTS / "fid_from_cache.py"), run_name="__main__")
+    scored = json.loads(out.read_text())["results"]
+    for name in ("hyperfit-greedy", "base-top-p"):
+        assert {k: scored[name][k] for k in ("fid", "kid_mean", "kid_std")} == \
+            {k: cached[name][k] for k in ("fid", "kid_mean", "kid_std")}
 
 
 def test_inception_features_are_cached_and_invalidated_by_other_pixels(tmp_path, monkeypatch):
-    from hyperfit_vision import benchmark
+    from hyperfit_vision import scoring
 
     calls = []
 
@@ -72,15 +98,15 @@ def test_inception_features_are_cached_and_invalidated_by_other_pixels(tmp_path,
 
     images = torch.randint(0, 256, (4, 8, 8, 3), dtype=torch.uint8)
     cache = tmp_path / "x.inception.safetensors"
-    first = benchmark.cached_features(FakeExtractor(), images, cache)
-    again = benchmark.cached_features(FakeExtractor(), images, cache)
+    first = scoring.cached_features(FakeExtractor(), images, cache)
+    again = scoring.cached_features(FakeExtractor(), images, cache)
     assert calls == [4] and torch.equal(first, again) and again.dtype == torch.float64
     changed = images.clone()
     changed[0, 0, 0, 0] ^= 1
-    benchmark.cached_features(FakeExtractor(), changed, cache)
+    scoring.cached_features(FakeExtractor(), changed, cache)
     assert calls == [4, 4]  # one pixel differs: recomputed, not served stale
     other = FakeExtractor()
     other.weights_path = "other-weights"
-    benchmark.cached_features(other, changed, cache)
+    scoring.cached_features(other, changed, cache)
     assert calls == [4, 4, 4]  # other Inception weights: recomputed
     assert [p.name for p in tmp_path.iterdir()] == ["x.inception.safetensors"]  # no temp files left
