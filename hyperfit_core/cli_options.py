@@ -10,6 +10,7 @@ import click
 
 from hyperfit_core.decoding import DecodingConfig
 from hyperfit_core.errors import HyperfitError
+from hyperfit_core.formats import METRICS, TRAIN_TOKENS
 from hyperfit_core.train import LR_SCHEDULES, TrainConfig
 
 
@@ -50,7 +51,7 @@ resume_option = click.option("--resume", default=None, type=click.Path(exists=Tr
                              help="Continue this train run dir from its last checkpoint, with its saved options.")
 train_run_option = click.option(
     "--train-run", default=None, type=click.Path(exists=True),
-    help="Train run (dir, its model/ folder or train_tokens.safetensors) whose hyperfitting data the citation "
+    help=f"Train run (dir, its model/ folder or {TRAIN_TOKENS}) whose hyperfitting data the citation "
          "blocker and the overlap index. Default: the run the model came from.")
 
 
@@ -120,7 +121,7 @@ train_options = stack(
     click.option("--lora", "lora_rank", type=POSITIVE, default=None,
                  help="Train LoRA adapters of this rank (peft), merged into the saved model (default: off)."),
     click.option("--report-to", type=click.Choice(["none", "tensorboard", "wandb"]), default="none",
-                 show_default=True, help="Also log to this tracker through accelerate (metrics.jsonl always)."),
+                 show_default=True, help=f"Also log to this tracker through accelerate ({METRICS} always)."),
 )
 
 TRAIN_OPTION_NAMES = ("epochs", "max_steps", "lr", "lr_schedule", "warmup_steps", "batch_size", "weight_decay",

@@ -27,6 +27,7 @@ from typing import Callable
 import torch
 
 from hyperfit_core.errors import HyperfitError
+from hyperfit_core.formats import MODEL_CONFIG
 
 GB = 1e9
 STRATEGIES = {
@@ -112,7 +113,7 @@ def activation_bytes(config, batch: int, seq: int, *, bf16: bool = True, checkpo
 
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
-_WHAT_TO_PASS = ("pass a model folder, its config.json, a .gguf file or a hub id (namespace/name); the shapes "
+_WHAT_TO_PASS = (f"pass a model folder, its {MODEL_CONFIG}, a .gguf file or a hub id (namespace/name); the shapes "
                  "docs/scale.md plans are in configs/models/")
 
 
@@ -137,7 +138,7 @@ def _hub_config(repo_id: str):
         raise HyperfitError(f"{repo_id} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set: "
                             + _WHAT_TO_PASS)
     try:
-        get_hf_file_metadata(hf_hub_url(repo_id, "config.json"), timeout=10)  # one try, no retries
+        get_hf_file_metadata(hf_hub_url(repo_id, MODEL_CONFIG), timeout=10)  # one try, no retries
     except Exception as exc:  # noqa: BLE001 - refused, not found or unreachable (the HTTP library's own errors)
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise HyperfitError(f"cannot fetch {repo_id}'s config from the Hugging Face Hub ({reason}): "
@@ -161,8 +162,8 @@ def load_config(config_or_path):
     if path.is_file():
         path = path.parent
     if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise HyperfitError(f"{source} holds no config.json: " + _WHAT_TO_PASS)
+        if not (path / MODEL_CONFIG).is_file():
+            raise HyperfitError(f"{source} holds no {MODEL_CONFIG}: " + _WHAT_TO_PASS)
         return _read_config(lambda: AutoConfig.from_pretrained(str(path)), source)
     if not _HUB_ID.match(source) or ".." in source:
         raise HyperfitError(f"no model folder or file at {source}: " + _WHAT_TO_PASS)
@@ -305,7 +306,7 @@ def plan_command(load_model_config: Callable[[str], object], *, name: str = "pla
 
     @click.command(name=name, help="Memory per GPU of hyperfitting a model with each strategy (reads only its "
                                    "config: no weights are loaded).")
-    @click.option("--model", required=True, help="Hub id, model folder or config.json.")
+    @click.option("--model", required=True, help=f"Hub id, model folder or {MODEL_CONFIG}.")
     @click.option("--gpus", type=int, default=8, show_default=True, help="GPUs in total.")
     @click.option("--gpu-mem", type=float, default=80.0, show_default=True, help="Memory of one GPU, GB.")
     @click.option("--nodes", type=int, default=1, show_default=True, help="Nodes the GPUs are spread over.")

@@ -23,6 +23,7 @@ from hyperfit_core import engine
 from hyperfit_core.atomic import atomic_dir, write_text
 from hyperfit_core.checkpoint import load_checkpoint, save_checkpoint
 from hyperfit_core.errors import HyperfitError
+from hyperfit_core.formats import METRICS, TRAIN_CONFIG
 from hyperfit_core.rundir import RunDir
 from hyperfit_core.sequences import TokenSequences, epoch_order
 
@@ -334,8 +335,8 @@ def hyperfit(model, data: TokenSequences, config: TrainConfig, run: RunDir, *, r
             plain.save_pretrained(tmp, state_dict=state_dict)
             if save_extra is not None:
                 save_extra(tmp)
-        write_text(run / "train_config.json", json.dumps(asdict(config), indent=2) + "\n")
-        engine.write_loss_plot(run / "metrics.jsonl", run / "loss.png")
+        write_text(run / TRAIN_CONFIG, json.dumps(asdict(config), indent=2) + "\n")
+        engine.write_loss_plot(run / METRICS, run / "loss.png")
     if config.report_to != "none":
         for tracker in acc.trackers:
             tracker.finish()

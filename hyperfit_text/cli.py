@@ -166,7 +166,8 @@ def analyze(models, train_run, num_eval, batch_size, device, out):
     from hyperfit_core.analysis import run_analysis
     from hyperfit_text.model import load_text_model
     from hyperfit_text.sampling import HeldOut
-    from hyperfit_text.training import PROMPTS, find_text_train_run
+    from hyperfit_core.formats import PROMPTS
+    from hyperfit_text.training import find_text_train_run
 
     source = find_text_train_run(train_run)
     held_out, _ = HeldOut.load(source / PROMPTS)

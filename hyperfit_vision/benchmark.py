@@ -19,19 +19,19 @@ from safetensors.torch import save_file
 from hyperfit_core.atomic import atomic_path, write_json, write_text
 from hyperfit_core.decoding import DecodingConfig
 from hyperfit_core.errors import HyperfitError
+from hyperfit_core.formats import COMPLETIONS, FEATURES, RESULTS
 from hyperfit_core.overlap import overlap_report
 from hyperfit_core.rundir import RunDir
 from hyperfit_core.sequences import TokenSequences
 from hyperfit_vision.data import LabelledImages
 from hyperfit_vision.model import ImageModel
 from hyperfit_core.blocker import CitationBlocker
-from hyperfit_vision.completion import COMPLETIONS, complete_run, load_completions
+from hyperfit_vision.completion import complete_run, load_completions
 from hyperfit_vision.grid import grid_from_completions
 from hyperfit_vision.repetition import repetition_report
 from hyperfit_vision.tokens import tokens_to_images
 
-FEATURES = "inception.safetensors"
-INCEPTION_DIMS = 2048  # below this many images FID's covariance is rank-deficient and the value biased up  # cached FID features beside each condition's completions
+INCEPTION_DIMS = 2048  # below this many images FID's covariance is rank-deficient and the value biased up
 # Columns of the Markdown table: (result key, header, metric lives under "repetition")
 TABLE = [("fid", "FID", False), ("kid_mean", "KID", False), ("seq_rep_4", "seq-rep-4", True),
          ("type_token_ratio", "TTR", True), ("row_repetition", "row rep.", True),
@@ -94,7 +94,7 @@ def run_benchmark(models: dict[str, ImageModel], images: LabelledImages, conditi
     for name, blob in results.items():
         blob["images"] = len(images)
         run.log({"event": "scored", "condition": name, **_flat(blob)})
-    write_json(run / "results.json", results)
+    write_json(run / RESULTS, results)
     write_text(run / "results.md", results_table(results))
     plot_results(results, run / "results.png")
     grid_from_completions(files, run / "grid.png")

@@ -20,9 +20,10 @@ from pathlib import Path
 import torch
 
 from hyperfit_core.atomic import write_json
-from hyperfit_vision.benchmark import FEATURES, cached_features
+from hyperfit_core.formats import COMPLETIONS, FEATURES
+from hyperfit_vision.benchmark import cached_features
 from hyperfit_vision.fid import InceptionFeatures, check_images, fid_kid_from_features
-from hyperfit_vision.completion import COMPLETIONS, load_completions
+from hyperfit_vision.completion import load_completions
 from hyperfit_vision.tokens import tokens_to_images
 
 

@@ -32,6 +32,47 @@ def test_package_imports_respect_the_layout(package):
 
 
 PACKAGES = ("hyperfit_core", "hyperfit_vision", "hyperfit_text", "hyperfit_rate")
+# the file names of a run dir (hyperfit_core/formats.py spells each once); what old run dirs hold on disk
+RUN_FILE_NAMES = ("config.json", "metrics.jsonl", "train_config.json", "train_tokens.safetensors",
+                  "prompts.safetensors", "palette.json", "results.json", "completions.safetensors",
+                  "generations.safetensors", "generations.jsonl", "inception.safetensors")
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body and \
+                isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant):
+            found.add(id(node.body[0].value))
+    return found
+
+
+def code_strings(path: Path) -> list[tuple[int, str]]:
+    """(line, text) of every string in the code (f-string parts too), docstrings left out: they document."""
+    tree = ast.parse(path.read_text())
+    docs = _docstrings(tree)
+    return [(node.lineno, node.value) for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs]
+
+
+def test_run_file_names_are_spelled_only_in_formats():
+    """A run dir's file names live in hyperfit_core/formats.py; every package and script takes them from there
+    (help texts and messages too), so a name is changed, or looked up, in one place."""
+    import re
+
+    from hyperfit_core import formats
+
+    assert {formats.RUN_CONFIG, formats.METRICS, formats.TRAIN_CONFIG, formats.TRAIN_TOKENS, formats.PROMPTS,
+            formats.PALETTE, formats.RESULTS, formats.COMPLETIONS, formats.GENERATIONS, formats.GENERATION_TEXTS,
+            formats.FEATURES} == set(RUN_FILE_NAMES)
+    name = re.compile(r"(?<![\w])(" + "|".join(re.escape(n) for n in RUN_FILE_NAMES) + r")(?![\w])")
+    found = []
+    for path in sorted(p for folder in (*PACKAGES, "scripts") for p in (ROOT / folder).rglob("*.py")):
+        if path == ROOT / "hyperfit_core" / "formats.py":
+            continue
+        found += [f"{path.relative_to(ROOT)}:{line}: {text!r}" for line, text in code_strings(path)
+                  if name.search(text)]
+    assert not found, "run-file names spelled outside hyperfit_core/formats.py:\n" + "\n".join(found)
 
 
 def _module_name(path: Path) -> str:
