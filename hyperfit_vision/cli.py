@@ -265,16 +265,10 @@ def _imagegpt_config(model: str):
     return load_config(model)
 
 
-def _imagegpt_on_meta(config):
-    from transformers import ImageGPTForCausalImageModeling
-
-    return ImageGPTForCausalImageModeling(config)
-
-
 def _plan():
     from hyperfit_core.plan import plan_command
 
-    return plan_command(_imagegpt_config, default_seq=None, build_model=_imagegpt_on_meta)
+    return plan_command(_imagegpt_config, default_seq=None)  # ImageGPT's build: hyperfit_vision/__init__.py
 
 
 vision.add_command(_plan(), "plan")

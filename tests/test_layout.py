@@ -118,3 +118,16 @@ def test_no_import_cycle_among_the_projects_modules():
     for module in sorted(graph):
         if module not in state:
             visit(module, [module])
+
+
+def test_the_core_names_no_adapters_model():
+    """What is special about ImageGPT (its model class, its plain MLP) is the vision adapter's to say; the core
+    learns it through hyperfit_core.model_types.register_model_type. Comments and docstrings may name it."""
+    found = []
+    for path in sorted((ROOT / "hyperfit_core").rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        names = [(n.lineno, n.id) for n in ast.walk(tree) if isinstance(n, ast.Name)]
+        names += [(n.lineno, n.attr) for n in ast.walk(tree) if isinstance(n, ast.Attribute)]
+        found += [f"{path.relative_to(ROOT)}:{line}: {text!r}" for line, text in code_strings(path) + names
+                  if "imagegpt" in text.lower()]
+    assert not found, "\n".join(found)
