@@ -12,6 +12,7 @@ import click
 
 from hyperfit_core.decoding import DecodingConfig
 from hyperfit_core.errors import HyperfitError
+from hyperfit_core.formats import TRAIN_TOKENS
 from hyperfit_core.options import (PRECISIONS, Opt, check_fields, cli_names, click_options, declared, option,
                                    pop_declared)
 from hyperfit_core.recipe import TrainSpec
@@ -54,7 +55,7 @@ resume_option = click.option("--resume", default=None, type=click.Path(exists=Tr
                              help="Continue this train run dir from its last checkpoint, with its saved options.")
 train_run_option = click.option(
     "--train-run", default=None, type=click.Path(exists=True),
-    help="Train run (dir, its model/ folder or train_tokens.safetensors) whose hyperfitting data the citation "
+    help=f"Train run (dir, its model/ folder or {TRAIN_TOKENS}) whose hyperfitting data the citation "
          "blocker and the overlap index. Default: the run the model came from.")
 
 

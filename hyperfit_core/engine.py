@@ -259,23 +259,3 @@ def want_checkpointing(config, accelerator, model, micro_batch: int, seq_len: in
     states = trainable * (4 + 8) / shards  # fp32 gradients + Adam moments, not allocated yet
     needed = activation_bytes(model.config, micro_batch, seq_len, bf16=compute_precision(accelerator) == "bf16")
     return needed + states > 0.9 * free
-
-
-def is_checkpointing(model) -> bool:
-    # transformers 5 deprecates is_gradient_checkpointing (a FutureWarning on every read)
-    name = "is_activation_checkpointing" if hasattr(model, "is_activation_checkpointing") \
-        else "is_gradient_checkpointing"
-    return bool(getattr(model, name, False))
-
-
-def set_checkpointing(model, enable: bool) -> None:
-    """transformers 5 renamed gradient_checkpointing_* to activation_checkpointing_*; use whichever exists."""
-    if enable:
-        if not getattr(model, "supports_gradient_checkpointing", False):
-            raise HyperfitError(f"{type(model).__name__} does not support gradient checkpointing")
-        name = "activation_checkpointing_enable" if hasattr(model, "activation_checkpointing_enable") \
-            else "gradient_checkpointing_enable"
-    else:
-        name = "activation_checkpointing_disable" if hasattr(model, "activation_checkpointing_disable") \
-            else "gradient_checkpointing_disable"
-    getattr(model, name)()

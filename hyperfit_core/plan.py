@@ -27,6 +27,8 @@ from typing import Callable
 import torch
 
 from hyperfit_core.errors import HyperfitError
+from hyperfit_core.formats import MODEL_CONFIG
+from hyperfit_core.model_types import builder, gated_mlp
 
 GB = 1e9
 STRATEGIES = {
@@ -38,8 +40,6 @@ STRATEGIES = {
 # CPU memory of offloaded state x this: the additional_buffer_factor of DeepSpeed's own memory estimators
 # (pinned staging buffers, allocator overhead); without it a node sized to the bare state runs out
 OFFLOAD_BUFFER = 1.5
-_PLAIN_MLP = {"gpt2", "imagegpt", "gpt_neox", "gptj", "opt", "bloom", "falcon", "gpt_bigcode", "phi"}
-_NOT_CAUSAL_LM = {"imagegpt": "ImageGPTForCausalImageModeling"}  # not in AutoModelForCausalLM's mapping
 
 
 @dataclass
@@ -89,7 +89,7 @@ def _shape(config) -> dict:
     kv_heads = getattr(c, "num_key_value_heads", None) or heads
     inner = getattr(c, "intermediate_size", None) or getattr(c, "n_inner", None) or 4 * hidden
     return {"hidden": hidden, "kv": hidden * kv_heads // heads, "inner": inner, "layers": c.num_hidden_layers,
-            "vocab": c.vocab_size, "gated": c.model_type not in _PLAIN_MLP,
+            "vocab": c.vocab_size, "gated": gated_mlp(c.model_type),
             "tied": bool(getattr(c, "tie_word_embeddings", False))}
 
 
@@ -112,7 +112,7 @@ def activation_bytes(config, batch: int, seq: int, *, bf16: bool = True, checkpo
 
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
-_WHAT_TO_PASS = ("pass a model folder, its config.json, a .gguf file or a hub id (namespace/name); the shapes "
+_WHAT_TO_PASS = (f"pass a model folder, its {MODEL_CONFIG}, a .gguf file or a hub id (namespace/name); the shapes "
                  "docs/scale.md plans are in configs/models/")
 
 
@@ -137,7 +137,7 @@ def _hub_config(repo_id: str):
         raise HyperfitError(f"{repo_id} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set: "
                             + _WHAT_TO_PASS)
     try:
-        get_hf_file_metadata(hf_hub_url(repo_id, "config.json"), timeout=10)  # one try, no retries
+        get_hf_file_metadata(hf_hub_url(repo_id, MODEL_CONFIG), timeout=10)  # one try, no retries
     except Exception as exc:  # noqa: BLE001 - refused, not found or unreachable (the HTTP library's own errors)
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise HyperfitError(f"cannot fetch {repo_id}'s config from the Hugging Face Hub ({reason}): "
@@ -161,8 +161,8 @@ def load_config(config_or_path):
     if path.is_file():
         path = path.parent
     if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise HyperfitError(f"{source} holds no config.json: " + _WHAT_TO_PASS)
+        if not (path / MODEL_CONFIG).is_file():
+            raise HyperfitError(f"{source} holds no {MODEL_CONFIG}: " + _WHAT_TO_PASS)
         return _read_config(lambda: AutoConfig.from_pretrained(str(path)), source)
     if not _HUB_ID.match(source) or ".." in source:
         raise HyperfitError(f"no model folder or file at {source}: " + _WHAT_TO_PASS)
@@ -170,14 +170,21 @@ def load_config(config_or_path):
 
 
 def empty_model(config) -> torch.nn.Module:
-    """The model with every weight on the meta device: shapes, no memory."""
-    import transformers
+    """The model with every weight on the meta device: shapes, no memory. AutoModelForCausalLM builds it, or
+    what the adapter registered for its type (hyperfit_core.model_types)."""
     from accelerate import init_empty_weights
+    from transformers import AutoModelForCausalLM
 
+    build = builder(config.model_type)
     with init_empty_weights():
-        if config.model_type in _NOT_CAUSAL_LM:
-            return getattr(transformers, _NOT_CAUSAL_LM[config.model_type])(config)
-        return transformers.AutoModelForCausalLM.from_config(config)
+        if build is not None:
+            return build(config)
+        try:
+            return AutoModelForCausalLM.from_config(config)
+        except ValueError as exc:  # "Unrecognized configuration class ... for this kind of AutoModel"
+            raise HyperfitError(f"cannot build a model of type {config.model_type!r} from its config: "
+                                "AutoModelForCausalLM does not know it and no adapter registered it "
+                                "(hyperfit_core.model_types.register_model_type)") from None
 
 
 def _lora_params(model: torch.nn.Module, rank: int) -> int:
@@ -197,7 +204,7 @@ def _lora_params(model: torch.nn.Module, rank: int) -> int:
 
 def plan_memory(config_or_path, gpus: int, gpu_mem_gb: float, batch: int = 8, seq: int = 256, *, nodes: int = 1,
                 train_layers: tuple[str, ...] = ("last:1",), lora_ranks: tuple[int, ...] = (16,),
-                headroom: float = 0.9, build_model: Callable | None = None, name: str | None = None) -> MemoryPlan:
+                headroom: float = 0.9, name: str | None = None) -> MemoryPlan:
     """Per-GPU memory of hyperfitting at global batch `batch` x `seq` tokens on `gpus` GPUs (over `nodes` nodes),
     for each strategy and for full / last-K / LoRA training. A row fits when its total stays under `headroom`
     x `gpu_mem_gb` (the rest: CUDA context, allocator fragmentation, communication buffers)."""
@@ -213,7 +220,7 @@ def plan_memory(config_or_path, gpus: int, gpu_mem_gb: float, batch: int = 8, se
     config = load_config(config_or_path)
     # training loads fp32 master weights whatever dtype the config was saved in (a bf16 `dtype` would halve every
     # figure), and ties the head to the embeddings when the config says so (meta init leaves them apart)
-    model = (build_model or empty_model)(config).to(torch.float32)
+    model = empty_model(config).to(torch.float32)
     model.tie_weights()
     total_bytes, largest = calculate_maximum_sizes(model)  # fp32 bytes of all weights, of the largest layer
     largest_bytes = largest[0] if isinstance(largest, (tuple, list)) else largest
@@ -290,13 +297,13 @@ def format_plan(plan: MemoryPlan) -> str:
     return "\n".join([head, "", line(columns), *(line(r) for r in rows), "", legend])
 
 
-def plan_command(load_model_config: Callable[[str], object], *, name: str = "plan", default_seq: int | None = 256,
-                 build_model: Callable | None = None):
+def plan_command(load_model_config: Callable[[str], object], *, name: str = "plan", default_seq: int | None = 256):
     """A click command `plan --model ID_OR_DIR --gpus N --gpu-mem GB ...` for a modality's group.
 
-    `load_model_config(model)` returns the transformers config (e.g. the adapter's own loader, with its checks);
-    `build_model(config)` builds it on the meta device when AutoModelForCausalLM can't; `default_seq=None` makes
-    --seq default to the model's own positions (an image model's sequence is its whole image)."""
+    `load_model_config(model)` returns the transformers config (e.g. the adapter's own loader, with its checks;
+    a model type AutoModelForCausalLM can't build is registered by its adapter: hyperfit_core.model_types);
+    `default_seq=None` makes --seq default to the model's own positions (an image model's sequence is its whole
+    image)."""
     import json
 
     import click
@@ -305,7 +312,7 @@ def plan_command(load_model_config: Callable[[str], object], *, name: str = "pla
 
     @click.command(name=name, help="Memory per GPU of hyperfitting a model with each strategy (reads only its "
                                    "config: no weights are loaded).")
-    @click.option("--model", required=True, help="Hub id, model folder or config.json.")
+    @click.option("--model", required=True, help=f"Hub id, model folder or {MODEL_CONFIG}.")
     @click.option("--gpus", type=int, default=8, show_default=True, help="GPUs in total.")
     @click.option("--gpu-mem", type=float, default=80.0, show_default=True, help="Memory of one GPU, GB.")
     @click.option("--nodes", type=int, default=1, show_default=True, help="Nodes the GPUs are spread over.")
@@ -321,8 +328,7 @@ def plan_command(load_model_config: Callable[[str], object], *, name: str = "pla
         if seq is None:
             seq = config.n_positions
         plan = plan_memory(config, gpus, gpu_mem, batch, seq, nodes=nodes,
-                           train_layers=tuple(train_layers), lora_ranks=tuple(lora_ranks), build_model=build_model,
-                           name=model)
+                           train_layers=tuple(train_layers), lora_ranks=tuple(lora_ranks), name=model)
         click.echo(json.dumps(plan.to_dict(), indent=2) if as_json else format_plan(plan))
 
     return command

@@ -13,7 +13,6 @@ owns the run-dir layout, which is the same for every modality:
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -23,12 +22,11 @@ import torch
 
 from hyperfit_core.atomic import checked_out_dir
 from hyperfit_core.errors import HyperfitError
+from hyperfit_core.formats import RUN_CONFIG, TRAIN_TOKENS, read_run_config
 from hyperfit_core.options import check_fields, option, typed
 from hyperfit_core.rundir import RunDir, broadcast_from_main, is_main_process
 from hyperfit_core.sequences import TokenSequences
 from hyperfit_core.train import TrainConfig, hyperfit
-
-TRAIN_TOKENS = "train_tokens.safetensors"
 
 
 @dataclass
@@ -107,14 +105,11 @@ def select_items(pool_size: int, count: int, seed: int, what: str = "training it
 
 def read_spec(run_path: str | Path) -> tuple[TrainSpec, dict]:
     """The TrainSpec and the whole config.json record of a train run dir."""
-    path = Path(run_path) / "config.json"
-    if not path.is_file():
-        raise HyperfitError(f"{run_path} is not a run dir (no config.json)")
-    record = json.loads(path.read_text())
+    record = read_run_config(run_path)
     try:
         return TrainSpec.from_dict(record["config"]["spec"]), record
     except (KeyError, TypeError) as exc:
-        raise HyperfitError(f"{run_path} is not a train run (its config.json has no train spec: {exc})") from None
+        raise HyperfitError(f"{run_path} is not a train run (its {RUN_CONFIG} has no train spec: {exc})") from None
 
 
 def train_run(spec: TrainSpec | None, modality: Modality, out: str | Path = "runs", *, resume: str | Path | None = None,
@@ -156,7 +151,7 @@ def train_run(spec: TrainSpec | None, modality: Modality, out: str | Path = "run
     else:
         spec.validate(modality)
         _start_processes(spec.train)
-        if at is not None and (Path(at) / "config.json").exists():
+        if at is not None and (Path(at) / RUN_CONFIG).exists():
             raise HyperfitError(f"{at} already holds a run; pass it as --resume to continue it")
         with checked_out_dir(out if at is None else Path(at).parent):  # nothing stays if an input is bad
             prepared = modality.prepare(spec)
@@ -217,6 +212,6 @@ def find_train_run(path: str | Path) -> Path:
     """A train run dir, its model/ folder, or a file inside it -> the run dir."""
     path = Path(path)
     for candidate in (path, path.parent, path.parent.parent):
-        if (candidate / TRAIN_TOKENS).is_file() and (candidate / "config.json").is_file():
+        if (candidate / TRAIN_TOKENS).is_file() and (candidate / RUN_CONFIG).is_file():
             return candidate
     raise HyperfitError(f"{path} is not inside a train run (no {TRAIN_TOKENS}); pass --train-run RUN")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
 import platform
 import sys
@@ -11,7 +10,7 @@ from importlib import metadata
 from pathlib import Path
 
 from hyperfit_core.atomic import ensure_writable_dir, write_json
-from hyperfit_core.formats import read_jsonl
+from hyperfit_core.formats import METRICS, RUN_CONFIG, append_jsonl, read_jsonl
 
 _VERSIONED = ("hyperfit", "torch", "torchvision", "transformers", "torchmetrics", "datasets", "numpy")
 
@@ -86,21 +85,19 @@ class RunDir:
 
     def write_config(self, config: dict, seed: int | None = None, command: str | None = None) -> Path:
         if not self.writer:
-            return self.path / "config.json"
+            return self.path / RUN_CONFIG
         record = {"config": config, "seed": seed, "command": command, "versions": library_versions(),
                   "created": _dt.datetime.now().isoformat(timespec="seconds")}
-        return write_json(self.path / "config.json", record)
+        return write_json(self.path / RUN_CONFIG, record)
 
     def log(self, record: dict) -> None:
         """Append one JSON line to metrics.jsonl (a line is written whole and flushed)."""
         if not self.writer:
             return
-        with open(self.path / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record, default=float) + "\n")
-            f.flush()
+        append_jsonl(self.path / METRICS, record, default=float, ensure_ascii=True)
 
     def read_metrics(self) -> list[dict]:
-        path = self.path / "metrics.jsonl"
+        path = self.path / METRICS
         if not path.exists():
             return []
         return read_jsonl(path)

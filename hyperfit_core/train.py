@@ -27,6 +27,7 @@ from hyperfit_core import engine, launch, trainable
 from hyperfit_core.atomic import atomic_dir, write_text
 from hyperfit_core.checkpoint import load_checkpoint, save_checkpoint
 from hyperfit_core.errors import HyperfitError
+from hyperfit_core.formats import METRICS, TRAIN_CONFIG
 from hyperfit_core.plots import write_loss_plot
 from hyperfit_core.rundir import RunDir
 from hyperfit_core.sequences import TokenSequences, epoch_order
@@ -204,7 +205,7 @@ def setup(model, data: TokenSequences, config: TrainConfig, run: RunDir, resume:
     # activation checkpointing when asked for, or (auto) when the activations would not fit
     checkpointing = engine.want_checkpointing(config, acc, model, per_device, data.length - 1)
     if checkpointing != came.checkpointing:
-        engine.set_checkpointing(model, checkpointing)
+        trainable.set_checkpointing(model, checkpointing)
     if checkpointing and (config.train_layers or config.lora_rank):
         came.input_grads = True
         model.enable_input_require_grads()  # frozen embeddings: recomputed blocks still need an input grad
@@ -263,8 +264,8 @@ def finalize(t: Training, config: TrainConfig, run: RunDir, save_extra: Callable
             plain.save_pretrained(tmp, state_dict=state_dict)
             if save_extra is not None:
                 save_extra(tmp)
-        write_text(run / "train_config.json", json.dumps(asdict(config), indent=2) + "\n")
-        write_loss_plot(run / "metrics.jsonl", run / "loss.png")
+        write_text(run / TRAIN_CONFIG, json.dumps(asdict(config), indent=2) + "\n")
+        write_loss_plot(run / METRICS, run / "loss.png")
     if config.report_to != "none":
         for tracker in acc.trackers:
             tracker.finish()

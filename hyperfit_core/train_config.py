@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 
 from hyperfit_core.errors import HyperfitError
+from hyperfit_core.formats import METRICS
 from hyperfit_core.options import PRECISIONS, SWITCH, check_fields, option
 
 LR_SCHEDULES = ("constant", "linear", "cosine")
@@ -68,7 +69,7 @@ class TrainConfig:
                                             "(default: all).", kind=str, check=_check_train_layers)
     lora_rank: int | None = option(None, "Train LoRA adapters of this rank (peft), merged into the saved model "
                                          "(default: off).", kind=int, min=1, flag="--lora", what="LoRA rank")
-    report_to: str = option("none", "Also log to this tracker through accelerate (metrics.jsonl always).",
+    report_to: str = option("none", f"Also log to this tracker through accelerate ({METRICS} always).",
                             choices=TRACKERS, what="tracker")
     disable_dropout: bool = option(True, "Set every dropout to 0 (the paper's setting).", cli=False)
     progress: bool = option(True, "Show a progress bar.", cli=False)

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import torch
 
-from hyperfit_core import engine
 from hyperfit_core.errors import HyperfitError
 
 # where common architectures keep their block list and final norm (checked in order; a generic search follows)
@@ -43,7 +42,7 @@ class AsItCame:
 
 
 def as_it_came(model: torch.nn.Module) -> AsItCame:
-    return AsItCame({name: p.requires_grad for name, p in model.named_parameters()}, engine.is_checkpointing(model))
+    return AsItCame({name: p.requires_grad for name, p in model.named_parameters()}, is_checkpointing(model))
 
 
 def disable_dropout(model: torch.nn.Module) -> None:
@@ -69,8 +68,8 @@ def hand_back(model: torch.nn.Module, came: AsItCame) -> None:
         param.requires_grad_(came.requires_grad.get(name, True))
     if came.input_grads:
         model.disable_input_require_grads()
-    if engine.is_checkpointing(model) != came.checkpointing:
-        engine.set_checkpointing(model, came.checkpointing)
+    if is_checkpointing(model) != came.checkpointing:
+        set_checkpointing(model, came.checkpointing)
 
 
 def _get(module: torch.nn.Module, path: str):
@@ -179,3 +178,23 @@ def lora_transposed(peft_model) -> set[str]:
 def lora_scaling(peft_model, adapter: str = "default") -> float:
     config = peft_model.peft_config[adapter]
     return config.lora_alpha / config.r
+
+
+def is_checkpointing(model) -> bool:
+    # transformers 5 deprecates is_gradient_checkpointing (a FutureWarning on every read)
+    name = "is_activation_checkpointing" if hasattr(model, "is_activation_checkpointing") \
+        else "is_gradient_checkpointing"
+    return bool(getattr(model, name, False))
+
+
+def set_checkpointing(model, enable: bool) -> None:
+    """transformers 5 renamed gradient_checkpointing_* to activation_checkpointing_*; use whichever exists."""
+    if enable:
+        if not getattr(model, "supports_gradient_checkpointing", False):
+            raise HyperfitError(f"{type(model).__name__} does not support gradient checkpointing")
+        name = "activation_checkpointing_enable" if hasattr(model, "activation_checkpointing_enable") \
+            else "gradient_checkpointing_enable"
+    else:
+        name = "activation_checkpointing_disable" if hasattr(model, "activation_checkpointing_disable") \
+            else "gradient_checkpointing_disable"
+    getattr(model, name)()

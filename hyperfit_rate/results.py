@@ -13,6 +13,7 @@ import numpy as np
 
 from hyperfit_core import metric_registry as registry
 from hyperfit_core.atomic import atomic_path, ensure_writable_dir, write_text
+from hyperfit_core.formats import RESULTS
 from hyperfit_rate.stats import bradley_terry, fleiss_kappa, krippendorff_alpha_nominal, wilson_interval
 from hyperfit_rate.store import Store
 from hyperfit_rate.study import Study
@@ -196,7 +197,7 @@ def _finite(obj):
 def write_results(result: dict, study_dir: str | Path, out_dir: str | Path) -> dict[str, Path]:
     """results.json, results.csv (one row per version), votes.csv (every vote decoded) and results.png."""
     out_dir = ensure_writable_dir(out_dir)
-    paths = {"json": out_dir / "results.json", "csv": out_dir / "results.csv", "votes": out_dir / "votes.csv",
+    paths = {"json": out_dir / RESULTS, "csv": out_dir / "results.csv", "votes": out_dir / "votes.csv",
              "plot": out_dir / "results.png"}
     write_text(paths["json"], json.dumps(_finite(result), indent=2, allow_nan=False) + "\n")
     write_text(paths["csv"], _csv(result))

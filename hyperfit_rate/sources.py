@@ -11,7 +11,6 @@ and a reference at least as long, or the study is refused.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,10 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from hyperfit_core.errors import HyperfitError
-from hyperfit_core.formats import iter_jsonl
+from hyperfit_core.formats import (COMPLETIONS, GENERATION_TEXTS, RUN_CONFIG, condition_files, condition_name,
+                                   iter_jsonl, palette_rgb, read_completions, read_run_config, tokens_to_rgb)
 
-COMPLETIONS = ".completions.safetensors"
-GENERATIONS = ".generations.jsonl"
 RESERVED = ("original", "broken")  # version names the study itself uses
 TEXT_PARTS = ("context", "continuation", "reference")
 
@@ -65,26 +63,20 @@ def _run_files(path: Path) -> tuple[str, list[Path]]:
     if not path.exists():
         raise HyperfitError(f"run dir not found: {path}")
     if not path.is_dir():
-        raise HyperfitError(f"not a run dir (a folder with config.json): {path}")
-    config = path / "config.json"
-    if not config.is_file():
-        raise HyperfitError(f"{path} is not a run dir (no config.json)")
-    try:
-        command = json.loads(config.read_text()).get("command")
-    except (ValueError, OSError, AttributeError) as exc:
-        raise HyperfitError(f"cannot read {config}: {exc}") from None
-    images = sorted(path.glob(f"*{COMPLETIONS}"))
-    texts = sorted(path.glob(f"*{GENERATIONS}"))
+        raise HyperfitError(f"not a run dir (a folder with {RUN_CONFIG}): {path}")
+    command = read_run_config(path).get("command")
+    images = condition_files(path, COMPLETIONS)
+    texts = condition_files(path, GENERATION_TEXTS)
     if images and texts:
         raise HyperfitError(f"{path} holds both image completions and text generations; rate one kind at a time")
     if not images and not texts:
-        raise HyperfitError(f"{path} is a `{command}` run with no *{COMPLETIONS} or *{GENERATIONS} to rate; "
+        raise HyperfitError(f"{path} is a `{command}` run with no *.{COMPLETIONS} or *.{GENERATION_TEXTS} to rate; "
                             "rate needs `vision complete` or `text generate` runs")
     return ("images", images) if images else ("text", texts)
 
 
-def _condition_name(file: Path, suffix: str, taken: set[str]) -> str:
-    name = file.name[:-len(suffix)]
+def _condition_name(file: Path, kind: str, taken: set[str]) -> str:
+    name = condition_name(file, kind)
     if name in taken or name in RESERVED:  # the same condition name in two runs: tell them apart by run dir
         name = f"{file.parent.name}/{name}"
     if name in taken:
@@ -108,30 +100,12 @@ def load_runs(paths) -> TextRuns | ImageRuns:
 
 
 def _read_image_file(file: Path) -> dict:
-    from safetensors.numpy import load_file
-
-    try:
-        data = load_file(str(file))
-    except Exception as exc:  # a truncated or foreign file: one line, not a traceback
-        raise HyperfitError(f"cannot read completions {file}: {exc}") from None
-    missing = {"tokens", "real_tokens", "prefix_rows", "palette"} - set(data)
-    if missing:
-        raise HyperfitError(f"{file} is not a completions file (missing {', '.join(sorted(missing))})")
-    tokens, real = data["tokens"].astype(np.int64), data["real_tokens"].astype(np.int64)
-    side = math.isqrt(real.shape[-1]) if real.ndim == 2 else 0
-    if real.ndim != 2 or side * side != real.shape[1] or tokens.shape != real.shape:
-        raise HyperfitError(f"{file}: tokens {tokens.shape} and real_tokens {real.shape} are not square images")
-    palette = np.clip(np.rint(data["palette"].astype(np.float64)), 0, 255).astype(np.uint8)
-    if palette.ndim != 2 or palette.shape[1] != 3:
-        raise HyperfitError(f"{file}: palette must be k x 3, got {palette.shape}")
-    for name, ids in (("tokens", tokens), ("real_tokens", real)):
-        if ids.size and (ids.min() < 0 or ids.max() >= len(palette)):
-            raise HyperfitError(f"{file}: {name} must be palette indices in [0, {len(palette)})")
-    n = len(real)
-    source = data.get("source_index", np.arange(n)).astype(np.int64).reshape(-1)
-    return {"completed": palette[tokens].reshape(n, side, side, 3), "original": palette[real].reshape(n, side, side, 3),
-            "prefix_rows": int(np.asarray(data["prefix_rows"]).reshape(-1)[0]), "source_index": source.tolist(),
-            "palette": palette}
+    data = read_completions(file)
+    side = math.isqrt(data["real_tokens"].shape[1])
+    return {"completed": tokens_to_rgb(data["tokens"], data["palette"], side),
+            "original": tokens_to_rgb(data["real_tokens"], data["palette"], side),
+            "prefix_rows": data["prefix_rows"], "source_index": data["source_index"].tolist(),
+            "palette": palette_rgb(data["palette"])}
 
 
 def _load_images(files: list[Path]) -> ImageRuns:
@@ -205,7 +179,7 @@ def _load_texts(files: list[Path]) -> TextRuns:
         elif contexts != runs.contexts or references != runs.references:
             raise HyperfitError(f"{file} continues other prompts than {first_file}; "
                                 "a study compares conditions on the same prompts")
-        name = _condition_name(file, GENERATIONS, taken)
+        name = _condition_name(file, GENERATION_TEXTS, taken)
         runs.continuations[name] = [s["continuation"] for s in shown]
         runs.special_tokens[name] = sum(row["special_tokens"]["continuation"] > 0 for row in rows)
         runs.files[name] = str(file)

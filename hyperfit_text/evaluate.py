@@ -7,7 +7,6 @@ came from the corpus and must not count); words are the whitespace-separated pie
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,12 +18,12 @@ from hyperfit_core.analysis import plot_analysis, prediction_stats, summarize, w
 from hyperfit_core.atomic import write_json, write_text
 from hyperfit_core.device import resolve_device
 from hyperfit_core.errors import HyperfitError
-from hyperfit_core.formats import read_jsonl
+from hyperfit_core.formats import (GENERATION_TEXTS, GENERATIONS, PER_ITEM, RESULTS, condition_file, condition_name,
+                                   read_jsonl, read_run_config)
 from hyperfit_core.rundir import RunDir
 from hyperfit_core.length_curves import DEFAULT_LENGTHS, length_curve, plot_length_curves
 from hyperfit_core.recipe import load_train_tokens
 from hyperfit_core.scoring import Sample
-from hyperfit_text.generation import GENERATIONS
 from hyperfit_text.scoring import score_text
 
 
@@ -69,17 +68,14 @@ def find_generation_files(paths) -> list[Path]:
 def load_generations(files: list[Path]) -> list[Generations]:
     out, names = [], set()
     for path in files:
-        config_path = path.parent / "config.json"
-        if not config_path.is_file():
-            raise HyperfitError(f"{path.parent} is not a run dir (no config.json)")
-        config = json.loads(config_path.read_text())["config"]
+        config = read_run_config(path.parent)["config"]
         try:
             tensors = load_file(str(path))
         except Exception as exc:
             raise HyperfitError(f"cannot read generations {path}: {exc}") from None
-        texts_path = path.with_name(path.name.replace(f".{GENERATIONS}", ".generations.jsonl"))
+        name = condition_name(path, GENERATIONS)
+        texts_path = condition_file(path.parent, name, GENERATION_TEXTS)
         texts = read_jsonl(texts_path) if texts_path.is_file() else []
-        name = path.name[:-len(f".{GENERATIONS}")]
         if name in names:  # the same condition from two runs: tell them apart by run dir
             name = f"{path.parent.name}/{name}"
         names.add(name)
@@ -169,8 +165,8 @@ def evaluate_runs(paths, settings: EvalSettings, out: str | Path = "runs") -> Ru
     run = RunDir.create(out, "text-evaluate")
     run.write_config({"inputs": [str(g.path) for g in generations], "settings": vars(settings)},
                      command="text evaluate")
-    write_json(run / "results.json", {"runs": results, "human_reference": human_entry, "settings": vars(settings)})
-    write_json(run / "per_item.json", {"runs": per_item, "human_reference": human_items})
+    write_json(run / RESULTS, {"runs": results, "human_reference": human_entry, "settings": vars(settings)})
+    write_json(run / PER_ITEM, {"runs": per_item, "human_reference": human_items})
     write_text(run / "results.md", markdown_table(results, human_entry, settings))
     curves = {name: entry["length_curve"] for name, entry in results.items()}
     if human_entry is not None:
@@ -217,6 +213,6 @@ def markdown_table(results: dict, human: dict, settings: EvalSettings) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     counts = sorted({entry["count"] for entry in results.values()})
-    lines += ["", f"{'/'.join(map(str, counts))} continuations scored per run; per-prompt scores in per_item.json; "
-                  "length curves (first L tokens) in results.json and length_curves.png."]
+    lines += ["", f"{'/'.join(map(str, counts))} continuations scored per run; per-prompt scores in {PER_ITEM}; "
+                  f"length curves (first L tokens) in {RESULTS} and length_curves.png."]
     return "\n".join(lines) + "\n"

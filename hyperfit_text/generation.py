@@ -18,17 +18,16 @@ from hyperfit_core.blocker import CitationBlocker
 from hyperfit_core.decoding import DecodingConfig, generate_tokens, model_max_positions, positions_needed
 from hyperfit_core.device import resolve_device
 from hyperfit_core.errors import HyperfitError
-from hyperfit_core.formats import write_jsonl
-from hyperfit_core.recipe import TRAIN_TOKENS, read_spec
+from hyperfit_core.formats import (GENERATION_TEXTS, GENERATIONS, PROMPTS, TRAIN_TOKENS, condition_file,
+                                   write_jsonl)
+from hyperfit_core.recipe import read_spec
 from hyperfit_core.rundir import RunDir
 from hyperfit_core.sequences import TokenSequences
 from hyperfit_text.data import TextSource
 from hyperfit_text.model import TextModel, load_text_model, split_gguf_path, tokenizer_fingerprint
 from hyperfit_text.prompts import prompts_from_corpus, prompts_from_file
 from hyperfit_text.splits import HeldOut
-from hyperfit_text.training import PROMPTS, TextModality, find_text_train_run, resolved_model
-
-GENERATIONS = "generations.safetensors"
+from hyperfit_text.training import TextModality, find_text_train_run, resolved_model
 
 
 @dataclass
@@ -135,11 +134,11 @@ def generate_run(spec: GenerateSpec, out: str | Path = "runs") -> RunDir:
 
 def save_generations(run: RunDir, name: str, text_model: TextModel, held_out: HeldOut,
                      generated: torch.Tensor) -> None:
-    with atomic_path(run / f"{name}.{GENERATIONS}") as tmp:
+    with atomic_path(condition_file(run.path, name, GENERATIONS)) as tmp:
         save_file({"generated": generated, "contexts": held_out.contexts.contiguous(),
                    "references": held_out.references.contiguous(), "starts": held_out.starts.contiguous(),
                    "bos_id": torch.tensor(text_model.bos_id)}, str(tmp))
-    write_jsonl(run / f"{name}.generations.jsonl", generation_rows(text_model, held_out, generated))
+    write_jsonl(condition_file(run.path, name, GENERATION_TEXTS), generation_rows(text_model, held_out, generated))
 
 
 def generation_rows(text_model: TextModel, held_out: HeldOut, generated: torch.Tensor) -> list[dict]:

@@ -12,14 +12,13 @@ from pathlib import Path
 
 from hyperfit_core.decoding import model_max_positions
 from hyperfit_core.errors import HyperfitError
+from hyperfit_core.formats import PROMPTS
 from hyperfit_core.options import option
 from hyperfit_core.recipe import Prepared, TrainSpec, train_run
 from hyperfit_core.rundir import RunDir
 from hyperfit_text.data import TextSource
 from hyperfit_text.model import load_text_model, split_gguf_path, tokenizer_fingerprint
 from hyperfit_text.splits import sample_splits, tokenize_corpus
-
-PROMPTS = "prompts.safetensors"
 
 
 @dataclass

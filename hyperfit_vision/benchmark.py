@@ -17,12 +17,13 @@ from hyperfit_core import metric_registry as registry
 from hyperfit_core.atomic import atomic_path, write_json, write_text
 from hyperfit_core.decoding import DecodingConfig
 from hyperfit_core.errors import HyperfitError
+from hyperfit_core.formats import COMPLETIONS, PER_ITEM, RESULTS
 from hyperfit_core.rundir import RunDir
 from hyperfit_core.sequences import TokenSequences
 from hyperfit_vision.data import LabelledImages
 from hyperfit_vision.model import ImageModel
 from hyperfit_core.blocker import CitationBlocker
-from hyperfit_vision.completion import COMPLETIONS, complete_run, load_completions
+from hyperfit_vision.completion import complete_run, load_completions
 from hyperfit_vision.grid import grid_from_completions
 from hyperfit_vision.scoring import TABLE, ImageFid, benchmark_record, image_value, score_images
 
@@ -78,8 +79,8 @@ def run_benchmark(models: dict[str, ImageModel], images: LabelledImages, conditi
     for name, blob in results.items():
         blob["images"] = len(images)
         run.log({"event": "scored", "condition": name, **_flat(blob)})
-    write_json(run / "results.json", results)
-    write_json(run / "per_item.json", per_item)
+    write_json(run / RESULTS, results)
+    write_json(run / PER_ITEM, per_item)
     write_text(run / "results.md", results_table(results))
     plot_results(results, run / "results.png")
     grid_from_completions(files, run / "grid.png")

@@ -127,7 +127,8 @@ def complete(model, num_eval, prefix_fraction, palette, blocker, blocker_n, trai
     from hyperfit_core.blocker import CitationBlocker
     from hyperfit_core.recipe import load_train_tokens
     from hyperfit_core.rundir import RunDir
-    from hyperfit_vision.completion import COMPLETIONS, complete_run
+    from hyperfit_core.formats import COMPLETIONS, condition_file
+    from hyperfit_vision.completion import complete_run
     from hyperfit_vision.grid import grid_from_completions
 
     decoding = decoding_config_from(pop_options(options, DECODING_OPTION_NAMES))
@@ -142,7 +143,7 @@ def complete(model, num_eval, prefix_fraction, palette, blocker, blocker_n, trai
                      command="vision complete")
     complete_run(image_model, images, prefix_fraction, decoding, run, name, blocker=citation,
                  batch_size=batch_size, device=device, mode=mode, precision=precision)
-    grid = grid_from_completions({name: run / f"{name}.{COMPLETIONS}"}, run / "grid.png")
+    grid = grid_from_completions({name: condition_file(run.path, name, COMPLETIONS)}, run / "grid.png")
     click.echo(f"grid: {grid}")
     click.echo(str(run.path))
 
@@ -154,15 +155,18 @@ def complete(model, num_eval, prefix_fraction, palette, blocker, blocker_n, trai
 @click.option("--scale", type=POSITIVE, default=4, show_default=True, help="Screen pixels per image pixel.")
 def grid(completions, png, rows, scale):
     """Put completion files (NAME.completions.safetensors, or `complete` run dirs) side by side in one PNG."""
+    from hyperfit_core.formats import COMPLETIONS, condition_files, condition_name
     from hyperfit_vision.grid import grid_from_completions
 
     files = {}
     for item in completions:
         path = Path(item)
-        found = sorted(path.glob("*.completions.safetensors")) if path.is_dir() else [path]
+        found = condition_files(path, COMPLETIONS) if path.is_dir() else [path]
         if not found:
-            raise HyperfitError(f"{path} holds no completion files (NAME.completions.safetensors)")
-        files.update({f.name.split(".")[0]: f for f in found})
+            raise HyperfitError(f"{path} holds no completion files (NAME.{COMPLETIONS})")
+        # NAME is all before .completions.safetensors: sample-T1-p0.9 and sample-T1-p0.95 are two columns
+        files.update({condition_name(f, COMPLETIONS) if f.name.endswith(f".{COMPLETIONS}") else f.stem: f
+                      for f in found})
     click.echo(str(grid_from_completions(files, Path(png), rows=rows, scale=scale)))
 
 
@@ -259,16 +263,10 @@ def _imagegpt_config(model: str):
     return load_config(model)
 
 
-def _imagegpt_on_meta(config):
-    from transformers import ImageGPTForCausalImageModeling
-
-    return ImageGPTForCausalImageModeling(config)
-
-
 def _plan():
     from hyperfit_core.plan import plan_command
 
-    return plan_command(_imagegpt_config, default_seq=None, build_model=_imagegpt_on_meta)
+    return plan_command(_imagegpt_config, default_seq=None)  # ImageGPT's build: hyperfit_vision/__init__.py
 
 
 vision.add_command(_plan(), "plan")

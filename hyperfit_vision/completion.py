@@ -6,19 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 
-from hyperfit_core.atomic import atomic_path
 from hyperfit_core.decoding import DecodingConfig
 from hyperfit_core.device import resolve_device
 from hyperfit_core.errors import HyperfitError
+from hyperfit_core.formats import COMPLETIONS, condition_file, read_completions, write_completions
 from hyperfit_core.rundir import RunDir
 from hyperfit_vision.data import LabelledImages
 from hyperfit_vision.fast_decode import fast_complete_images
 from hyperfit_vision.model import ImageModel
 from hyperfit_vision.tokens import images_to_tokens
-
-COMPLETIONS = "completions.safetensors"
 
 
 def prefix_rows_for(fraction: float, side: int) -> int:
@@ -48,17 +45,15 @@ def complete_run(image_model: ImageModel, images: LabelledImages, prefix_fractio
     if blocker is not None:
         record["blocker"] = blocker.stats()
     run.log(record)
-    with atomic_path(run / f"{name}.{COMPLETIONS}") as tmp:
-        save_file({"tokens": completed.contiguous(), "real_tokens": tokens[:, 1:].contiguous(),
-                   "source_index": images.source_index.contiguous(), "prefix_rows": torch.tensor(prefix_rows),
-                   "palette": image_model.palette.contiguous()}, str(tmp))
+    write_completions(condition_file(run.path, name, COMPLETIONS), tokens=completed.cpu().numpy(),
+                      real_tokens=tokens[:, 1:].numpy(), source_index=images.source_index.numpy(),
+                      prefix_rows=prefix_rows, palette=image_model.palette.detach().float().cpu().numpy())
     return completed
 
 
 def load_completions(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise HyperfitError(f"completions file not found: {path}")
-    return load_file(str(path))
+    """A completions file (hyperfit_core.formats.read_completions, checked) with its arrays as tensors."""
+    return {key: torch.from_numpy(value) if key != "prefix_rows" else value
+            for key, value in read_completions(path).items()}
 
 

@@ -12,7 +12,7 @@ from PIL import Image
 
 from hyperfit_core.dataset_names import parse_dataset_spec
 from hyperfit_core.errors import HyperfitError
-from hyperfit_vision.data import LabelledImages, _stack, to_rgb_array
+from hyperfit_vision.images import IMAGE_SUFFIXES, LabelledImages, stack_images, to_rgb_array
 
 _LIKELY_COLUMNS = ("img", "image", "images", "pixel_values")
 
@@ -33,7 +33,7 @@ def _open_dataset(source: str, split: str):
                 raise HyperfitError(f"{source} has splits {', '.join(loaded)}, not {split!r}; pass --split")
             loaded = loaded[split]
         return loaded, "save_to_disk"
-    if path.suffix in (".png", ".jpg", ".jpeg") or source.startswith((".", "/", "~")):
+    if path.suffix.lower() in IMAGE_SUFFIXES or source.startswith((".", "/", "~")):
         raise HyperfitError(f"image data not found: {source} (a folder of images, a dataset name, or parquet)")
     name, config, split = parse_dataset_spec(source, split)
     try:
@@ -90,5 +90,5 @@ def load_hf_images(source: str, split: str = "train", image_column: str | None =
         except Exception as exc:
             raise HyperfitError(f"{where}: not a readable image ({exc})") from None
     label = source if kind != "hub" else f"{source}/{split}"
-    return LabelledImages(_stack(arrays), [f"{label}/{i}" for i in range(len(arrays))], torch.arange(len(arrays)),
+    return LabelledImages(stack_images(arrays), [f"{label}/{i}" for i in range(len(arrays))], torch.arange(len(arrays)),
                           notes)

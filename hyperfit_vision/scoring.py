@@ -18,11 +18,11 @@ from safetensors.torch import save_file
 from hyperfit_core import metric_registry as registry
 from hyperfit_core.atomic import atomic_path
 from hyperfit_core.scoring import Scores
-from hyperfit_vision.completion import COMPLETIONS, load_completions
+from hyperfit_core.formats import COMPLETIONS, FEATURES
+from hyperfit_vision.completion import load_completions
 from hyperfit_vision.repetition import ImageSettings, score_sides
 from hyperfit_vision.tokens import tokens_to_images
 
-FEATURES = "inception.safetensors"  # cached FID features beside each condition's completions
 # the columns of benchmark tables (results.md, scripts/measure_hyperfitting.py), in order
 TABLE = ("fid", "kid_mean", registry.key("seq_rep_{n}", n=4), "type_token_ratio", "row_repetition",
          "patch_duplication", "compression_ratio_vs_real", "overlap_mean_span")

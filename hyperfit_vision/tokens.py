@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 
 from hyperfit_core.errors import HyperfitError
+from hyperfit_core.formats import tokens_to_rgb
 from hyperfit_vision.palette import nearest_colour
 
 
@@ -22,10 +23,7 @@ def images_to_tokens(images: torch.Tensor, palette: torch.Tensor, sos: int | Non
 
 
 def tokens_to_images(tokens: torch.Tensor, palette: torch.Tensor, side: int) -> torch.Tensor:
-    """(N, side*side) palette ids -> uint8 (N, side, side, 3). Exact inverse for palette colours."""
-    tokens = torch.as_tensor(tokens, dtype=torch.long)
-    if tokens.ndim != 2 or tokens.shape[1] != side * side:
-        raise HyperfitError(f"expected (N, {side * side}) pixel tokens, got shape {tuple(tokens.shape)}")
-    if tokens.numel() and (tokens.min() < 0 or tokens.max() >= len(palette)):
-        raise HyperfitError(f"token ids must lie in [0, {len(palette)}) to map to colours")
-    return palette.round().clamp(0, 255).to(torch.uint8)[tokens].reshape(len(tokens), side, side, 3)
+    """(N, side*side) palette ids -> uint8 (N, side, side, 3). Exact inverse for palette colours.
+    (hyperfit_core.formats.tokens_to_rgb decodes, in numpy, as hyperfit_rate does.)"""
+    tokens = torch.as_tensor(tokens, dtype=torch.long).cpu().numpy()
+    return torch.from_numpy(tokens_to_rgb(tokens, torch.as_tensor(palette).detach().float().cpu().numpy(), side))

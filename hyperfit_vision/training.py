@@ -13,14 +13,13 @@ import click
 
 from hyperfit_core.atomic import write_json
 from hyperfit_core.options import option
+from hyperfit_core.formats import PALETTE
 from hyperfit_core.recipe import Prepared, TrainSpec, select_items, train_run
 from hyperfit_core.rundir import RunDir
 from hyperfit_core.sequences import TokenSequences
 from hyperfit_vision.data import ImageSource, LabelledImages
 from hyperfit_vision.model import ImageModel, load_imagegpt
 from hyperfit_vision.tokens import images_to_tokens
-
-PALETTE_FILE = "palette.json"
 
 
 @dataclass
@@ -45,7 +44,7 @@ def image_sequences(images: LabelledImages, image_model: ImageModel) -> TokenSeq
 def _prepared(image_model: ImageModel, data: TokenSequences | None, spec: TrainSpec, info: dict) -> Prepared:
     def write_palette(run: RunDir) -> None:
         if run.writer:
-            write_json(run / PALETTE_FILE, image_model.palette.tolist())
+            write_json(run / PALETTE, image_model.palette.tolist())
 
     return Prepared(model=image_model.model, data=data, info=info,
                     describe=f"hyperfitting {spec.model} on {spec.num_train} images "
@@ -71,7 +70,7 @@ class VisionModality:
         return _prepared(image_model, data, spec, info)
 
     def reload(self, spec: TrainSpec, run: RunDir) -> Prepared:
-        image_model, _ = load_imagegpt(spec.model, str(Path(run.path) / PALETTE_FILE))
+        image_model, _ = load_imagegpt(spec.model, str(Path(run.path) / PALETTE))
         return _prepared(image_model, None, spec, {})
 
 

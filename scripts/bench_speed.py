@@ -47,7 +47,7 @@ import torch
 import transformers
 from transformers import ImageGPTConfig, ImageGPTForCausalImageModeling, LlamaConfig, LlamaForCausalLM
 
-from hyperfit_core import engine
+from hyperfit_core import trainable
 from hyperfit_core.atomic import write_json
 from hyperfit_core.decoding import generate_tokens
 from hyperfit_core.options import auto_precision
@@ -308,7 +308,7 @@ def ours_trainer(model, batch, length, vocab, device, steps, windows, warmup_ste
                     raise _Stop
                 return next_token_loss(train_model, batch_ids)
 
-            checkpointing_was = engine.is_checkpointing(model)
+            checkpointing_was = trainable.is_checkpointing(model)
             with tempfile.TemporaryDirectory() as tmp:
                 try:
                     hyperfit(model, TokenSequences.from_ids(ids), config, RunDir(Path(tmp) / "run"),
@@ -337,8 +337,8 @@ def _hand_back(model, checkpointing_was: bool) -> None:
             model.__dict__.pop("forward", None)  # the class's own method again, HF's decorators included
         else:
             model.forward = original
-    if engine.is_checkpointing(model) != checkpointing_was:
-        engine.set_checkpointing(model, checkpointing_was)
+    if trainable.is_checkpointing(model) != checkpointing_was:
+        trainable.set_checkpointing(model, checkpointing_was)
     model.zero_grad(set_to_none=True)
 
 

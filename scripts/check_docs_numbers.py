@@ -21,6 +21,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling docs_numbers_paths.py, also under runpy
 from docs_numbers_paths import SpecError, expected_parts  # noqa: E402
 
+from hyperfit_core.errors import HyperfitError  # noqa: E402
+from hyperfit_core.formats import read_jsonl  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 COMMENT = re.compile(r"<!--\s*numbers from\s+(.*?)-->", re.S)
 FENCE = re.compile(r"^```.*?^```", re.S | re.M)
@@ -130,7 +133,7 @@ def _load_sources(root: Path, words: list[str]) -> dict:
 def _read(path: Path):
     """A JSON file, or a JSON-lines file as the list of its rows."""
     if path.suffix == ".jsonl":
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return read_jsonl(path)
     return json.loads(path.read_text())
 
 
@@ -238,7 +241,7 @@ def check(root: Path = ROOT) -> Report:
                 continue  # an example inside a code block (docs/numbers.md), not a spec
             try:
                 check_block(root, name, text, block, report)
-            except (SpecError, json.JSONDecodeError) as err:
+            except (SpecError, json.JSONDecodeError, HyperfitError) as err:  # HyperfitError: a bad JSON line
                 line = text.count("\n", 0, block.start()) + 1
                 report.errors.append(f"{name}:{line}: numbers comment: {err}")
     return report

@@ -44,6 +44,8 @@ from hyperfit_core import metric_registry as registry
 from hyperfit_core.analysis import prediction_stats
 from hyperfit_core.atomic import write_json
 from hyperfit_core.decoding import DecodingConfig
+from hyperfit_core.formats import (COMPLETIONS, GENERATIONS, PROMPTS, RESULTS, RUN_CONFIG, condition_file,
+                                   read_run_config)
 from hyperfit_core.influence import aggregate, epochs_for_steps, mean_sd, pairwise_agreement, plot_matrix, plot_series
 from hyperfit_core.recipe import TrainSpec
 from hyperfit_core.rundir import RunDir
@@ -91,7 +93,6 @@ class Text:
 
     def held_out(self, run: Path) -> tuple[torch.Tensor, int]:
         from hyperfit_text.splits import HeldOut
-        from hyperfit_text.training import PROMPTS
 
         held, metadata = HeldOut.load(run / PROMPTS)
         bos = torch.full((len(held), 1), int(metadata["bos_id"]), dtype=torch.long)
@@ -108,7 +109,7 @@ class Text:
         from hyperfit_text.generation import GenerateSpec, generate_run
 
         target = out / name
-        done = list(target.glob("*/*.generations.safetensors")) if target.is_dir() else []
+        done = list(target.glob(f"*/*.{GENERATIONS}")) if target.is_dir() else []
         if done:
             return done[0].parent
         a = self.args
@@ -126,7 +127,7 @@ class Text:
         settings = EvalSettings(ttr_last=a.ttr_last, analysis=a.analysis, device=a.device,
                                 lengths=tuple(x for x in (32, 64, 96, 128, 192, 256) if x <= a.new_tokens))
         run = evaluate_runs([str(p) for p in gen_runs], settings, out=out)
-        results = json.loads((run.path / "results.json").read_text())
+        results = json.loads((run.path / RESULTS).read_text())
         scored = dict(results["runs"])
         if results.get("human_reference"):
             scored["human reference"] = results["human_reference"]
@@ -168,7 +169,7 @@ class Vision:
         from hyperfit_vision.training import train_images
 
         a = self.args
-        if (path / "config.json").is_file() and not (path / "model").is_dir():
+        if (path / RUN_CONFIG).is_file() and not (path / "model").is_dir():
             train_images(None, resume=path)
         elif not (path / "model").is_dir():
             spec = TrainSpec(model=a.model, data=self.source("train"), num_train=num_train, data_seed=data_seed,
@@ -205,14 +206,14 @@ class Vision:
 
     def greedy(self, run: Path, out: Path, name: str) -> dict:
         from hyperfit_core.recipe import load_train_tokens
-        from hyperfit_vision.completion import COMPLETIONS, complete_run, load_completions
+        from hyperfit_vision.completion import complete_run, load_completions
         from hyperfit_vision.scoring import score_images
 
         target = RunDir(out / "complete" / name)
-        if not (target / f"greedy.{COMPLETIONS}").is_file():
+        if not condition_file(target.path, "greedy", COMPLETIONS).is_file():
             complete_run(self.image_model(str(run / "model")), self.images(), 0.25, DecodingConfig(), target,
                          "greedy", device=self.args.device)
-        data = load_completions(target / f"greedy.{COMPLETIONS}")
+        data = load_completions(condition_file(target.path, "greedy", COMPLETIONS))
         # copying: the longest run of generated pixels (raster order) that also occurs in a training image, and
         # the same for the real test images (flat backgrounds match long runs of any training image)
         sides = score_images(data, load_train_tokens(run).ids[:, 1:], real_copying=True)
@@ -340,7 +341,7 @@ def text_length(args) -> None:
     scored = []
     if args.collect:
         for path in args.collect:
-            results = json.loads((Path(path) / "results.json").read_text())
+            results = json.loads((Path(path) / RESULTS).read_text())
             window = results.get("settings", {}).get("ttr_last", args.ttr_last)
             if window != args.ttr_last:
                 raise SystemExit(f"error: {path} measured TTR over the last {window} tokens, not --ttr-last "
@@ -348,7 +349,7 @@ def text_length(args) -> None:
             entry = {**results["runs"], "human reference": results["human_reference"]}
             fitted = [e for e in results["runs"].values() if "hyperfitted" in Path(e["file"]).name]
             if fitted:  # the train run the hyperfitted model came from, as its generate run recorded it
-                config = json.loads((Path(fitted[0]["file"]).parent / "config.json").read_text())["config"]
+                config = read_run_config(Path(fitted[0]["file"]).parent)["config"]
                 entry["train_loss"] = final_loss(Path(config["train_run"]))
             scored.append(entry)
     else:

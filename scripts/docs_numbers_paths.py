@@ -139,6 +139,8 @@ def expected_parts(spec: str, sources: dict, row_key: str | None) -> list[tuple[
 if __name__ == "__main__":
     if len(sys.argv) != 3:
         sys.exit(__doc__)
+    from hyperfit_core.formats import read_jsonl
+
     with open(sys.argv[1]) as f:
-        rows = [json.loads(ln) for ln in f if ln.strip()] if sys.argv[1].endswith(".jsonl") else json.load(f)
+        rows = read_jsonl(sys.argv[1]) if sys.argv[1].endswith(".jsonl") else json.load(f)
     print(expected_parts(sys.argv[2], {"": rows}, None)[0][2])

@@ -28,6 +28,7 @@ import torch
 from hyperfit_core.analysis import mean_token_loss, prediction_stats, summarize
 from hyperfit_core.atomic import atomic_path, write_json, write_text
 from hyperfit_core.options import PRECISIONS
+from hyperfit_core.formats import RUN_CONFIG
 from hyperfit_core.recipe import TrainSpec, load_train_tokens
 from hyperfit_core.rundir import RunDir
 from hyperfit_core.train import LR_SCHEDULES, TrainConfig
@@ -51,7 +52,7 @@ def hyperfit_seed(args, seed: int, lr: float, test_ids, out: Path) -> tuple[dict
     base, _ = load_imagegpt(str(BASE))
     path = out / f"seed{seed}-lr{lr:g}"
     schedule = {"epochs": args.epochs, "target_loss": args.target_loss}
-    if (path / "config.json").is_file() and (args.resume_training or not (path / "model").is_dir()):
+    if (path / RUN_CONFIG).is_file() and (args.resume_training or not (path / "model").is_dir()):
         # an interrupted run continues from its last checkpoint; --resume-training also lengthens a finished one
         train_images(None, resume=path, extend=schedule if args.resume_training else None)
     elif not (path / "model").is_dir():

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from hyperfit_core.atomic import atomic_path, write_json
-from hyperfit_core.formats import read_jsonl
+from hyperfit_core.formats import METRICS, read_jsonl
 
 
 def epochs_of(run: Path) -> list[dict]:
@@ -24,7 +24,7 @@ def epochs_of(run: Path) -> list[dict]:
     are numbered on from A's last, and each row says which stage it came from."""
     out: list[dict] = []
     for stage, part in enumerate(str(run).split("+")):
-        rows = read_jsonl(Path(part) / "metrics.jsonl")
+        rows = read_jsonl(Path(part) / METRICS)
         epoch0, step0 = (out[-1]["epoch"], out[-1]["step"]) if out else (0, 0)
         out += [{"epoch": epoch0 + r["epoch"], "step": step0 + r["step"], "mean_loss": r["mean_loss"],
                  "seconds": r["seconds"], "stage": stage + 1} for r in rows if r.get("event") == "epoch"]
@@ -34,7 +34,7 @@ def epochs_of(run: Path) -> list[dict]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", type=Path,
-                   help="Run folders holding metrics.jsonl; A+B draws run B (started from A's model) after A.")
+                   help=f"Run folders holding {METRICS}; A+B draws run B (started from A's model) after A.")
     p.add_argument("--label", nargs="+", default=None)
     p.add_argument("--target", type=float, default=None, help="Draw the target training loss.")
     p.add_argument("--reference", type=float, default=0.9214, help="Base model's held-out loss (dotted line).")

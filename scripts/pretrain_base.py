@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from hyperfit_core.analysis import mean_token_loss
+from hyperfit_core.formats import METRICS
 from hyperfit_core.rundir import RunDir
 from hyperfit_core.train import TrainConfig, hyperfit, next_token_loss
 from hyperfit_vision.data import load_torchvision_dataset
@@ -83,7 +84,7 @@ def main() -> None:
         if export.exists():
             shutil.rmtree(export)
         shutil.copytree(run / "model", export)
-        shutil.copyfile(run / "metrics.jsonl", export / "pretrain_metrics.jsonl")
+        shutil.copyfile(run / METRICS, export / "pretrain_metrics.jsonl")
         (export / "SOURCE.md").write_text(
             f"# fashion-base\n\nA {args.layers}-layer, {args.embd}-wide ImageGPT ({summary['params']:,} parameters) "
             f"pretrained from scratch by this project on the Fashion-MNIST training split (60,000 images, Debian "

@@ -218,13 +218,13 @@ def test_trackers_log_into_the_run_dir_or_say_what_is_missing(tiny_gpt2_dir, tmp
 
 
 def test_last_k_with_gradient_checkpointing_matches_without(tiny_gpt2_dir, tmp_path):
-    from hyperfit_core import engine
+    from hyperfit_core import trainable
 
     plain = _fit(tiny_gpt2_dir, tmp_path / "a", epochs=1, train_layers="last:1", gradient_checkpointing="off")
     recomputed = _fit(tiny_gpt2_dir, tmp_path / "b", epochs=1, train_layers="last:1", gradient_checkpointing="on")
     for a, b in zip(plain.state_dict().values(), recomputed.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-6, rtol=0)
-    assert not engine.is_checkpointing(recomputed)  # a training-only setting: handed back as it came
+    assert not trainable.is_checkpointing(recomputed)  # a training-only setting: handed back as it came
 
 
 def test_bf16_autocast_keeps_fp32_master_weights_that_a_1e6_step_changes(tiny_gpt2_dir, tmp_path):

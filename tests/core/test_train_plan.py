@@ -7,12 +7,11 @@ import socket
 import threading
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from transformers import ImageGPTConfig, LlamaConfig
+from transformers import LlamaConfig
 
 from hyperfit_core.errors import HyperfitError
 from hyperfit_core.plan import OFFLOAD_BUFFER, format_plan, load_config, plan_command, plan_memory
@@ -85,12 +84,6 @@ def test_small_configs_fit_anywhere_and_the_table_names_every_row(configs):
         plan_memory(configs["tinyllama-1.1b"], gpus=3, gpu_mem_gb=80, nodes=2)
 
 
-def test_imagegpt_builds_on_meta_too():
-    config = ImageGPTConfig(vocab_size=513, n_positions=1024, n_embd=64, n_layer=2, n_head=2)
-    plan = plan_memory(config, gpus=1, gpu_mem_gb=80, seq=1024)
-    assert plan.blocks == 2 and plan.row("ddp", "last:1").fits == "yes"
-
-
 def test_plan_command_is_a_reusable_click_command(configs):
     command = plan_command(load_config)
     result = CliRunner().invoke(command, ["--model", str(configs["llama-3.1-8b"]), "--gpus", "8", "--gpu-mem", "80"])
@@ -100,21 +93,6 @@ def test_plan_command_is_a_reusable_click_command(configs):
                                           "--lora", "8", "--json"])
     plan = json.loads(result.output)
     assert plan["nodes"] == 2 and any(r["train"] == "lora:8" for r in plan["rows"])
-
-
-def test_vision_plan_sizes_the_sequence_from_the_model_unless_told(tmp_path, capsys):
-    from hyperfit_core.cli import main
-
-    def plan_seq(*extra):
-        try:
-            main(["vision", "plan", "--model", str(tmp_path), "--gpus", "1", "--json", *extra])
-        except SystemExit as exc:
-            assert exc.code in (0, None), capsys.readouterr().err
-        return json.loads(capsys.readouterr().out)["seq"]
-
-    ImageGPTConfig(vocab_size=17, n_positions=256, n_embd=32, n_layer=2, n_head=2).save_pretrained(tmp_path)
-    assert plan_seq() == 256  # a 16x16 model: 256 pixels, not ImageGPT-Large's 1024
-    assert plan_seq("--seq", "64") == 64
 
 
 def test_the_training_precision_does_not_come_from_the_configs_dtype(tmp_path):

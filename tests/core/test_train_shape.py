@@ -8,7 +8,7 @@ import json
 import torch
 from transformers import AutoModelForCausalLM
 
-from hyperfit_core import engine, train
+from hyperfit_core import engine, train, trainable
 from hyperfit_core.checkpoint import latest_checkpoint, read_state
 from hyperfit_core.plots import write_loss_plot
 from hyperfit_core.rundir import RunDir
@@ -40,7 +40,7 @@ def test_checkpoint_state_and_the_handed_back_model(tiny_gpt2_dir, tmp_path):
     assert (state["epoch"], state["sample_in_epoch"], state["step"], state["epochs_done"]) == (1, 4, 4, 1)
     assert not fitted.transformer.wpe.weight.requires_grad  # frozen by the caller: still frozen
     assert all(p.requires_grad for n, p in fitted.named_parameters() if n != "transformer.wpe.weight")
-    assert not engine.is_checkpointing(fitted) and not fitted.training
+    assert not trainable.is_checkpointing(fitted) and not fitted.training
     saved = json.loads((tmp_path / "run" / "train_config.json").read_text())
     assert saved["train_layers"] == "last:1" and saved["max_steps"] == 4
 

@@ -141,3 +141,21 @@ def test_analyze_reports_entropy_and_agreement(tiny_imagegpt_dir, image_folder_8
     assert report["a"]["entropy_mean"] == report["b"]["entropy_mean"]
     assert json.loads((run / "agreement.json").read_text())["top1_agreement"] == 1.0  # a model agrees with itself
     assert (run / "analysis.png").is_file()
+
+
+def test_grid_columns_are_named_by_everything_before_the_suffix(tmp_path, monkeypatch, capsys):
+    """sample-T1-p0.9 and sample-T1-p0.95 are two columns (the name was cut at its first dot: one column)."""
+    import numpy as np
+
+    import hyperfit_vision.grid
+    from hyperfit_core.formats import write_completions
+
+    for name in ("sample-T1-p0.9", "sample-T1-p0.95", "greedy"):
+        write_completions(tmp_path / f"{name}.completions.safetensors", tokens=np.zeros((2, 16)),
+                          real_tokens=np.zeros((2, 16)), source_index=np.arange(2), prefix_rows=1,
+                          palette=np.zeros((3, 3)))
+    seen = {}
+    monkeypatch.setattr(hyperfit_vision.grid, "grid_from_completions",
+                        lambda files, png, **kwargs: seen.update(files) or png)
+    ok_cli(["vision", "grid", str(tmp_path), "--png", str(tmp_path / "g.png")], capsys)
+    assert sorted(seen) == ["greedy", "sample-T1-p0.9", "sample-T1-p0.95"]

@@ -1,7 +1,9 @@
+import numpy as np
 import pytest
 import torch
 
 from hyperfit_core.errors import HyperfitError
+from hyperfit_core.formats import tokens_to_rgb
 from hyperfit_vision.data import load_image_folder
 from hyperfit_vision.palette import kmeans_palette, load_palette_file
 from hyperfit_vision.tokens import images_to_tokens, tokens_to_images
@@ -49,3 +51,13 @@ def test_palette_files(tmp_path):
         load_palette_file(tmp_path / "bad.txt")
     with pytest.raises(HyperfitError, match="not found"):
         load_palette_file(tmp_path / "missing.npy")
+
+
+def test_vision_decodes_tokens_as_rate_does_and_as_it_always_did():
+    """One decoding (hyperfit_core.formats.tokens_to_rgb) for vision and hyperfit_rate: the palette rounded half
+    to even and clipped, exactly what tokens_to_images computed in torch before."""
+    palette = torch.tensor([[0.5, 1.5, 2.5], [254.5, 255.7, -3.0], [127.49, 127.5, 128.5]], dtype=torch.float32)
+    tokens = torch.tensor([[0, 1, 2, 1], [2, 2, 0, 1]])
+    before = palette.round().clamp(0, 255).to(torch.uint8)[tokens].reshape(2, 2, 2, 3)
+    assert torch.equal(tokens_to_images(tokens, palette, 2), before)
+    assert np.array_equal(tokens_to_rgb(tokens.numpy(), palette.numpy(), 2), before.numpy())
