@@ -92,5 +92,6 @@ def fluency(text_model: TextModel, contexts: list[str], continuations: list[str]
                                                         [continuations[i] for i in indices], batch_size),
                        cache_dir, "fluency", identity)
     per_text = np.exp(rows[:, 0] / rows[:, 1])
-    return {"perplexity_mean": float(per_text.mean()), "perplexity_median": float(np.median(per_text)),
-            "perplexity_per_text": per_text.tolist(), "texts": len(per_text), "tokens": int(rows[:, 1].sum())}
+    return {"fluency_perplexity": float(per_text.mean()), "fluency_perplexity_median": float(np.median(per_text)),
+            "fluency_perplexity_per_text": per_text.tolist(), "fluency_texts": len(per_text),
+            "fluency_tokens": int(rows[:, 1].sum())}

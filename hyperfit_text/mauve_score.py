@@ -37,9 +37,10 @@ def mauve_score(generated: np.ndarray, human: np.ndarray, num_buckets: int | str
     # p is the human side, q the model's, as in mauve-text's own examples
     out = mauve.compute_mauve(p_features=human, q_features=generated, num_buckets=num_buckets, seed=seed,
                               verbose=False)
-    return {"mauve": float(out.mauve), "frontier_integral": float(out.frontier_integral),
-            "texts": len(generated), "human_texts": len(human), "clusters": int(out.num_buckets), "seed": seed,
-            "feature_dim": int(generated.shape[1])}
+    # flat keys, prefixed: a condition's record holds them beside every other metric's
+    return {"mauve": float(out.mauve), "mauve_frontier_integral": float(out.frontier_integral),
+            "mauve_texts": len(generated), "mauve_human_texts": len(human), "mauve_clusters": int(out.num_buckets),
+            "mauve_seed": seed, "mauve_feature_dim": int(generated.shape[1])}
 
 
 def mauve_note(texts: int, clusters: int) -> str:

@@ -48,9 +48,9 @@ def test_mauve_is_mauve_text_on_the_same_features():
     ours = mauve_score(generated, human, num_buckets=3, seed=7)
     direct = mauve.compute_mauve(p_features=human.astype(np.float32), q_features=generated.astype(np.float32),
                                  num_buckets=3, seed=7, verbose=False)
-    assert ours["mauve"] == direct.mauve and ours["frontier_integral"] == direct.frontier_integral
-    assert (ours["texts"], ours["human_texts"], ours["clusters"], ours["seed"], ours["feature_dim"]) == \
-        (50, 40, 3, 7, 24)
+    assert ours["mauve"] == direct.mauve and ours["mauve_frontier_integral"] == direct.frontier_integral
+    assert (ours["mauve_texts"], ours["mauve_human_texts"], ours["mauve_clusters"], ours["mauve_seed"],
+            ours["mauve_feature_dim"]) == (50, 40, 3, 7, 24)
 
 
 def test_mauve_of_a_set_against_itself_is_the_maximum_and_of_one_repeated_text_near_the_minimum(llama):
@@ -58,7 +58,7 @@ def test_mauve_of_a_set_against_itself_is_the_maximum_and_of_one_repeated_text_n
     features = text_features(llama, varied)
     repeated = text_features(llama, [varied[0]] * 40)
     same = mauve_score(features, features)
-    assert same["mauve"] == pytest.approx(1.0) and same["clusters"] == 4  # "auto": 40 texts / 10
+    assert same["mauve"] == pytest.approx(1.0) and same["mauve_clusters"] == 4  # "auto": 40 texts / 10
     assert mauve_score(repeated, features)["mauve"] < 0.05
 
 
@@ -116,9 +116,9 @@ def test_fluency_is_the_hand_computed_perplexity_of_the_continuation_given_its_c
     continuations = [doc[40:200] for doc in docs] + ["The river."]
     result = fluency(gpt2, contexts, continuations, batch_size=3)
     expected = [hand_perplexity(gpt2, c, t) for c, t in zip(contexts, continuations)]
-    np.testing.assert_allclose(result["perplexity_per_text"], expected, rtol=1e-5)
-    assert result["perplexity_mean"] == pytest.approx(np.mean(expected), rel=1e-5)
-    assert result["texts"] == 8 and result["tokens"] == sum(len(ids) for ids in gpt2.encode(continuations))
+    np.testing.assert_allclose(result["fluency_perplexity_per_text"], expected, rtol=1e-5)
+    assert result["fluency_perplexity"] == pytest.approx(np.mean(expected), rel=1e-5)
+    assert result["fluency_texts"] == 8 and result["fluency_tokens"] == sum(len(ids) for ids in gpt2.encode(continuations))
 
 
 def test_fluency_drops_the_oldest_context_tokens_that_do_not_fit_the_scorer(gpt2):
@@ -126,8 +126,8 @@ def test_fluency_drops_the_oldest_context_tokens_that_do_not_fit_the_scorer(gpt2
     room = 128 - 1 - len(gpt2.encode([continuation])[0])  # the tiny GPT-2 reads 128 positions
     assert len(gpt2.encode([context])[0]) > room
     result = fluency(gpt2, [context], [continuation])
-    assert result["perplexity_per_text"][0] == pytest.approx(hand_perplexity(gpt2, context, continuation, room),
-                                                            rel=1e-5)
+    expected = hand_perplexity(gpt2, context, continuation, keep_context=room)
+    assert result["fluency_perplexity_per_text"][0] == pytest.approx(expected, rel=1e-5)
 
 
 def test_fluency_is_cached_per_context_and_continuation(gpt2, tmp_path, monkeypatch):
