@@ -43,7 +43,8 @@ def scorer_identity(text_model: TextModel, **settings) -> str:
     config = text_model.model.config
     return json.dumps({"source": str(source.resolve()) if source.exists() else text_model.source,
                        "gguf_file": text_model.gguf_file, "weights": weights,
-                       "revision": getattr(config, "_commit_hash", None), "architecture": type(text_model.model).__name__,
+                       "revision": getattr(config, "_commit_hash", None),
+                       "architecture": type(text_model.model).__name__,
                        "vocab": len(text_model.tokenizer), **settings}, sort_keys=True)
 
 

@@ -118,7 +118,8 @@ def test_fluency_is_the_hand_computed_perplexity_of_the_continuation_given_its_c
     expected = [hand_perplexity(gpt2, c, t) for c, t in zip(contexts, continuations)]
     np.testing.assert_allclose(result["fluency_perplexity_per_text"], expected, rtol=1e-5)
     assert result["fluency_perplexity"] == pytest.approx(np.mean(expected), rel=1e-5)
-    assert result["fluency_texts"] == 8 and result["fluency_tokens"] == sum(len(ids) for ids in gpt2.encode(continuations))
+    assert result["fluency_texts"] == 8
+    assert result["fluency_tokens"] == sum(len(ids) for ids in gpt2.encode(continuations))
 
 
 def test_fluency_drops_the_oldest_context_tokens_that_do_not_fit_the_scorer(gpt2):
