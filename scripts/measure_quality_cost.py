@@ -5,7 +5,8 @@ a corpus), and MAUVE on those features; with the load average each step ran unde
 so). Two checks ride along: batched features equal one-at-a-time features on the real model (right padding with
 its sliding-window attention), and a looping text's perplexity against the human texts'.
 
-    nice -n 10 python scripts/measure_quality_cost.py data/text/news.txt --json docs/measurements/quality_cost.json
+    nice -n 10 python scripts/measure_quality_cost.py data/text/news.txt --max-load 2 \
+        --json docs/measurements/quality_cost.json
 """
 
 from __future__ import annotations
@@ -29,7 +30,16 @@ def spans(text_model, corpus: Path, count: int, context: int, tokens: int) -> tu
             [text_model.decode(i[context:context + tokens]) for i in ids])
 
 
-def timed(step, results: dict, name: str):
+def wait_for_quiet(max_load: float | None, patience_s: float) -> None:
+    """Hold a timed step until the 1-minute load average is below `max_load` (numbers from a busy machine time the
+    other jobs); after `patience_s` run anyway, and the recorded load says so."""
+    waited = time.monotonic()
+    while max_load is not None and os.getloadavg()[0] >= max_load and time.monotonic() - waited < patience_s:
+        time.sleep(15)
+
+
+def timed(step, results: dict, name: str, max_load: float | None = None, patience_s: float = 3600):
+    wait_for_quiet(max_load, patience_s)
     before = os.getloadavg()[0]
     start = time.perf_counter()
     value = step()
@@ -48,6 +58,9 @@ def main(argv=None) -> None:
     parser.add_argument("--count", type=int, default=40)
     parser.add_argument("--context", type=int, default=32)
     parser.add_argument("--tokens", type=int, default=256)
+    parser.add_argument("--max-load", type=float, default=None,
+                        help="Start each timed step only once the 1-minute load average is below this (waits up to "
+                             "an hour per step).")
     parser.add_argument("--json", type=Path, default=None, help="Write the result here as well as to stdout.")
     args = parser.parse_args(argv)
 
@@ -64,10 +77,10 @@ def main(argv=None) -> None:
     steps: dict = {}
     scorer = timed(lambda: load_scorer(args.scorer, device="cpu"), steps, "load")
     contexts, texts = spans(scorer, args.corpus, args.count, args.context, args.tokens)
-    features = timed(lambda: text_features(scorer, texts), steps, "features")
-    nll = timed(lambda: continuation_nll(scorer, contexts, texts), steps, "fluency")
+    features = timed(lambda: text_features(scorer, texts), steps, "features", args.max_load)
+    nll = timed(lambda: continuation_nll(scorer, contexts, texts), steps, "fluency", args.max_load)
     half = args.count // 2
-    mauve = timed(lambda: mauve_score(features[:half], features[half:]), steps, "mauve")
+    mauve = timed(lambda: mauve_score(features[:half], features[half:]), steps, "mauve", args.max_load)
     alone = np.stack([text_features(scorer, [text])[0] for text in texts[:3]])
     loop = " ".join(texts[0].split()[:12])  # a 12-word phrase said over and over, as a degenerate generation
     loop_nll = continuation_nll(scorer, contexts[:1], [" " + " ".join([loop] * 20)])
