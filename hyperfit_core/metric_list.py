@@ -1,4 +1,4 @@
-"""The built-in metrics and record fields (registered on import of hyperfit_core.metric_registry).
+"""The built-in metrics and record fields (plain data; hyperfit_core.metric_registry registers them on import).
 
 Compute functions take a hyperfit_core.scoring.Sample and the parameters named in `settings`; the text and image
 scoring entries (hyperfit_text.scoring.score_text, hyperfit_vision.scoring.score_images) run every metric of
@@ -6,9 +6,8 @@ their modality whose needs the sample meets. Metrics with `made_by` instead come
 count elsewhere and are registered for their names, labels and directions.
 """
 
-from hyperfit_core.metric_registry import (ANY, CLOSER, FEATURES, HIGHER, IMAGE, IMAGES, LOWER, MODEL, NONE,
-                                           RATINGS, REFERENCE, TEXT, TEXTS, TOKENS, TRAIN, Metric, register,
-                                           register_field)
+from hyperfit_core.metric_spec import (ANY, CLOSER, FEATURES, HIGHER, IMAGE, IMAGES, LOWER, MODEL, NONE, RATINGS,
+                                       REFERENCE, TEXT, TEXTS, TOKENS, TRAIN, Metric)
 
 CORE, TEXT_HOOKS, IMAGE_HOOKS = "hyperfit_core.scoring", "hyperfit_text.scoring", "hyperfit_vision.repetition"
 OVERLAP = dict(direction=LOWER, modality=ANY, needs=(TOKENS, TRAIN), compute=f"{CORE}:overlap",
@@ -18,7 +17,7 @@ ANALYSIS = dict(modality=ANY, needs=(MODEL, REFERENCE), made_by="hyperfit_core.a
 FID = dict(modality=IMAGE, needs=(IMAGES, REFERENCE, FEATURES), made_by="hyperfit_vision.scoring.ImageFid")
 VOTES = dict(modality=ANY, needs=(RATINGS,), made_by="hyperfit_rate.results.analyse")
 
-for metric in [
+METRICS = [
     # diversity and repetition of token ids (text tokens, image palette ids of the generated region)
     Metric("type_token_ratio", "TTR", "distinct tokens / tokens of each generation (text: its last `--ttr-last` "
            "tokens; images: the generated region), mean over generations", CLOSER, ANY, (TOKENS,), per_item=True,
@@ -86,10 +85,10 @@ for metric in [
            "rated", HIGHER, **VOTES),
     Metric("fleiss_kappa", "Fleiss' kappa", "the same agreement when every such pair has as many ratings",
            HIGHER, **VOTES),
-]:
-    register(metric)
+]
 
-for name, meaning in {
+# keys that describe a record (what was scored, how many) rather than measure it
+FIELDS = {
     "count": "generations (images) scored", "new_tokens": "generated tokens per continuation",
     "texts_with_words": "decoded generations with at least one word (word TTR's count)",
     "images": "held-out images per condition", "overlap_threshold": "span length of overlap_frac_above_threshold",
@@ -100,5 +99,4 @@ for name, meaning in {
     "length_curve": "{L: metrics of the first L generated tokens}", "analysis": "the prediction metrics",
     "repetition": "{metric: {generated, real}} of the image metrics", "positions": "held-out positions analysed",
     "num_classes": "vocabulary size", "entropy_hist": "histogram of the entropies",
-}.items():
-    register_field(name, meaning)
+}
