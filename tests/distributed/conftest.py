@@ -21,6 +21,21 @@ DEEPSPEED_YAML = CONFIGS / "deepspeed_zero3_offload.yaml"
 DS_CONFIG = {**CONFIG, "lr_schedule": "linear", "warmup_steps": 2}
 
 
+_FAILED: dict[str, str] = {}
+
+
+def _launch_once(name: str, *args, **kwargs) -> None:
+    """launch(), but a session fixture that failed fails its later tests at once with the same message instead of
+    launching again (pytest re-runs a failing session fixture for every test that asks for it)."""
+    if name in _FAILED:
+        pytest.fail(f"{name} failed earlier in this session: {_FAILED[name]}", pytrace=False)
+    try:
+        launch(*args, **kwargs)
+    except BaseException as exc:
+        _FAILED[name] = str(exc)[:2000]
+        raise
+
+
 @pytest.fixture(scope="session")
 def two_process_runs(tiny_gpt2_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("two-processes")
@@ -37,7 +52,7 @@ def two_process_runs(tiny_gpt2_dir, tmp_path_factory):
         dict(name="fsdp-last", run=root / "fsdp-last", config=LAST, launch_env=fsdp),
         dict(name="fsdp-bf16", run=root / "fsdp-bf16", config=BF16, launch_env=fsdp),
     ]
-    launch(2, tiny_gpt2_dir, root / "out", jobs, n=N, timeout=240)
+    _launch_once("two_process_runs", 2, tiny_gpt2_dir, root / "out", jobs, n=N, timeout=240)
     return root
 
 
@@ -54,5 +69,6 @@ def deepspeed_runs(tiny_gpt2_dir, tmp_path_factory):
         dict(name="ds-resumed", run=root / "broken", config=CONFIG, resume=True, launch_env=ds),
         dict(name="ds-bf16", run=root / "bf16", config=BF16, launch_env=ds),
     ]
-    launch(2, tiny_gpt2_dir, root / "out", jobs, n=N, timeout=600)
+    # a hang guard, not a speed target: ~3 minutes alone, over 10 at load 10 (the first use builds CPU Adam)
+    _launch_once("deepspeed_runs", 2, tiny_gpt2_dir, root / "out", jobs, n=N, timeout=1500)
     return root
