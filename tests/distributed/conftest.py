@@ -37,7 +37,7 @@ def two_process_runs(tiny_gpt2_dir, tmp_path_factory):
         dict(name="fsdp-last", run=root / "fsdp-last", config=LAST, launch_env=fsdp),
         dict(name="fsdp-bf16", run=root / "fsdp-bf16", config=BF16, launch_env=fsdp),
     ]
-    launch(2, tiny_gpt2_dir, root / "out", jobs, n=N, timeout=240)
+    launch(2, tiny_gpt2_dir, root / "out", jobs, n=N, timeout=600)
     return root
 
 

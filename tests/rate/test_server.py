@@ -200,10 +200,10 @@ def test_no_token_reaches_the_server_output(image_study):
     """Werkzeug's development server logged every request line, tokens included (/r/TOKEN, ?t=TOKEN)."""
     token = Store.open(image_study).add_rater("rater-01", invited=True).token
     with rate_serve(image_study) as (proc, base, lines):
-        with urllib.request.urlopen(f"{base}/r/{token}", timeout=10) as page:
+        with urllib.request.urlopen(f"{base}/r/{token}", timeout=HANG_GUARD_S) as page:
             assert page.status == 200
         state = request(f"{base}/api/next", token=token)[1]
-        with urllib.request.urlopen(f"{base}/img/{state['pair']['left']}?t={token}", timeout=10) as image:
+        with urllib.request.urlopen(f"{base}/img/{state['pair']['left']}?t={token}", timeout=HANG_GUARD_S) as image:
             assert image.status == 200
         assert request(f"{base}/api/next", token=token[:-3] + "xyz")[0] == 403
         proc.terminate()
