@@ -33,7 +33,8 @@ def prompts_from_file(path: str | Path, text_model, context: int, text_field: st
         numbered = [(number, record[text_field]) for number, record in numbered]
     else:
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
+            # lines end at "\n" only: str.splitlines() would also split a prompt at U+2028 / U+0085 / U+2029
+            lines = [line.removesuffix("\r") for line in path.read_text(encoding="utf-8").split("\n")]
         except UnicodeDecodeError as exc:
             raise HyperfitError(f"{path} is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
         numbered = [(n, line) for n, line in enumerate(lines, 1) if line.strip()]

@@ -41,7 +41,7 @@ def make_data(n: int, length: int = 12) -> TokenSequences:
 
 
 def launch(nproc: int, model: Path, out: Path, jobs: list[dict], *, n: int = 10, env: dict | None = None,
-           timeout: float = 150) -> None:
+           timeout: float = 600) -> None:
     """Run tests/distributed/worker.py's `jobs` ({name, run, config, resume}) on `nproc` local gloo processes.
 
     Bounded: after `timeout` seconds the launcher and every worker are killed and the test fails with the log.

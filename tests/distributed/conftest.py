@@ -52,7 +52,7 @@ def two_process_runs(tiny_gpt2_dir, tmp_path_factory):
         dict(name="fsdp-last", run=root / "fsdp-last", config=LAST, launch_env=fsdp),
         dict(name="fsdp-bf16", run=root / "fsdp-bf16", config=BF16, launch_env=fsdp),
     ]
-    _launch_once("two_process_runs", 2, tiny_gpt2_dir, root / "out", jobs, n=N, timeout=240)
+    _launch_once("two_process_runs", 2, tiny_gpt2_dir, root / "out", jobs, n=N, timeout=600)
     return root
 
 

@@ -1,5 +1,6 @@
 """A real threaded server on 127.0.0.1: 20 concurrent raters lose and duplicate no vote; a killed server keeps
-every vote it acknowledged. Every loop is bounded in count and time; traffic goes to the loopback only."""
+every vote it acknowledged. Every loop is bounded in count, every wait by a generous hang guard (nothing asserts
+a duration: the machine may be loaded); traffic goes to the loopback only."""
 
 import json
 import os
@@ -24,10 +25,11 @@ from hyperfit_rate.store import Store
 from .conftest import live_server
 
 REPO = Path(__file__).resolve().parents[2]
-RATERS, VOTES_PER_RATER, BUDGET_S = 20, 8, 45.0
+RATERS, VOTES_PER_RATER, FLOOD = 20, 8, 300
+HANG_GUARD_S = 120  # the longest any single wait may take before the test fails (never a speed check)
 
 
-def request(url, body=None, token=None, timeout=10.0):
+def request(url, body=None, token=None, timeout=60.0):
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, method="GET" if body is None else "POST")
     if body is not None:
@@ -42,8 +44,7 @@ def request(url, body=None, token=None, timeout=10.0):
 
 
 def test_twenty_concurrent_raters_lose_and_duplicate_nothing(text_study):
-    deadline = time.monotonic() + BUDGET_S
-    start = threading.Barrier(RATERS, timeout=30)
+    start = threading.Barrier(RATERS, timeout=120)
 
     def rater(k: int, base: str):
         name = f"load-{k:02d}"
@@ -52,8 +53,6 @@ def test_twenty_concurrent_raters_lose_and_duplicate_nothing(text_study):
         token, acknowledged = body["token"], []
         start.wait()  # everyone votes at once
         for step in range(VOTES_PER_RATER):
-            if time.monotonic() > deadline:
-                break
             status, state = request(f"{base}/api/next", token=token)
             assert status == 200 and not state["done"], state
             pair = state["pair"]["id"]
@@ -75,7 +74,6 @@ def test_twenty_concurrent_raters_lose_and_duplicate_nothing(text_study):
     with live_server(create_app(text_study)) as base:
         with ThreadPoolExecutor(RATERS) as pool:
             sent = [vote for votes in pool.map(lambda k: rater(k, base), range(RATERS)) for vote in votes]
-    assert time.monotonic() <= deadline, "the load test ran out of its time budget"
     assert len(sent) == RATERS * VOTES_PER_RATER
     stored = [(v["rater"], v["pair_id"], v["answer"]) for v in Store.open(text_study).votes()]
     assert sorted(stored) == sorted(sent)  # nothing lost, nothing counted twice
@@ -97,7 +95,7 @@ def rate_serve(study, *options, cwd=REPO, open_files=None):
                             stderr=subprocess.STDOUT, stdout=subprocess.PIPE, text=True)
     lines = []
     try:
-        base, deadline = None, time.monotonic() + 30
+        base, deadline = None, time.monotonic() + HANG_GUARD_S  # a hang guard: the server starts in seconds
         while base is None and time.monotonic() < deadline and proc.poll() is None:
             ready, _, _ = select.select([proc.stdout], [], [], 1.0)
             if ready:
@@ -129,57 +127,83 @@ def test_a_killed_server_keeps_every_acknowledged_vote(text_study):
     assert stored == acknowledged
 
 
-FLOOD, TIMEOUT_S = 300, 3
 HALF_SENT = (b"POST /api/vote HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
              b"Content-Length: 100\r\n\r\n{\"pair\": ")
 
 
-def test_idle_and_half_sent_connections_neither_block_raters_nor_stay(image_study):
-    """300 connections that send nothing or half a request (no token needed), against a server started, as the
-    docs show, by a relative path and with a soft open-files limit of 256: a rater is still answered at once,
-    images included, and the server closes the idle and half-sent connections after --timeout."""
-    with rate_serve(image_study.name, "--timeout", str(TIMEOUT_S), cwd=image_study.parent, open_files=256) \
-            as (_, base, _):
-        port = int(base.rsplit(":", 1)[1])
-        flood = []
-        try:
-            for k in range(FLOOD):
-                connection = socket.create_connection(("127.0.0.1", port), timeout=5)
-                if k % 2:
-                    connection.sendall(HALF_SENT)
-                flood.append(connection)
-            started = time.monotonic()
-            status, body = request(f"{base}/api/join", {"name": "ann"}, timeout=5)
+@contextmanager
+def flooded(base: str, idle: int, half_sent: int):
+    """`idle` connections that send nothing and `half_sent` that send half a request (no token needed); closed
+    at the end."""
+    port = int(base.rsplit(":", 1)[1])
+    flood = []
+    try:
+        for k in range(idle + half_sent):
+            connection = socket.create_connection(("127.0.0.1", port), timeout=HANG_GUARD_S)
+            if k >= idle:
+                connection.sendall(HALF_SENT)
+            flood.append(connection)
+        yield flood
+    finally:
+        for connection in flood:
+            connection.close()
+
+
+def still_open(connection: socket.socket) -> bool:
+    """Whether the server still holds the connection unanswered (nothing sent, not closed), without waiting."""
+    connection.setblocking(False)
+    try:
+        connection.recv(1, socket.MSG_PEEK)  # an answer, end-of-file or a reset: not held any more
+        return False
+    except BlockingIOError:
+        return True
+    except ConnectionResetError:
+        return False
+
+
+def test_idle_and_half_sent_connections_do_not_block_a_rater(image_study):
+    """300 connections that send nothing and 30 that send half a request, held open (the server's --timeout is longer than the
+    test) against a server started, as the docs show, by a relative path and with a soft open-files limit of 256:
+    a rater is answered, images included, while all of them are still open. Werkzeug's development server held a
+    thread and a file per idle connection, so the rater waited for ever. The time bounds are hang guards only."""
+    with rate_serve(image_study.name, "--timeout", "3600", cwd=image_study.parent, open_files=256) as (_, base, _):
+        with flooded(base, FLOOD, 30) as flood:
+            status, body = request(f"{base}/api/join", {"name": "ann"}, timeout=HANG_GUARD_S)
             assert status == 200, body
             token = body["token"]
-            status, state = request(f"{base}/api/next", token=token, timeout=5)
+            status, state = request(f"{base}/api/next", token=token, timeout=HANG_GUARD_S)
             assert status == 200 and not state["done"]
             for image_id in (state["pair"]["context"], state["pair"]["left"], state["pair"]["right"]):
-                with urllib.request.urlopen(f"{base}/img/{image_id}?t={token}", timeout=5) as response:
+                with urllib.request.urlopen(f"{base}/img/{image_id}?t={token}", timeout=HANG_GUARD_S) as response:
                     assert response.status == 200 and response.read().startswith(b"\x89PNG")
-            status, reply = request(f"{base}/api/vote", {"pair": state["pair"]["id"], "answer": "left"}, token, 5)
+            status, reply = request(f"{base}/api/vote", {"pair": state["pair"]["id"], "answer": "left"}, token,
+                                    HANG_GUARD_S)
             assert status == 200 and reply["ok"]
-            assert time.monotonic() - started < 5.0, "a rater waited behind the idle connections"
-            closed_by = time.monotonic() + TIMEOUT_S + 10  # the timeout, the cleanup interval and slack
+            assert all(still_open(connection) for connection in flood), "the rater was answered only once " \
+                "the server had dropped idle connections"
+
+
+def test_idle_and_half_sent_connections_are_closed_after_the_timeout(image_study):
+    """With --timeout 2 the server closes idle and half-sent connections itself (they would hold a socket each
+    for ever otherwise): each one reads end-of-file. Waiting for it is bounded by a hang guard, not timed."""
+    with rate_serve(image_study, "--timeout", "2") as (_, base, _):
+        with flooded(base, 10, 10) as flood:
             for connection in flood:
-                connection.settimeout(max(0.05, closed_by - time.monotonic()))
+                connection.settimeout(HANG_GUARD_S)
                 try:
                     assert connection.recv(1024) == b""  # the server closed it
                 except ConnectionResetError:
                     pass
-        finally:
-            for connection in flood:
-                connection.close()
 
 
 def test_no_token_reaches_the_server_output(image_study):
     """Werkzeug's development server logged every request line, tokens included (/r/TOKEN, ?t=TOKEN)."""
     token = Store.open(image_study).add_rater("rater-01", invited=True).token
     with rate_serve(image_study) as (proc, base, lines):
-        with urllib.request.urlopen(f"{base}/r/{token}", timeout=10) as page:
+        with urllib.request.urlopen(f"{base}/r/{token}", timeout=HANG_GUARD_S) as page:
             assert page.status == 200
         state = request(f"{base}/api/next", token=token)[1]
-        with urllib.request.urlopen(f"{base}/img/{state['pair']['left']}?t={token}", timeout=10) as image:
+        with urllib.request.urlopen(f"{base}/img/{state['pair']['left']}?t={token}", timeout=HANG_GUARD_S) as image:
             assert image.status == 200
         assert request(f"{base}/api/next", token=token[:-3] + "xyz")[0] == 403
         proc.terminate()

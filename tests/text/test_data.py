@@ -86,3 +86,18 @@ def test_jsonl_texts_holding_unicode_line_separators_stay_whole(tmp_path):
 
     held = prompts_from_file(path, WordModel(), context=3)
     assert held.contexts.shape == (2, 3) and held.starts.tolist() == [1, 2]
+
+
+def test_a_txt_prompt_holding_unicode_line_separators_is_one_prompt(tmp_path):
+    """One prompt a line means a line ended by "\\n" (or "\\r\\n"): a prompt holding U+2028 / U+0085 / U+2029 (web
+    text copied into a file) stays one prompt, where str.splitlines() silently made it two."""
+    from hyperfit_text.prompts import prompts_from_file
+
+    class WordModel:
+        def encode(self, batch):
+            return [list(range(len(t.split()))) for t in batch]
+
+    path = tmp_path / "p.txt"
+    path.write_bytes("one\u2028two three four\r\n\nfive\x85six seven\u2029eight\n".encode("utf-8"))
+    held = prompts_from_file(path, WordModel(), context=3)
+    assert held.contexts.shape == (2, 3) and held.starts.tolist() == [1, 3]

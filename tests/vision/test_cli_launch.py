@@ -21,7 +21,7 @@ from tests.distributed.common import REPO, default_port_busy
 DEEPSPEED_YAML = REPO / "configs" / "accelerate" / "deepspeed_zero3_offload.yaml"
 
 
-def _hyperfit(prefix: list[str], args: list[str], out: Path, timeout: float = 150) -> Path:
+def _hyperfit(prefix: list[str], args: list[str], out: Path, timeout: float = 600) -> Path:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": "1"}
     with default_port_busy():
