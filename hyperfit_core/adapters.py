@@ -2,7 +2,7 @@
 group. A modality is one package plus one entry point (docs/extending.md walks through a whole one):
 
     [project.entry-points."hyperfit.modalities"]
-    digits = "hyperfit_digits.adapter:ADAPTER"
+    yours = "hyperfit_yours.adapter:ADAPTER"
 
 The entry point names an `Adapter`: plain data, in a module that imports no torch (the rating app loads it), so
 finding the adapters costs one small import each. Its commands and readers are "module:attribute" strings,
@@ -37,7 +37,7 @@ class Rating:
 
     files: str
     shows: str
-    what: str  # one word for messages: "text", "image", "digit-sequence"
+    what: str  # one word for messages: "text", "image"
     read: str | None = None
 
 
