@@ -174,3 +174,14 @@ def test_the_toy_builds_on_the_core_alone_and_nothing_shipped_names_it():
     assert "hyperfit_core" in used and not used & set(PACKAGES) - {"hyperfit_core"}
     for path in (p for package in PACKAGES for p in (ROOT / package).rglob("*.py")):
         assert "hyperfit_digits" not in path.read_text(), path
+
+
+def test_docs_extending_shows_every_file_of_the_toy_as_it_is():
+    """docs/extending.md walks through the toy: each `path`: block is that fixture file, and none is left out."""
+    doc = (ROOT / "docs" / "extending.md").read_text()
+    shown = dict(re.findall(r"^`(tests/fixtures/hyperfit_digits/[^`]+)`:\n\n```\w*\n(.*?)^```$", doc, re.M | re.S))
+    files = {str(p.relative_to(ROOT)) for p in FIXTURE.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+    assert set(shown) == files
+    for path, text in shown.items():
+        assert text == (ROOT / path).read_text(), path
+    assert "(docs/extending.md)" in (ROOT / "README.md").read_text()
