@@ -86,8 +86,9 @@ def adapters() -> dict[str, Adapter]:
         if not isinstance(adapter, Adapter) or adapter.name != entry.name:
             warn(f"left out the {MODALITIES} entry point {entry.name!r} ({entry.value}): it gives "
                  f"{type(adapter).__name__}, not a hyperfit_core.adapters.Adapter named {entry.name!r}")
-        elif entry.name in found:
-            warn(f"left out a second {MODALITIES} entry point named {entry.name!r} ({entry.value})")
+        elif entry.name in found or entry.name in command_entries():
+            warn(f"left out the {MODALITIES} entry point {entry.name!r} ({entry.value}): `hyperfit {entry.name}` "
+                 "is taken")
         elif adapter.rating is not None and adapter.rating.shows not in SHOWS:
             warn(f"left out modality {entry.name!r}: its rating shows {adapter.rating.shows!r}, not one of "
                  f"{', '.join(SHOWS)}")

@@ -141,11 +141,12 @@ def test_a_broken_entry_point_is_one_warning_and_the_shipped_commands_still_run(
     (tmp_path / "hyperfit_half").mkdir()
     (tmp_path / "hyperfit_half" / "__init__.py").write_text("")
     (tmp_path / "hyperfit_half" / "adapter.py").write_text(
-        "from hyperfit_core.adapters import Adapter\nADAPTER = Adapter(name='half', commands='hyperfit_half.cli:half')\n")
+        "from hyperfit_core.adapters import Adapter\nADAPTER = Adapter(name='half', commands='hyperfit_half.cli:half')\n"
+        "RATE = Adapter(name='rate', commands='hyperfit_half.cli:half')\n")
     (tmp_path / "hyperfit_half" / "cli.py").write_text("import hyperfit_nowhere\n")
     fake_entry_points(monkeypatch, tmp_path, {"gone": "hyperfit_nowhere.adapter:ADAPTER",
                                               "half": "hyperfit_half.adapter:ADAPTER",
-                                              "odd": "hyperfit_half:__name__"})
+                                              "odd": "hyperfit_half:__name__", "rate": "hyperfit_half.adapter:RATE"})
 
     code, out, err = run_cli(["--help"], capsys)
     assert code == 0 and re.search(r"^\s+rate\s", out, re.M) and re.search(r"^\s+text\s", out, re.M)
@@ -155,11 +156,15 @@ def test_a_broken_entry_point_is_one_warning_and_the_shipped_commands_still_run(
         "ModuleNotFoundError: No module named 'hyperfit_nowhere'",
         "warning: left out the hyperfit.modalities entry point 'odd' (hyperfit_half:__name__): it gives str, not a "
         "hyperfit_core.adapters.Adapter named 'odd'",
+        "warning: left out the hyperfit.modalities entry point 'rate' (hyperfit_half.adapter:RATE): `hyperfit rate` "
+        "is taken",
         "warning: left out 'half': the commands of modality 'half' (hyperfit_half.cli:half) does not load: "
         "ModuleNotFoundError: No module named 'hyperfit_nowhere'"]
 
     code, out, err = run_cli(["text", "--help"], capsys)  # a shipped command: runs (the warnings came once)
     assert code == 0 and "generate" in out and err == ""
+    code, out, err = run_cli(["rate", "--help"], capsys)  # still the rating app, not the modality named rate
+    assert code == 0 and "Blind pairwise human rating" in out
     code, out, err = run_cli(["half", "train"], capsys)
     assert code == 2 and err.splitlines() == ["error: the commands of modality 'half' (hyperfit_half.cli:half) does "
                                               "not load: ModuleNotFoundError: No module named 'hyperfit_nowhere'"]
