@@ -1,29 +1,55 @@
-"""The root `hyperfit` command. Modality groups arrive through the `hyperfit.commands` entry point group,
-so this package stays free of any adapter import."""
+"""The root `hyperfit` command. Modalities arrive through the `hyperfit.modalities` entry point group
+(hyperfit_core.adapters), other command groups (`rate`) through `hyperfit.commands`, so this package stays free
+of any adapter import. One that fails to load is left out with a one-line warning; the others still run."""
 
 from __future__ import annotations
 
 import os
 import sys
-from importlib.metadata import entry_points
 
 import click
 
+from hyperfit_core.adapters import COMMANDS, adapters, command_entries, load_commands, warn
 from hyperfit_core.errors import HyperfitError
 
 
 class _RootGroup(click.Group):
-    def _plugins(self) -> dict:
-        return {ep.name: ep for ep in entry_points(group="hyperfit.commands")}
+    """Subcommands: each modality's group, then the `hyperfit.commands` groups; loaded when named."""
 
     def list_commands(self, ctx):
-        return sorted(set(super().list_commands(ctx)) | set(self._plugins()))
+        return sorted(set(super().list_commands(ctx)) | set(adapters()) | set(command_entries()))
 
     def get_command(self, ctx, name):
         command = super().get_command(ctx, name)
-        if command is None and name in self._plugins():
-            command = self._plugins()[name].load()
+        if command is None and name in adapters():
+            command = load_commands(adapters()[name])  # a group that fails to import: one `error:` line
+        elif command is None and name in command_entries():
+            command = _load_group(command_entries()[name])
         return command
+
+    def format_commands(self, ctx, formatter):
+        """`hyperfit --help` lists what loads; one that does not is one warning line, not a traceback."""
+        commands = []
+        for name in self.list_commands(ctx):
+            try:
+                command = self.get_command(ctx, name)
+            except HyperfitError as exc:
+                warn(f"left out {name!r}: {exc}")
+                continue
+            if command is not None and not command.hidden:
+                commands.append((name, command))
+        if commands:  # as click.Group.format_commands lays them out
+            limit = formatter.width - 6 - max(len(name) for name, _ in commands)
+            with formatter.section("Commands"):
+                formatter.write_dl([(name, command.get_short_help_str(limit)) for name, command in commands])
+
+
+def _load_group(entry):
+    try:
+        return entry.load()
+    except Exception as exc:
+        raise HyperfitError(f"the {COMMANDS} entry point {entry.name!r} ({entry.value}) does not load: "
+                            f"{type(exc).__name__}: {exc}") from None
 
 
 @click.group(cls=_RootGroup)

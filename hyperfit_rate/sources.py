@@ -1,5 +1,9 @@
 """The runs a study compares, read straight from their files.
 
+Which files are conditions, and how each is read, every modality says in its adapter's `Rating`
+(hyperfit_core.adapters: the `hyperfit.modalities` entry points; no adapter is imported here). The page shows
+two kinds, and the built-in modalities write each kind's own file:
+
 Images: `NAME.completions.safetensors` (written by `vision complete`, `vision benchmark`, `vision demo`) holds
 `tokens` (N, side*side palette ids of the completed images), `real_tokens` (the originals), `source_index`,
 `prefix_rows` and `palette` (k x 3, 0..255). Text: `NAME.generations.jsonl` (written by `text generate`), one
@@ -17,9 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from hyperfit_core.adapters import Rating, adapters, load_object
 from hyperfit_core.errors import HyperfitError
-from hyperfit_core.formats import (COMPLETIONS, GENERATION_TEXTS, RUN_CONFIG, condition_files, condition_name,
-                                   iter_jsonl, palette_rgb, read_completions, read_run_config, tokens_to_rgb)
+from hyperfit_core.formats import (RUN_CONFIG, condition_files, condition_name, iter_jsonl, palette_rgb,
+                                   read_completions, read_run_config, tokens_to_rgb)
 
 RESERVED = ("original", "broken")  # version names the study itself uses
 TEXT_PARTS = ("context", "continuation", "reference")
@@ -58,21 +63,27 @@ class ImageRuns:
         return len(self.originals)
 
 
-def _run_files(path: Path) -> tuple[str, list[Path]]:
-    """('images' | 'text', condition files) of one run dir, or one clear error."""
+def _ratings() -> dict[str, Rating]:
+    return {name: adapter.rating for name, adapter in adapters().items() if adapter.rating is not None}
+
+
+def _run_files(path: Path) -> tuple[Rating, list[Path]]:
+    """(the modality's Rating, its condition files) of one run dir, or one clear error."""
     if not path.exists():
         raise HyperfitError(f"run dir not found: {path}")
     if not path.is_dir():
         raise HyperfitError(f"not a run dir (a folder with {RUN_CONFIG}): {path}")
     command = read_run_config(path).get("command")
-    images = condition_files(path, COMPLETIONS)
-    texts = condition_files(path, GENERATION_TEXTS)
-    if images and texts:
-        raise HyperfitError(f"{path} holds both image completions and text generations; rate one kind at a time")
-    if not images and not texts:
-        raise HyperfitError(f"{path} is a `{command}` run with no *.{COMPLETIONS} or *.{GENERATION_TEXTS} to rate; "
-                            "rate needs `vision complete` or `text generate` runs")
-    return ("images", images) if images else ("text", texts)
+    ratings = _ratings()
+    found = [(rating, files) for rating in ratings.values() if (files := condition_files(path, rating.files))]
+    if len(found) > 1:
+        raise HyperfitError(f"{path} holds {' and '.join(r.what for r, _ in found)} conditions; rate one kind at a "
+                            "time")
+    if not found:
+        kinds = ", ".join(f"*.{r.files} ({name})" for name, r in ratings.items())
+        raise HyperfitError(f"{path} is a `{command}` run with no condition files to rate; rate reads "
+                            f"{kinds or 'what an installed modality declares, and none is installed'}")
+    return found[0]
 
 
 def _condition_name(file: Path, kind: str, taken: set[str]) -> str:
@@ -90,17 +101,29 @@ def load_runs(paths) -> TextRuns | ImageRuns:
     if not paths:
         raise HyperfitError("give at least one run dir with --runs")
     found = [(Path(p),) + _run_files(Path(p)) for p in paths]
-    kinds = {kind for _, kind, _ in found}
-    if len(kinds) > 1:
-        by_kind = {kind: str(path) for path, kind, _ in found}
-        raise HyperfitError(f"cannot mix text and image runs in one study ({by_kind['text']} is text, "
-                            f"{by_kind['images']} is images)")
+    rating, first = found[0][1], found[0][0]
+    for path, other, _ in found[1:]:
+        if other != rating:
+            raise HyperfitError(f"cannot mix {rating.what} and {other.what} runs in one study ({first} is "
+                                f"{rating.what}, {path} is {other.what})")
     files = [f for _, _, fs in found for f in fs]
-    return _load_images(files) if kinds == {"images"} else _load_texts(files)
+    return _load_images(files, rating) if rating.shows == "images" else _load_texts(files, rating)
 
 
-def _read_image_file(file: Path) -> dict:
-    data = read_completions(file)
+def _read_with(rating: Rating, file: Path):
+    """What the modality's own reader makes of one of its files; its failure is one line, not a traceback."""
+    reader = load_object(rating.read, f"the {rating.what} reader")
+    try:
+        return reader(file)
+    except HyperfitError:
+        raise
+    except Exception as exc:
+        raise HyperfitError(f"{file}: the {rating.what} reader ({rating.read}) failed: "
+                            f"{type(exc).__name__}: {exc}") from None
+
+
+def _read_image_file(file: Path, rating: Rating) -> dict:
+    data = _read_with(rating, file) if rating.read else read_completions(file)
     side = math.isqrt(data["real_tokens"].shape[1])
     return {"completed": tokens_to_rgb(data["tokens"], data["palette"], side),
             "original": tokens_to_rgb(data["real_tokens"], data["palette"], side),
@@ -108,10 +131,10 @@ def _read_image_file(file: Path) -> dict:
             "palette": palette_rgb(data["palette"])}
 
 
-def _load_images(files: list[Path]) -> ImageRuns:
+def _load_images(files: list[Path], rating: Rating) -> ImageRuns:
     runs, taken, first_file = None, set(), None
     for file in files:
-        data = _read_image_file(file)
+        data = _read_image_file(file, rating)
         if runs is None:
             runs = ImageRuns(data["original"], data["prefix_rows"], data["source_index"], data["palette"])
             first_file = file
@@ -119,7 +142,7 @@ def _load_images(files: list[Path]) -> ImageRuns:
               or not np.array_equal(data["original"], runs.originals) or data["prefix_rows"] != runs.prefix_rows):
             raise HyperfitError(f"{file} completes other images (or from other rows) than {first_file}; "
                                 "a study compares conditions on the same images")
-        name = _condition_name(file, COMPLETIONS, taken)
+        name = _condition_name(file, rating.files, taken)
         runs.completions[name] = data["completed"]
         runs.files[name] = str(file)
     if len(runs) == 0:
@@ -127,14 +150,22 @@ def _load_images(files: list[Path]) -> ImageRuns:
     return runs
 
 
-def _read_text_file(file: Path) -> list[dict]:
+def _text_rows(file: Path, rating: Rating):
+    """(where, row) of each item of a text condition: its line, or its place in what the modality's reader gave."""
+    if rating.read is None:
+        return [(f"{file}:{number}", row) for number, row in iter_jsonl(file)]
+    rows = _read_with(rating, file)
+    return [(f"{file} item {number}", row) for number, row in enumerate(rows, 1)]
+
+
+def _read_text_file(file: Path, rating: Rating) -> list[dict]:
     rows = []
-    for number, row in iter_jsonl(file):
+    for where, row in _text_rows(file, rating):
         if not isinstance(row, dict) or not all(isinstance(row.get(key), dict) and
                                                 all(isinstance(row[key].get(part), kinds) for part in TEXT_PARTS)
                                                 for key, kinds in (("display", str), ("tokens", int),
                                                                    ("special_tokens", int))):
-            raise HyperfitError(f"{file}:{number} needs display, tokens and special_tokens (each with context, "
+            raise HyperfitError(f"{where} needs display, tokens and special_tokens (each with context, "
                                 "continuation and reference), as `hyperfit text generate` writes them; "
                                 "generate older runs again")
         rows.append(row)
@@ -161,10 +192,10 @@ def _continuation_length(file: Path, rows: list[dict]) -> int:
     return lengths[0]
 
 
-def _load_texts(files: list[Path]) -> TextRuns:
+def _load_texts(files: list[Path], rating: Rating) -> TextRuns:
     runs, taken, first_file = None, set(), None
     for file in files:
-        rows = _read_text_file(file)
+        rows = _read_text_file(file, rating)
         length = _continuation_length(file, rows)
         shown = [row["display"] for row in rows]
         contexts, references = [s["context"] for s in shown], [s["reference"] for s in shown]
@@ -179,7 +210,7 @@ def _load_texts(files: list[Path]) -> TextRuns:
         elif contexts != runs.contexts or references != runs.references:
             raise HyperfitError(f"{file} continues other prompts than {first_file}; "
                                 "a study compares conditions on the same prompts")
-        name = _condition_name(file, GENERATION_TEXTS, taken)
+        name = _condition_name(file, rating.files, taken)
         runs.continuations[name] = [s["continuation"] for s in shown]
         runs.special_tokens[name] = sum(row["special_tokens"]["continuation"] > 0 for row in rows)
         runs.files[name] = str(file)

@@ -42,9 +42,10 @@ def declared() -> tuple[set[str], set[str]]:
 
 
 def local_names() -> set[str]:
-    """The repository's own importable names: its top-level folders and modules, and the test and script modules
-    (imported by plain name from their own folder)."""
+    """The repository's own importable names: its top-level folders and modules, the test and script modules
+    (imported by plain name from their own folder) and the packages under tests/ (the fixtures' toy modality)."""
     names = {path.stem for path in ROOT.iterdir()}
+    names |= {path.parent.name for path in (ROOT / "tests").rglob("__init__.py")}
     return names | {path.stem for folder in ("tests", "scripts") for path in (ROOT / folder).rglob("*.py")}
 
 

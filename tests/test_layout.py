@@ -6,10 +6,22 @@ from pathlib import Path
 
 import pytest
 
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
 ROOT = Path(__file__).resolve().parents[1]
-FORBIDDEN = {"hyperfit_core": {"hyperfit_vision", "hyperfit_text", "hyperfit_rate"},
-             "hyperfit_vision": {"hyperfit_text", "hyperfit_rate"}, "hyperfit_text": {"hyperfit_vision", "hyperfit_rate"},
-             "hyperfit_rate": {"hyperfit_vision", "hyperfit_text", "torch", "transformers"}}
+# the adapters: the packages of the modalities pyproject registers (hyperfit.modalities; docs/extending.md)
+ADAPTERS = sorted({value.split(".")[0] for value in tomllib.loads((ROOT / "pyproject.toml").read_text())
+                   ["project"]["entry-points"]["hyperfit.modalities"].values()})
+FORBIDDEN = {"hyperfit_core": {*ADAPTERS, "hyperfit_rate"}, "hyperfit_rate": {*ADAPTERS, "torch", "transformers"},
+             **{adapter: {*ADAPTERS, "hyperfit_rate"} - {adapter} for adapter in ADAPTERS}}
+
+
+def test_the_adapters_are_those_pyproject_registers():
+    assert {"hyperfit_vision", "hyperfit_text"} <= set(ADAPTERS)
+    assert all((ROOT / adapter / "__init__.py").is_file() for adapter in ADAPTERS)
 
 
 def imported_packages(path: Path) -> set[str]:
@@ -31,7 +43,7 @@ def test_package_imports_respect_the_layout(package):
         assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
 
 
-PACKAGES = ("hyperfit_core", "hyperfit_vision", "hyperfit_text", "hyperfit_rate")
+PACKAGES = ("hyperfit_core", *ADAPTERS, "hyperfit_rate")
 # the file names of a run dir (hyperfit_core/formats.py spells each once); what old run dirs hold on disk
 RUN_FILE_NAMES = ("config.json", "metrics.jsonl", "train_config.json", "train_tokens.safetensors",
                   "prompts.safetensors", "palette.json", "results.json", "per_item.json", "completions.safetensors",

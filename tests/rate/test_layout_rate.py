@@ -26,7 +26,8 @@ def test_the_rating_app_runs_without_torch():
     """hyperfit_rate may use hyperfit_core's torch-free modules (errors, atomic, formats) and nothing that loads
     torch or transformers, even through them."""
     code = ("import sys, hyperfit_rate.cli, hyperfit_rate.app, hyperfit_rate.results, hyperfit_rate.server; "
-            "print(sorted({'torch', 'transformers'} & set(sys.modules)))")
+            "from hyperfit_core.adapters import adapters; assert {'text', 'vision'} <= set(adapters()); "
+            "print(sorted({'torch', 'transformers'} & set(sys.modules)))")  # rate build loads every adapter
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stderr
