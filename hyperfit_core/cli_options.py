@@ -12,7 +12,7 @@ import click
 
 from hyperfit_core.decoding import DecodingConfig
 from hyperfit_core.errors import HyperfitError
-from hyperfit_core.formats import TRAIN_TOKENS
+from hyperfit_core.formats import ENTROPY_MATCH, TRAIN_TOKENS
 from hyperfit_core.options import (PRECISIONS, Opt, check_fields, cli_names, click_options, declared, option,
                                    pop_declared)
 from hyperfit_core.recipe import TrainSpec
@@ -68,6 +68,12 @@ decode_precision_option = Opt(
     name="precision", default="auto", choices=PRECISIONS,
     help="Decoding arithmetic: auto = bf16 on CUDA, fp32 on CPU (fp32 gives tokens identical to HF generate).",
 ).click_option()
+
+
+match_entropy_option = click.option(
+    "--match-entropy", is_flag=True,
+    help="Also find, by bisection, the temperature at which the first (base) model's mean entropy on these "
+         f"positions equals the second (hyperfitted) model's at T=1 ({ENTROPY_MATCH}).")
 
 
 def decode_batch_option(default: int | None):

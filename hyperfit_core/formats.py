@@ -16,6 +16,7 @@ scripts for them). A run dir (hyperfit_core.rundir) holds:
     NAME.inception.safetensors    cached FID features of a condition's images ("real" for the originals)
     results.json                  what a scoring command found (text evaluate, vision benchmark, rate results)
     per_item.json                 the same scores per prompt / per image, in input order (text evaluate, benchmark)
+    entropy_match.json            analyze --match-entropy: the base's temperature matching the hyperfitted entropy
 
 JSON lines: one JSON value a line, lines end at "\\n" only. `json.dumps(..., ensure_ascii=False)` leaves U+2028,
 U+2029, U+0085 and the other characters `str.splitlines()` also breaks at (\\v, \\f, \\x1c-\\x1e) raw inside
@@ -50,6 +51,7 @@ COMPLETIONS = "completions.safetensors"
 GENERATIONS = "generations.safetensors"
 GENERATION_TEXTS = "generations.jsonl"
 FEATURES = "inception.safetensors"
+ENTROPY_MATCH = "entropy_match.json"  # analyze --match-entropy (hyperfit_core.entropy_match)
 
 
 # ---------------------------------------------------------------- names ---------------------------------------

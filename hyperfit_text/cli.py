@@ -7,8 +7,8 @@ import click
 
 from hyperfit_core.cli_options import (DECODING_OPTION_NAMES, POSITIVE, blocker_options, check_resume_options,
                                        cli_record, decode_batch_option, decode_precision_option,
-                                       decoding_config_from, decoding_options, device_option, named_paths,
-                                       num_eval_option, out_option, pop_options, resume_option, train_config_from,
+                                       decoding_config_from, decoding_options, device_option, match_entropy_option,
+                                       named_paths, num_eval_option, out_option, pop_options, resume_option, train_config_from,
                                        train_options, train_run_option)
 from hyperfit_core.options import click_options, declared, pop_declared
 from hyperfit_core.recipe import TrainSpec
@@ -144,13 +144,14 @@ def evaluate(generations, train_run, ttr_last, lengths, bleu_order, rep_n, overl
 @num_eval_option("contexts", "all")
 @decode_batch_option(8)
 @device_option
+@match_entropy_option
 @out_option
-def analyze(models, train_run, num_eval, batch_size, device, out):
+def analyze(models, train_run, num_eval, batch_size, device, out, match_entropy):
     """Sharpened predictions on held-out text: entropy, top-1/3/5 probability, top-1 accuracy and perplexity of
     the true continuation after each context, and top-1 agreement between the first two models."""
     import torch
 
-    from hyperfit_core.analysis import run_analysis
+    from hyperfit_core.analysis import check_two_models, run_analysis
     from hyperfit_text.model import load_text_model
     from hyperfit_text.splits import HeldOut
     from hyperfit_text.training import PROMPTS, find_text_train_run
@@ -159,12 +160,14 @@ def analyze(models, train_run, num_eval, batch_size, device, out):
     held_out, _ = HeldOut.load(source / PROMPTS)
     held_out = held_out.first(num_eval)
     named = named_paths(models)
+    if match_entropy:
+        check_two_models(named, "--match-entropy")
     loaded = {name: load_text_model(path) for name, path in named.items()}
     first = next(iter(loaded.values()))
     ids = first.with_bos(torch.cat([held_out.contexts, held_out.references], dim=1))
     run_analysis({name: m.model for name, m in loaded.items()}, ids, 1 + held_out.contexts.shape[1], out, "text",
                  {"models": named, "train_run": str(source), "prompts": len(held_out)},
-                 batch_size=batch_size, device=device)
+                 batch_size=batch_size, device=device, match_entropy=match_entropy)
 
 
 

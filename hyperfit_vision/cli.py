@@ -9,8 +9,8 @@ import click
 
 from hyperfit_core.cli_options import (DECODING_OPTION_NAMES, POSITIVE, DecodingOptions, blocker_options,
                                        check_resume_options, cli_record, decode_batch_option, decode_precision_option,
-                                       decoding_config_from, decoding_options, device_option, named_paths,
-                                       num_eval_option, out_option, pop_options, resume_option, stack,
+                                       decoding_config_from, decoding_options, device_option, match_entropy_option,
+                                       named_paths, num_eval_option, out_option, pop_options, resume_option, stack,
                                        train_config_from, train_options, train_run_option)
 from hyperfit_core.errors import HyperfitError
 from hyperfit_core.options import click_options, declared, pop_declared
@@ -237,16 +237,19 @@ def benchmark(base, hyperfitted, train_run, num_eval, prefix_fraction, blocker_n
 @prefix_option
 @decode_batch_option(16)
 @device_option
+@match_entropy_option
 @out_option
-def analyze(models, num_eval, prefix_fraction, batch_size, device, out, **options):
+def analyze(models, num_eval, prefix_fraction, batch_size, device, out, match_entropy, **options):
     """Sharpened predictions on held-out images: per-position entropy, top-1/3/5 probability, top-1 accuracy,
     perplexity of the true pixels, and top-1 agreement between the first two models. JSON + PNG."""
-    from hyperfit_core.analysis import run_analysis
+    from hyperfit_core.analysis import check_two_models, run_analysis
     from hyperfit_vision.completion import prefix_rows_for
     from hyperfit_vision.model import load_imagegpt
     from hyperfit_vision.training import image_sequences
 
     named = named_paths(models)
+    if match_entropy:
+        check_two_models(named, "--match-entropy")
     loaded = {name: load_imagegpt(path)[0] for name, path in named.items()}
     first = next(iter(loaded.values()))
     images = _image_source(options).load().first(num_eval)
@@ -254,7 +257,7 @@ def analyze(models, num_eval, prefix_fraction, batch_size, device, out, **option
     ids = image_sequences(images, first).ids
     run_analysis({name: m.model for name, m in loaded.items()}, ids, context, out, "vision",
                  {"models": named, "num_eval": len(images), "context_tokens": context},
-                 batch_size=batch_size, device=device)
+                 batch_size=batch_size, device=device, match_entropy=match_entropy)
 
 
 def _imagegpt_config(model: str):
