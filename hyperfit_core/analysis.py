@@ -197,26 +197,18 @@ def save_analysis(folder, summaries: dict, agreement: tuple[str, str, float] | N
     return "\n".join(lines)
 
 
-def check_two_models(models, option: str) -> None:
-    """Options comparing a base with a hyperfitted model need both (the first and second --model)."""
-    if len(models) < 2:
-        raise HyperfitError(f"{option} compares two models: pass --model base=B --model hyperfitted=H "
-                            f"(the first is the base, the second the hyperfitted one)")
-
-
 def run_analysis(models: dict, ids, context_len: int, out, modality: str, config: dict, batch_size: int = 16,
-                 device: str = "auto", match_entropy: bool = False):
+                 device: str = "auto", mechanism=None):
     """`hyperfit <modality> analyze`: every model's sharpened-prediction statistics on the same held-out ids
     (and the first two models' top-1 agreement) in a new run dir; prints a summary and the run dir.
-    match_entropy: also find the first (base) model's temperature whose mean entropy on these positions equals
-    the second (hyperfitted) model's at T = 1 (hyperfit_core.entropy_match), written to entropy_match.json."""
+    mechanism: a hyperfit_core.mechanism.MechanismOptions, the follow-up's controls run on the same positions."""
     import click
 
     from hyperfit_core.device import resolve_device
     from hyperfit_core.rundir import RunDir
 
-    if match_entropy:
-        check_two_models(models, "--match-entropy")
+    if mechanism is not None:
+        mechanism.check(models)
     target = resolve_device(device)
     for model in models.values():
         model.to(target)
@@ -233,29 +225,10 @@ def run_analysis(models: dict, ids, context_len: int, out, modality: str, config
         a, b = list(models)[:2]
         agreement = (a, b, top1_agreement(models[a], models[b], ids, context_len, batch_size=batch_size))
     click.echo(save_analysis(run.path, summaries, agreement), err=True)
-    if match_entropy:
-        _match_entropy(run, models, summaries, ids, context_len, batch_size)
+    if mechanism is not None:
+        mechanism.run(run, models, summaries, ids, context_len, batch_size)
     click.echo(str(run.path))
     return run
-
-
-def _match_entropy(run, models: dict, summaries: dict, ids, context_len: int, batch_size: int) -> None:
-    import click
-
-    from hyperfit_core.entropy_match import entropy_matched_temperature
-    from hyperfit_core.formats import ENTROPY_MATCH
-
-    base, hyperfitted = list(models)[:2]
-    target = summaries[hyperfitted][1]["entropy_mean"]
-    match, positions = entropy_matched_temperature(models[base], ids, context_len, target, batch_size=batch_size)
-    record = {"base": base, "hyperfitted": hyperfitted, "positions": positions,
-              "hyperfitted_entropy_at_1": target, **match.to_dict(),
-              "decode_with": f"--decoding sample --temperature {match.temperature:.6g} (no top-k / top-p)"}
-    write_json(run.path / ENTROPY_MATCH, record)
-    run.log({"event": "entropy_match", **record})
-    click.echo(f"entropy-matched temperature of {base}: T = {match.temperature:.4f} gives "
-               f"{match.entropy_at_temperature:.4f} nats ({hyperfitted} at T=1: {target:.4f}; {base} at T=1: "
-               f"{match.base_entropy_at_1:.4f})", err=True)
 
 
 __all__ = ["prediction_stats", "summarize", "top1_agreement", "plot_analysis", "write_report", "save_analysis",

@@ -12,7 +12,7 @@ import click
 
 from hyperfit_core.decoding import DecodingConfig
 from hyperfit_core.errors import HyperfitError
-from hyperfit_core.formats import ENTROPY_MATCH, TRAIN_TOKENS
+from hyperfit_core.formats import ENTROPY_MATCH, LAYERS, RANKS, TRAIN_TOKENS
 from hyperfit_core.options import (PRECISIONS, Opt, check_fields, cli_names, click_options, declared, option,
                                    pop_declared)
 from hyperfit_core.recipe import TrainSpec
@@ -70,10 +70,25 @@ decode_precision_option = Opt(
 ).click_option()
 
 
-match_entropy_option = click.option(
-    "--match-entropy", is_flag=True,
-    help="Also find, by bisection, the temperature at which the first (base) model's mean entropy on these "
-         f"positions equals the second (hyperfitted) model's at T=1 ({ENTROPY_MATCH}).")
+mechanism_options = stack(
+    click.option("--match-entropy", is_flag=True,
+                 help="Find, by bisection, the temperature at which the first (base) model's mean entropy on these "
+                      f"positions equals the second (hyperfitted) model's at T=1 ({ENTROPY_MATCH})."),
+    click.option("--ranks", "ranks_run", default=None, type=click.Path(exists=True),
+                 help=f"A generation run (or one of its condition files): the rank under the first (base) model of "
+                      f"each token it chose; histogram and shares outside top-1/5/50 ({RANKS} + PNG)."),
+    click.option("--write-logit-bias", default=None, type=click.Path(dir_okay=False),
+                 help="Write the mean log-probability shift (second model minus first) per vocabulary entry "
+                      "over these positions to this safetensors file: the static-reweighting ablation's bias."),
+    click.option("--layers", is_flag=True,
+                 help=f"Per block: effective dimension (participation ratio) of the hidden states of each model and "
+                      f"relative weight change, second vs first ({LAYERS} + PNG)."),
+)
+MECHANISM_OPTION_NAMES = ("match_entropy", "ranks_run", "write_logit_bias", "layers")
+
+logit_bias_option = click.option(
+    "--logit-bias", default=None, type=click.Path(exists=True, dir_okay=False),
+    help="Add this fixed per-token logit bias (analyze --write-logit-bias) to the model's logits at every step.")
 
 
 def decode_batch_option(default: int | None):

@@ -69,3 +69,47 @@ def test_generate_samples_at_a_temperature_without_top_k_or_top_p(train_run, tin
                    "--out", str(tmp_path)], capsys)
     decoding = json.loads((run / "config.json").read_text())["config"]["decoding"]
     assert decoding == {"strategy": "sample", "temperature": 0.37, "top_k": None, "top_p": None, "seed": 3}
+
+
+def test_ranks_of_the_bases_own_greedy_tokens_are_0(train_run, tiny_llama_dir, sharp_llama_dir, tmp_path, capsys):
+    gen = run_cli(["text", "generate", "--model", str(tiny_llama_dir), "--train-run", str(train_run),
+                   "--max-new-tokens", "8", "--out", str(tmp_path)], capsys)
+    sampled = run_cli(["text", "generate", "--model", str(tiny_llama_dir), "--train-run", str(train_run),
+                       "--max-new-tokens", "8", "--decoding", "sample", "--temperature", "3", "--out",
+                       str(tmp_path)], capsys)
+    run = run_cli(["text", "analyze", "--model", f"base={tiny_llama_dir}", "--train-run", str(train_run),
+                   "--ranks", str(gen), "--out", str(tmp_path / "a")], capsys)
+    report = json.loads((run / "ranks.json").read_text())
+    greedy = report["conditions"]["greedy"]
+    assert report["model"] == "base" and greedy["tokens"] == 4 * 8
+    assert greedy["outside_top1"] == 0 and greedy["histogram"]["counts"][0] == 32
+    assert (run / "ranks.png").is_file()
+    run = run_cli(["text", "analyze", "--model", f"base={tiny_llama_dir}", "--train-run", str(train_run),
+                   "--ranks", str(sampled), "--out", str(tmp_path / "b")], capsys)
+    assert json.loads((run / "ranks.json").read_text())["conditions"]["sample-T3"]["outside_top1"] > 0
+
+
+def test_logit_bias_is_written_by_analyze_and_applied_by_generate(train_run, tiny_llama_dir, sharp_llama_dir,
+                                                                  tmp_path, capsys):
+    from safetensors.torch import load_file, save_file
+
+    bias_file = tmp_path / "bias.safetensors"
+    run_cli(["text", "analyze", "--model", f"base={tiny_llama_dir}", "--model", f"hyperfitted={sharp_llama_dir}",
+             "--train-run", str(train_run), "--write-logit-bias", str(bias_file), "--out", str(tmp_path)], capsys)
+    vocab = LlamaForCausalLM.from_pretrained(tiny_llama_dir).config.vocab_size
+    assert load_file(str(bias_file))["logit_bias"].shape == (vocab,)
+    gen = ["text", "generate", "--model", str(tiny_llama_dir), "--train-run", str(train_run), "--max-new-tokens", "6"]
+    run = run_cli([*gen, "--logit-bias", str(bias_file), "--out", str(tmp_path)], capsys)
+    config = json.loads((run / "config.json").read_text())["config"]
+    assert config["name"] == "greedy-logit-bias" and config["logit_bias"] == str(bias_file)
+
+    forced = torch.zeros(vocab)
+    forced[9] = 1e4
+    save_file({"logit_bias": forced}, str(tmp_path / "forced.safetensors"))
+    run = run_cli([*gen, "--logit-bias", str(tmp_path / "forced.safetensors"), "--out", str(tmp_path)], capsys)
+    assert (load_file(str(run / "greedy-logit-bias.generations.safetensors"))["generated"] == 9).all()
+
+    save_file({"logit_bias": torch.zeros(vocab + 1)}, str(tmp_path / "wrong.safetensors"))
+    assert_outcome([*gen, "--logit-bias", str(tmp_path / "wrong.safetensors")], False, tmp_path / "none", capsys)
+    assert_outcome(["text", "analyze", "--model", str(tiny_llama_dir), "--train-run", str(train_run),
+                    "--write-logit-bias", str(tmp_path / "x.safetensors")], False, tmp_path / "none", capsys)

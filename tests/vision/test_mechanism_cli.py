@@ -52,3 +52,28 @@ def test_complete_samples_at_a_temperature(tiny_imagegpt_dir, image_folder_8px, 
                   "--num-eval", "2", "--decoding", "sample", "--temperature", "0.37", "--out", str(tmp_path)], capsys)
     decoding = json.loads((run / "config.json").read_text())["config"]["decoding"]
     assert decoding["temperature"] == 0.37 and decoding["top_k"] is None and decoding["top_p"] is None
+
+
+def test_ranks_and_logit_bias_on_images(tiny_imagegpt_dir, sharp_imagegpt_dir, image_folder_8px, tmp_path, capsys):
+    from safetensors.torch import load_file, save_file
+
+    data = ["--data", str(image_folder_8px), "--num-eval", "3"]
+    done = ok_cli(["vision", "complete", "--model", str(tiny_imagegpt_dir), *data, "--out", str(tmp_path)], capsys)
+    bias_file = tmp_path / "bias.safetensors"
+    run = ok_cli(["vision", "analyze", "--model", f"base={tiny_imagegpt_dir}", "--model",
+                  f"hyperfitted={sharp_imagegpt_dir}", *data, "--ranks", str(done), "--write-logit-bias",
+                  str(bias_file), "--out", str(tmp_path / "a")], capsys)
+    greedy = json.loads((run / "ranks.json").read_text())["conditions"]["greedy"]
+    assert greedy["tokens"] == 3 * (64 - 16) and greedy["outside_top1"] == 0 and greedy["num_classes"] == 27
+    assert load_file(str(bias_file))["logit_bias"].shape == (27,)  # one per colour: no SOS logit
+
+    forced = torch.zeros(27)
+    forced[4] = 1e4
+    save_file({"logit_bias": forced}, str(tmp_path / "forced.safetensors"))
+    run = ok_cli(["vision", "complete", "--model", str(tiny_imagegpt_dir), *data, "--logit-bias",
+                  str(tmp_path / "forced.safetensors"), "--out", str(tmp_path)], capsys)
+    tokens = load_file(str(run / "greedy-logit-bias.completions.safetensors"))["tokens"]
+    assert (tokens[:, 16:] == 4).all()
+    save_file({"logit_bias": torch.zeros(28)}, str(tmp_path / "wrong.safetensors"))
+    assert_outcome(["vision", "complete", "--model", str(tiny_imagegpt_dir), *data, "--logit-bias",
+                    str(tmp_path / "wrong.safetensors")], False, tmp_path / "none", capsys)
