@@ -86,6 +86,18 @@ mechanism_options = stack(
 )
 MECHANISM_OPTION_NAMES = ("match_entropy", "ranks_run", "write_logit_bias", "layers")
 
+def swap_blocks_options(what: str):
+    """`swap-blocks`: the base, the donor, how many last blocks, the new folder."""
+    return stack(
+        click.option("--base", required=True, help=f"Base {what}: hub id or local folder."),
+        click.option("--donor", required=True, help=f"{what} whose last blocks replace the base's (e.g. RUN/model)."),
+        click.option("--last", required=True,
+                     help="How many of the last transformer blocks to take: 1, 2, ... or all."),
+        click.option("--out", required=True, type=click.Path(file_okay=False),
+                     help="New model folder (save_pretrained, with the base's tokenizer / image processor)."),
+    )
+
+
 logit_bias_option = click.option(
     "--logit-bias", default=None, type=click.Path(exists=True, dir_okay=False),
     help="Add this fixed per-token logit bias (analyze --write-logit-bias) to the model's logits at every step.")

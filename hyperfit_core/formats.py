@@ -19,6 +19,7 @@ scripts for them). A run dir (hyperfit_core.rundir) holds:
     entropy_match.json            analyze --match-entropy: the base's temperature matching the hyperfitted entropy
     ranks.json, ranks.png         analyze --ranks: ranks under the base of a generation's tokens
     layers.json, layers.png       analyze --layers: effective dimension and weight change per block
+    swap_blocks.json              in a swap-blocks model folder: which blocks came from which donor
 
 JSON lines: one JSON value a line, lines end at "\\n" only. `json.dumps(..., ensure_ascii=False)` leaves U+2028,
 U+2029, U+0085 and the other characters `str.splitlines()` also breaks at (\\v, \\f, \\x1c-\\x1e) raw inside
@@ -59,6 +60,7 @@ RANKS = "ranks.json"
 RANKS_PLOT = "ranks.png"
 LAYERS = "layers.json"
 LAYERS_PLOT = "layers.png"
+SWAP_RECORD = "swap_blocks.json"
 
 
 # ---------------------------------------------------------------- names ---------------------------------------

@@ -8,7 +8,8 @@ import click
 from hyperfit_core.cli_options import (DECODING_OPTION_NAMES, POSITIVE, blocker_options, check_resume_options,
                                        cli_record, decode_batch_option, decode_precision_option,
                                        decoding_config_from, decoding_options, device_option, logit_bias_option,
-                                       mechanism_options, named_paths, num_eval_option, out_option, pop_options, resume_option, train_config_from,
+                                       mechanism_options, named_paths, num_eval_option, out_option, pop_options,
+                                       resume_option, swap_blocks_options, train_config_from,
                                        train_options, train_run_option)
 from hyperfit_core.options import click_options, declared, pop_declared
 from hyperfit_core.recipe import TrainSpec
@@ -175,6 +176,25 @@ def analyze(models, train_run, num_eval, batch_size, device, out, **mechanism):
                  {"models": named, "train_run": str(source), "prompts": len(held_out)},
                  batch_size=batch_size, device=device, mechanism=options if options.any() else None)
 
+
+@text.command("swap-blocks")
+@swap_blocks_options("causal LM")
+def swap_blocks(base, donor, last, out):
+    """The base model with only its last K blocks taken from the donor (the hyperfitted model), as a model
+    folder to decode like any other: hyperfit text swap-blocks --base B --donor RUN/model --last 1 --out DIR."""
+    from hyperfit_core.layers import write_swapped_model
+    from hyperfit_text.model import load_text_model
+
+    base_model, donor_model = load_text_model(base), load_text_model(donor)
+
+    def save(folder):
+        base_model.model.save_pretrained(folder)
+        base_model.tokenizer.save_pretrained(folder)
+
+    swapped = write_swapped_model(base_model.model, donor_model.model, last, out, save,
+                                  {"base": base, "donor": donor})
+    click.echo(f"blocks {swapped} from {donor}", err=True)
+    click.echo(str(out))
 
 
 def _plan():

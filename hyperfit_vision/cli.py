@@ -10,7 +10,8 @@ import click
 from hyperfit_core.cli_options import (DECODING_OPTION_NAMES, POSITIVE, DecodingOptions, blocker_options,
                                        check_resume_options, cli_record, decode_batch_option, decode_precision_option,
                                        decoding_config_from, decoding_options, device_option, logit_bias_option,
-                                       mechanism_options, named_paths, num_eval_option, out_option, pop_options, resume_option, stack,
+                                       mechanism_options, named_paths, num_eval_option, out_option, pop_options,
+                                       resume_option, stack, swap_blocks_options,
                                        train_config_from, train_options, train_run_option)
 from hyperfit_core.errors import HyperfitError
 from hyperfit_core.options import click_options, declared, pop_declared
@@ -270,6 +271,22 @@ def analyze(models, num_eval, prefix_fraction, batch_size, device, out, match_en
     run_analysis({name: m.model for name, m in loaded.items()}, ids, context, out, "vision",
                  {"models": named, "num_eval": len(images), "context_tokens": context},
                  batch_size=batch_size, device=device, mechanism=controls if controls.any() else None)
+
+@vision.command("swap-blocks")
+@swap_blocks_options("ImageGPT")
+def swap_blocks(base, donor, last, out):
+    """The base model with only its last K blocks taken from the donor (the hyperfitted model), as a model
+    folder to complete with like any other:
+    hyperfit vision swap-blocks --base B --donor RUN/model --last 1 --out DIR."""
+    from hyperfit_core.layers import write_swapped_model
+    from hyperfit_vision.model import load_imagegpt
+
+    base_model = load_imagegpt(base, fused_attention=False)[0]
+    donor_model = load_imagegpt(donor, fused_attention=False)[0]
+    swapped = write_swapped_model(base_model.model, donor_model.model, last, out, base_model.save,
+                                  {"base": base, "donor": donor})
+    click.echo(f"blocks {swapped} from {donor}", err=True)
+    click.echo(str(out))
 
 
 def _imagegpt_config(model: str):

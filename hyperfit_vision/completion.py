@@ -29,8 +29,8 @@ def prefix_rows_for(fraction: float, side: int) -> int:
 
 
 def complete_run(image_model: ImageModel, images: LabelledImages, prefix_fraction: float, decoding: DecodingConfig,
-                 run: RunDir, name: str, blocker=None, logit_bias=None, batch_size: int | None = None, device: str = "auto",
-                 mode: str = "auto", precision: str = "auto") -> torch.Tensor:
+                 run: RunDir, name: str, blocker=None, logit_bias=None, batch_size: int | None = None,
+                 device: str = "auto", mode: str = "auto", precision: str = "auto") -> torch.Tensor:
     """Complete `images` from their top rows with one model and decoding; saves tokens and a grid in `run`.
     logit_bias: a LogitsProcessor run before the blocker (hyperfit_core.ranks.LogitBias)."""
     image_model.model.to(resolve_device(device))

@@ -113,3 +113,34 @@ def test_logit_bias_is_written_by_analyze_and_applied_by_generate(train_run, tin
     assert_outcome([*gen, "--logit-bias", str(tmp_path / "wrong.safetensors")], False, tmp_path / "none", capsys)
     assert_outcome(["text", "analyze", "--model", str(tiny_llama_dir), "--train-run", str(train_run),
                     "--write-logit-bias", str(tmp_path / "x.safetensors")], False, tmp_path / "none", capsys)
+
+
+def test_layers_and_swap_blocks(train_run, tiny_llama_dir, tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    donor = train_run / "model"
+    run = run_cli(["text", "analyze", "--model", f"base={tiny_llama_dir}", "--model", f"hyperfitted={donor}",
+                   "--train-run", str(train_run), "--layers", "--out", str(tmp_path)], capsys)
+    report = json.loads((run / "layers.json").read_text())
+    assert [len(d) for d in report["effective_dimension"].values()] == [3, 3]  # embeddings + 2 blocks
+    assert set(report["relative_weight_change"]) == {"block.0", "block.1", "embeddings", "head", "other"}
+    assert report["relative_weight_change"]["block.1"] > 0 and (run / "layers.png").is_file()
+
+    out = tmp_path / "swapped"
+    assert run_cli(["text", "swap-blocks", "--base", str(tiny_llama_dir), "--donor", str(donor), "--last", "1",
+                    "--out", str(out)], capsys) == out
+    swapped, base_w, donor_w = (load_file(str(p / "model.safetensors")) for p in (out, tiny_llama_dir, donor))
+    for key, value in swapped.items():
+        assert torch.equal(value, (donor_w if key.startswith("model.layers.1.") else base_w)[key]), key
+    assert json.loads((out / "swap_blocks.json").read_text())["blocks_from_donor"] == [1]
+    gen = run_cli(["text", "generate", "--model", str(out), "--train-run", str(train_run), "--max-new-tokens", "4",
+                   "--out", str(tmp_path / "gen")], capsys)  # decoded like any model folder
+    assert (gen / "greedy.generations.safetensors").is_file()
+    for last in ("0", "3"):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exit_info:
+            main(["text", "swap-blocks", "--base", str(tiny_llama_dir), "--donor", str(donor), "--last", last,
+                  "--out", str(tmp_path / f"k{last}")])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exit_info.value.code == 2 and err[-1].startswith("error: --last must be between 1 and 2")
+        assert not (tmp_path / f"k{last}").exists()

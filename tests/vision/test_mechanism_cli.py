@@ -77,3 +77,36 @@ def test_ranks_and_logit_bias_on_images(tiny_imagegpt_dir, sharp_imagegpt_dir, i
     save_file({"logit_bias": torch.zeros(28)}, str(tmp_path / "wrong.safetensors"))
     assert_outcome(["vision", "complete", "--model", str(tiny_imagegpt_dir), *data, "--logit-bias",
                     str(tmp_path / "wrong.safetensors")], False, tmp_path / "none", capsys)
+
+
+def test_layers_and_swap_blocks_on_images(tiny_imagegpt_dir, image_folder_8px, tmp_path, capsys):
+    from hyperfit_vision.model import build_imagegpt
+    from safetensors.torch import load_file
+    from tests.vision.conftest import grid_palette
+
+    donor = tmp_path / "donor"
+    build_imagegpt(8, grid_palette(), n_layer=2, n_embd=32, n_head=2, seed=1).save(donor)
+    run = ok_cli(["vision", "analyze", "--model", f"base={tiny_imagegpt_dir}", "--model", f"hyperfitted={donor}",
+                  "--data", str(image_folder_8px), "--num-eval", "3", "--layers", "--out", str(tmp_path)], capsys)
+    report = json.loads((run / "layers.json").read_text())
+    assert [len(d) for d in report["effective_dimension"].values()] == [3, 3]
+    assert all(report["relative_weight_change"][f"block.{i}"] > 0 for i in (0, 1))
+
+    out = tmp_path / "swapped"
+    ok_cli(["vision", "swap-blocks", "--base", str(tiny_imagegpt_dir), "--donor", str(donor), "--last", "all",
+            "--out", str(out)], capsys)
+    swapped, base_w, donor_w = (load_file(str(p / "model.safetensors")) for p in (out, tiny_imagegpt_dir, donor))
+    for key, value in swapped.items():
+        assert torch.equal(value, (donor_w if key.startswith("transformer.h.") else base_w)[key]), key
+    assert (out / "preprocessor_config.json").is_file()
+    ok_cli(["vision", "complete", "--model", str(out), "--data", str(image_folder_8px), "--num-eval", "2",
+            "--out", str(tmp_path / "c")], capsys)
+    small = tmp_path / "small"
+    build_imagegpt(8, grid_palette(), n_layer=1, n_embd=32, n_head=2, seed=1).save(small)
+    code = None
+    try:
+        main(["vision", "swap-blocks", "--base", str(tiny_imagegpt_dir), "--donor", str(small), "--last", "1",
+              "--out", str(tmp_path / "bad")])
+    except SystemExit as exc:
+        code = exc.code
+    assert code == 2 and "differ in shape" in capsys.readouterr().err and not (tmp_path / "bad").exists()
