@@ -110,3 +110,15 @@ def test_layers_and_swap_blocks_on_images(tiny_imagegpt_dir, image_folder_8px, t
     except SystemExit as exc:
         code = exc.code
     assert code == 2 and "differ in shape" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
+def test_lora_on_the_last_block_of_imagegpt(tiny_imagegpt_dir, image_folder_8px, tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    run = ok_cli(["vision", "train", "--model", str(tiny_imagegpt_dir), "--data", str(image_folder_8px),
+                  "--num-train", "4", "--epochs", "1", "--lr", "1e-2", "--lora", "2", "--train-layers", "last:1",
+                  "--out", str(tmp_path)], capsys)
+    base, saved = (load_file(str(p / "model.safetensors")) for p in (tiny_imagegpt_dir, run / "model"))
+    assert set(saved) == set(base)
+    changed = {k for k in base if not torch.equal(base[k], saved[k])}
+    assert changed and all(k.startswith("transformer.h.1.") for k in changed)
