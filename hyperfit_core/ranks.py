@@ -24,6 +24,8 @@ LOGIT_BIAS_KEY = "logit_bias"  # the safetensors tensor name of a bias vector
 TOP = (1, 5, 50)  # shares of chosen tokens outside the base's top-k
 
 
+@torch.no_grad()  # on a generator, torch switches grad off around each step only: a `with` block around the
+# yield would leave it off in the caller, and two interleaved generators (zip) would restore it in the wrong order
 def _positions(model, ids: torch.Tensor, context_len: int, batch_size: int):
     """(batch ids, fp32 logits predicting ids[:, context_len:]) per batch, in eval mode, restored after."""
     if ids.ndim != 2 or not 1 <= context_len < ids.shape[1]:
@@ -32,10 +34,9 @@ def _positions(model, ids: torch.Tensor, context_len: int, batch_size: int):
     model.eval()
     device = next(model.parameters()).device
     try:
-        with torch.no_grad():
-            for first in range(0, len(ids), batch_size):
-                batch = ids[first:first + batch_size].long().to(device)
-                yield batch, model(input_ids=batch[:, :-1]).logits[:, context_len - 1:].float()
+        for first in range(0, len(ids), batch_size):
+            batch = ids[first:first + batch_size].long().to(device)
+            yield batch, model(input_ids=batch[:, :-1]).logits[:, context_len - 1:].float()
     finally:
         for module, training in modes:
             module.training = training

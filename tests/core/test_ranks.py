@@ -88,3 +88,13 @@ def test_mean_shift_is_the_mean_log_prob_difference(lm):
         a = torch.log_softmax(model(input_ids=tokens[:, :-1]).logits[:, prompts.shape[1] - 1:], -1)
         b = torch.log_softmax(other(input_ids=tokens[:, :-1]).logits[:, prompts.shape[1] - 1:], -1)
     assert torch.allclose(shift, (b - a).mean(dim=(0, 1)), atol=1e-5)
+
+
+def test_scoring_leaves_grad_mode_as_it_was(lm):
+    """The scoring generators once left torch's grad mode off for the caller (and every later training step)."""
+    model, prompts = lm
+    tokens = generate_tokens(model, prompts, 6, progress=False)
+    assert torch.is_grad_enabled()
+    mean_log_prob_shift(model, model, tokens, prompts.shape[1], batch_size=2)
+    token_ranks(model, tokens, prompts.shape[1], batch_size=2)
+    assert torch.is_grad_enabled()
