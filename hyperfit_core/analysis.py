@@ -198,14 +198,17 @@ def save_analysis(folder, summaries: dict, agreement: tuple[str, str, float] | N
 
 
 def run_analysis(models: dict, ids, context_len: int, out, modality: str, config: dict, batch_size: int = 16,
-                 device: str = "auto"):
+                 device: str = "auto", mechanism=None):
     """`hyperfit <modality> analyze`: every model's sharpened-prediction statistics on the same held-out ids
-    (and the first two models' top-1 agreement) in a new run dir; prints a summary and the run dir."""
+    (and the first two models' top-1 agreement) in a new run dir; prints a summary and the run dir.
+    mechanism: a hyperfit_core.mechanism.MechanismOptions, the follow-up's controls run on the same positions."""
     import click
 
     from hyperfit_core.device import resolve_device
     from hyperfit_core.rundir import RunDir
 
+    if mechanism is not None:
+        mechanism.check(models)
     target = resolve_device(device)
     for model in models.values():
         model.to(target)
@@ -222,6 +225,8 @@ def run_analysis(models: dict, ids, context_len: int, out, modality: str, config
         a, b = list(models)[:2]
         agreement = (a, b, top1_agreement(models[a], models[b], ids, context_len, batch_size=batch_size))
     click.echo(save_analysis(run.path, summaries, agreement), err=True)
+    if mechanism is not None:
+        mechanism.run(run, models, summaries, ids, context_len, batch_size)
     click.echo(str(run.path))
     return run
 

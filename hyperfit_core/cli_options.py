@@ -12,7 +12,7 @@ import click
 
 from hyperfit_core.decoding import DecodingConfig
 from hyperfit_core.errors import HyperfitError
-from hyperfit_core.formats import TRAIN_TOKENS
+from hyperfit_core.formats import ENTROPY_MATCH, LAYERS, RANKS, TRAIN_TOKENS
 from hyperfit_core.options import (PRECISIONS, Opt, check_fields, cli_names, click_options, declared, option,
                                    pop_declared)
 from hyperfit_core.recipe import TrainSpec
@@ -68,6 +68,39 @@ decode_precision_option = Opt(
     name="precision", default="auto", choices=PRECISIONS,
     help="Decoding arithmetic: auto = bf16 on CUDA, fp32 on CPU (fp32 gives tokens identical to HF generate).",
 ).click_option()
+
+
+mechanism_options = stack(
+    click.option("--match-entropy", is_flag=True,
+                 help="Find, by bisection, the temperature at which the first (base) model's mean entropy on these "
+                      f"positions equals the second (hyperfitted) model's at T=1 ({ENTROPY_MATCH})."),
+    click.option("--ranks", "ranks_run", default=None, type=click.Path(exists=True),
+                 help=f"A generation run (or one of its condition files): the rank under the first (base) model of "
+                      f"each token it chose; histogram and shares outside top-1/5/50 ({RANKS} + PNG)."),
+    click.option("--write-logit-bias", default=None, type=click.Path(dir_okay=False),
+                 help="Write the mean log-probability shift (second model minus first) per vocabulary entry "
+                      "over these positions to this safetensors file: the static-reweighting ablation's bias."),
+    click.option("--layers", is_flag=True,
+                 help=f"Per block: effective dimension (participation ratio) of the hidden states of each model and "
+                      f"relative weight change, second vs first ({LAYERS} + PNG)."),
+)
+MECHANISM_OPTION_NAMES = ("match_entropy", "ranks_run", "write_logit_bias", "layers")
+
+def swap_blocks_options(what: str):
+    """`swap-blocks`: the base, the donor, how many last blocks, the new folder."""
+    return stack(
+        click.option("--base", required=True, help=f"Base {what}: hub id or local folder."),
+        click.option("--donor", required=True, help=f"{what} whose last blocks replace the base's (e.g. RUN/model)."),
+        click.option("--last", required=True,
+                     help="How many of the last transformer blocks to take: 1, 2, ... or all."),
+        click.option("--out", required=True, type=click.Path(file_okay=False),
+                     help="New model folder (save_pretrained, with the base's tokenizer / image processor)."),
+    )
+
+
+logit_bias_option = click.option(
+    "--logit-bias", default=None, type=click.Path(exists=True, dir_okay=False),
+    help="Add this fixed per-token logit bias (analyze --write-logit-bias) to the model's logits at every step.")
 
 
 def decode_batch_option(default: int | None):

@@ -16,6 +16,10 @@ scripts for them). A run dir (hyperfit_core.rundir) holds:
     NAME.inception.safetensors    cached FID features of a condition's images ("real" for the originals)
     results.json                  what a scoring command found (text evaluate, vision benchmark, rate results)
     per_item.json                 the same scores per prompt / per image, in input order (text evaluate, benchmark)
+    entropy_match.json            analyze --match-entropy: the base's temperature matching the hyperfitted entropy
+    ranks.json, ranks.png         analyze --ranks: ranks under the base of a generation's tokens
+    layers.json, layers.png       analyze --layers: effective dimension and weight change per block
+    swap_blocks.json              in a swap-blocks model folder: which blocks came from which donor
 
 JSON lines: one JSON value a line, lines end at "\\n" only. `json.dumps(..., ensure_ascii=False)` leaves U+2028,
 U+2029, U+0085 and the other characters `str.splitlines()` also breaks at (\\v, \\f, \\x1c-\\x1e) raw inside
@@ -50,6 +54,13 @@ COMPLETIONS = "completions.safetensors"
 GENERATIONS = "generations.safetensors"
 GENERATION_TEXTS = "generations.jsonl"
 FEATURES = "inception.safetensors"
+# analyze's mechanism options (hyperfit_core.mechanism)
+ENTROPY_MATCH = "entropy_match.json"
+RANKS = "ranks.json"
+RANKS_PLOT = "ranks.png"
+LAYERS = "layers.json"
+LAYERS_PLOT = "layers.png"
+SWAP_RECORD = "swap_blocks.json"
 
 
 # ---------------------------------------------------------------- names ---------------------------------------
@@ -70,6 +81,15 @@ def condition_name(path: str | os.PathLike, kind: str) -> str:
     if not name.endswith(f".{kind}"):
         raise HyperfitError(f"{path} is not a *.{kind} file")
     return name[:-len(kind) - 1]
+
+
+def condition_files_of(path: str | os.PathLike, kind: str) -> dict[str, Path]:
+    """{NAME: file} of a run dir's NAME.<kind> files, or of one such file; none found is a HyperfitError."""
+    path = Path(path)
+    found = condition_files(path, kind) if path.is_dir() else [path]
+    if not found or not all(f.name.endswith(f".{kind}") for f in found):
+        raise HyperfitError(f"{path} is not a NAME.{kind} file or a run dir holding some")
+    return {condition_name(f, kind): f for f in found}
 
 
 # ---------------------------------------------------------------- JSON lines ----------------------------------

@@ -187,14 +187,18 @@ def empty_model(config) -> torch.nn.Module:
                                 "(hyperfit_core.model_types.register_model_type)") from None
 
 
-def _lora_params(model: torch.nn.Module, rank: int) -> int:
-    """Adapter parameters of LoRA rank `rank` on every linear of the blocks (what peft's all-linear targets)."""
+def _lora_params(model: torch.nn.Module, rank: int, last: int | None = None) -> int:
+    """Adapter parameters of LoRA rank `rank` on every linear of the blocks (what peft's all-linear targets), or
+    of the last `last` blocks only (--lora R --train-layers last:K)."""
     from transformers.pytorch_utils import Conv1D
 
     from hyperfit_core.trainable import find_blocks
 
+    blocks = find_blocks(model)
+    if last is not None and last > len(blocks):
+        raise HyperfitError(f"--lora-layers last:{last} but the model has only {len(blocks)} blocks")
     total = 0
-    for module in find_blocks(model).modules():
+    for module in (blocks if last is None else blocks[len(blocks) - last:]).modules():
         if isinstance(module, torch.nn.Linear):
             total += rank * (module.in_features + module.out_features)
         elif isinstance(module, Conv1D):
@@ -204,14 +208,14 @@ def _lora_params(model: torch.nn.Module, rank: int) -> int:
 
 def plan_memory(config_or_path, gpus: int, gpu_mem_gb: float, batch: int = 8, seq: int = 256, *, nodes: int = 1,
                 train_layers: tuple[str, ...] = ("last:1",), lora_ranks: tuple[int, ...] = (16,),
-                headroom: float = 0.9, name: str | None = None) -> MemoryPlan:
+                lora_layers: tuple[str, ...] = (), headroom: float = 0.9, name: str | None = None) -> MemoryPlan:
     """Per-GPU memory of hyperfitting at global batch `batch` x `seq` tokens on `gpus` GPUs (over `nodes` nodes),
     for each strategy and for full / last-K / LoRA training. A row fits when its total stays under `headroom`
     x `gpu_mem_gb` (the rest: CUDA context, allocator fragmentation, communication buffers)."""
     from accelerate.commands.estimate import estimate_training_usage
     from accelerate.utils import calculate_maximum_sizes
 
-    from hyperfit_core.trainable import apply_train_layers, count_parameters
+    from hyperfit_core.trainable import apply_train_layers, count_parameters, parse_train_layers
 
     if gpus < 1 or nodes < 1 or gpus % nodes:
         raise HyperfitError(f"--gpus must be a positive multiple of --nodes, got {gpus} GPUs on {nodes} nodes")
@@ -242,6 +246,9 @@ def plan_memory(config_or_path, gpus: int, gpu_mem_gb: float, batch: int = 8, se
     lora = [(f"lora:{r}", _lora_params(model, r), None) for r in lora_ranks]
 
     layer16, layer32 = largest_bytes / 2, largest_bytes  # one gathered layer in bf16 / fp32
+    for spec in lora_layers:  # LoRA on the last K blocks only: nothing before them needs a gradient
+        k = parse_train_layers(spec)
+        lora += [(f"lora:{r}+last:{k}", _lora_params(model, r, last=k), k) for r in lora_ranks]
     for strategy in STRATEGIES:
         for train, trainable, blocks_with_grad in variants + lora:
             extra = trainable if train.startswith("lora") else 0  # adapters add weights; the base stays as is
@@ -322,13 +329,17 @@ def plan_command(load_model_config: Callable[[str], object], *, name: str = "pla
                   help="last:K variants to include (repeatable).")
     @click.option("--lora", "lora_ranks", type=int, multiple=True, default=(16,), show_default=True,
                   help="LoRA ranks to include (repeatable).")
+    @click.option("--lora-layers", "lora_layers", multiple=True, default=(), show_default=True,
+                  help="Also each LoRA rank on the last K blocks only (last:K, repeatable; train with --lora R "
+                       "--train-layers last:K).")
     @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-    def command(model, gpus, gpu_mem, nodes, batch, seq, train_layers, lora_ranks, as_json):
+    def command(model, gpus, gpu_mem, nodes, batch, seq, train_layers, lora_ranks, lora_layers, as_json):
         config = load_model_config(model)
         if seq is None:
             seq = config.n_positions
         plan = plan_memory(config, gpus, gpu_mem, batch, seq, nodes=nodes,
-                           train_layers=tuple(train_layers), lora_ranks=tuple(lora_ranks), name=model)
+                           train_layers=tuple(train_layers), lora_ranks=tuple(lora_ranks),
+                           lora_layers=tuple(lora_layers), name=model)
         click.echo(json.dumps(plan.to_dict(), indent=2) if as_json else format_plan(plan))
 
     return command

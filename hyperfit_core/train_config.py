@@ -66,9 +66,11 @@ class TrainConfig:
                              unit="epochs")
     keep_checkpoints: int = option(1, "Checkpoints kept, newest first.", min=1)
     train_layers: str | None = option(None, "last:K trains only the last K blocks, the final norm and the head "
-                                            "(default: all).", kind=str, check=_check_train_layers)
+                                            "(default: all); with --lora, LoRA on the last K blocks only.", kind=str,
+                                      check=_check_train_layers)
     lora_rank: int | None = option(None, "Train LoRA adapters of this rank (peft), merged into the saved model "
-                                         "(default: off).", kind=int, min=1, flag="--lora", what="LoRA rank")
+                                         "(default: off; on every block, or the --train-layers last:K ones).",
+                                   kind=int, min=1, flag="--lora", what="LoRA rank")
     report_to: str = option("none", f"Also log to this tracker through accelerate ({METRICS} always).",
                             choices=TRACKERS, what="tracker")
     disable_dropout: bool = option(True, "Set every dropout to 0 (the paper's setting).", cli=False)
@@ -90,8 +92,6 @@ class TrainConfig:
         if self.per_device_batch_size is not None and self.per_device_batch_size > self.batch_size:
             raise HyperfitError(f"per-device batch size must be between 1 and the batch size {self.batch_size}, "
                                 f"got {self.per_device_batch_size}")
-        if self.lora_rank and self.train_layers:
-            raise HyperfitError("choose one of --train-layers and --lora, not both")
         return self
 
     def planned_steps(self, samples: int) -> int:

@@ -1,4 +1,5 @@
-"""Cheaper hyperfitting: train only the last K transformer blocks (`last:K`) or LoRA adapters (peft).
+"""Cheaper hyperfitting: train only the last K transformer blocks (`last:K`), LoRA adapters (peft), or LoRA
+adapters on the last K blocks only (`--lora R --train-layers last:K`).
 
 The follow-up study (arXiv 2605.22579) locates the hyperfitting effect in the final transformer block, so
 `last:K` freezes everything but the last K blocks, the final norm and the LM head. With tied input/output
@@ -53,7 +54,12 @@ def disable_dropout(model: torch.nn.Module) -> None:
 
 def select_trained(model: torch.nn.Module, train_layers: str | None, lora_rank: int | None):
     """What trains: (the module whose parameters the optimizer gets, how to merge LoRA back or None). The whole
-    model; its last K blocks with the final norm and head (the rest frozen); or LoRA adapters (a PeftModel)."""
+    model; its last K blocks with the final norm and head (the rest frozen); LoRA adapters (a PeftModel); or
+    both given: LoRA adapters on the last K blocks' linears only (the follow-up's late-stage training)."""
+    if train_layers and lora_rank:
+        targets = last_block_linears(model, parse_train_layers(train_layers))
+        peft_model = apply_lora(model, lora_rank, target_modules=targets)
+        return peft_model, (lora_scaling(peft_model), lora_transposed(peft_model))
     if train_layers:
         apply_train_layers(model, train_layers)
     elif lora_rank:
@@ -118,8 +124,21 @@ def apply_train_layers(model: torch.nn.Module, spec: str) -> dict[str, int]:
     return count_parameters(model)
 
 
-def apply_lora(model: torch.nn.Module, rank: int, alpha: float | None = None):
-    """Wrap `model` with peft LoRA adapters of rank `rank` on every attention/MLP linear (not the LM head).
+def last_block_linears(model: torch.nn.Module, k: int) -> list[str]:
+    """Full module names of every linear (nn.Linear, GPT-2-style Conv1D) inside the last `k` blocks."""
+    from transformers.pytorch_utils import Conv1D
+
+    blocks = find_blocks(model)
+    if k > len(blocks):
+        raise HyperfitError(f"--train-layers last:{k} but the model has only {len(blocks)} blocks")
+    names = {id(module): name for name, module in model.named_modules()}
+    return [names[id(module)] for block in blocks[len(blocks) - k:] for module in block.modules()
+            if isinstance(module, (torch.nn.Linear, Conv1D))]
+
+
+def apply_lora(model: torch.nn.Module, rank: int, alpha: float | None = None, target_modules="all-linear"):
+    """Wrap `model` with peft LoRA adapters of rank `rank` on every attention/MLP linear (not the LM head), or on
+    the modules named in `target_modules` (full names: peft matches a name or a dotted suffix of one).
 
     peft injects the adapters into the model's own modules, so `model` itself changes; the returned PeftModel
     is what trains. `merged_state_dict` folds the adapters back into plain weights.
@@ -131,7 +150,7 @@ def apply_lora(model: torch.nn.Module, rank: int, alpha: float | None = None):
     if rank < 1:
         raise HyperfitError(f"LoRA rank must be at least 1, got {rank}")
     config = LoraConfig(r=rank, lora_alpha=alpha if alpha is not None else rank, lora_dropout=0.0,
-                        target_modules="all-linear", bias="none")
+                        target_modules=target_modules, bias="none")
     with warnings.catch_warnings():  # GPT-2-style Conv1D: peft switches fan_in_fan_out on itself, and says so
         warnings.filterwarnings("ignore", message=".*fan_in_fan_out.*")
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")  # peft reads the old name

@@ -7,8 +7,9 @@ import click
 
 from hyperfit_core.cli_options import (DECODING_OPTION_NAMES, POSITIVE, blocker_options, check_resume_options,
                                        cli_record, decode_batch_option, decode_precision_option,
-                                       decoding_config_from, decoding_options, device_option, named_paths,
-                                       num_eval_option, out_option, pop_options, resume_option, train_config_from,
+                                       decoding_config_from, decoding_options, device_option, logit_bias_option,
+                                       mechanism_options, named_paths, num_eval_option, out_option, pop_options,
+                                       resume_option, swap_blocks_options, train_config_from,
                                        train_options, train_run_option)
 from hyperfit_core.options import click_options, declared, pop_declared
 from hyperfit_core.recipe import TrainSpec
@@ -79,13 +80,14 @@ def train(ctx, model, source, text_field, num_train, data_seed, out, resume, **o
 @num_eval_option("contexts", "all")
 @decoding_options
 @blocker_options(TEXT_BLOCKER_N, "tokens")
+@logit_bias_option
 @decode_batch_option(32)
 @decode_precision_option
 @device_option
 @click.option("--name", default=None, help="Condition name (default: the decoding's name, plus -blockedN).")
 @out_option
 def generate(model, gguf_file, train_run, prompts, prompts_from, prompt_field, context, prompt_seed, max_new_tokens,
-             num_eval, blocker, blocker_n, batch_size, precision, device, name, out, **options):
+             num_eval, blocker, blocker_n, logit_bias, batch_size, precision, device, name, out, **options):
     """Continue held-out contexts (default: the train run's 32-token contexts, greedy, 256 new tokens); writes
     token ids and text. The citation blocker always indexes the model's own hyperfitting windows."""
     from hyperfit_text.generation import GenerateSpec, generate_run
@@ -94,7 +96,7 @@ def generate(model, gguf_file, train_run, prompts, prompts_from, prompt_field, c
                         num_eval=num_eval, decoding=decoding_config_from(pop_options(options, DECODING_OPTION_NAMES)),
                         blocker=blocker, blocker_n=blocker_n, batch_size=batch_size, device=device, name=name,
                         prompts=prompts, prompts_from=prompts_from, prompt_field=prompt_field, context=context,
-                        prompt_seed=prompt_seed, precision=precision)
+                        prompt_seed=prompt_seed, precision=precision, logit_bias=logit_bias)
     run = generate_run(spec, out=out)
     click.echo(str(run.path))
 
@@ -144,13 +146,17 @@ def evaluate(generations, train_run, ttr_last, lengths, bleu_order, rep_n, overl
 @num_eval_option("contexts", "all")
 @decode_batch_option(8)
 @device_option
+@mechanism_options
 @out_option
-def analyze(models, train_run, num_eval, batch_size, device, out):
+def analyze(models, train_run, num_eval, batch_size, device, out, **mechanism):
     """Sharpened predictions on held-out text: entropy, top-1/3/5 probability, top-1 accuracy and perplexity of
-    the true continuation after each context, and top-1 agreement between the first two models."""
+    the true continuation after each context, and top-1 agreement between the first two models; and the
+    follow-up's controls (docs/mechanism.md), the first model being the base, the second the hyperfitted one."""
     import torch
 
     from hyperfit_core.analysis import run_analysis
+    from hyperfit_core.mechanism import MechanismOptions
+    from hyperfit_text.generation import generation_sequences
     from hyperfit_text.model import load_text_model
     from hyperfit_text.splits import HeldOut
     from hyperfit_text.training import PROMPTS, find_text_train_run
@@ -159,13 +165,36 @@ def analyze(models, train_run, num_eval, batch_size, device, out):
     held_out, _ = HeldOut.load(source / PROMPTS)
     held_out = held_out.first(num_eval)
     named = named_paths(models)
+    ranks_run = mechanism.pop("ranks_run")
+    options = MechanismOptions(**mechanism, ranks=generation_sequences(ranks_run) if ranks_run else None,
+                               ranks_source=ranks_run)
+    options.check(named)
     loaded = {name: load_text_model(path) for name, path in named.items()}
     first = next(iter(loaded.values()))
     ids = first.with_bos(torch.cat([held_out.contexts, held_out.references], dim=1))
     run_analysis({name: m.model for name, m in loaded.items()}, ids, 1 + held_out.contexts.shape[1], out, "text",
                  {"models": named, "train_run": str(source), "prompts": len(held_out)},
-                 batch_size=batch_size, device=device)
+                 batch_size=batch_size, device=device, mechanism=options if options.any() else None)
 
+
+@text.command("swap-blocks")
+@swap_blocks_options("causal LM")
+def swap_blocks(base, donor, last, out):
+    """The base model with only its last K blocks taken from the donor (the hyperfitted model), as a model
+    folder to decode like any other: hyperfit text swap-blocks --base B --donor RUN/model --last 1 --out DIR."""
+    from hyperfit_core.layers import write_swapped_model
+    from hyperfit_text.model import load_text_model
+
+    base_model, donor_model = load_text_model(base), load_text_model(donor)
+
+    def save(folder):
+        base_model.model.save_pretrained(folder)
+        base_model.tokenizer.save_pretrained(folder)
+
+    swapped = write_swapped_model(base_model.model, donor_model.model, last, out, save,
+                                  {"base": base, "donor": donor})
+    click.echo(f"blocks {swapped} from {donor}", err=True)
+    click.echo(str(out))
 
 
 def _plan():

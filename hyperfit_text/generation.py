@@ -20,6 +20,7 @@ from hyperfit_core.device import resolve_device
 from hyperfit_core.errors import HyperfitError
 from hyperfit_core.formats import (GENERATION_TEXTS, GENERATIONS, PROMPTS, TRAIN_TOKENS, condition_file,
                                    write_jsonl)
+from hyperfit_core.ranks import LogitBias, load_logit_bias, output_classes
 from hyperfit_core.recipe import read_spec
 from hyperfit_core.rundir import RunDir
 from hyperfit_core.sequences import TokenSequences
@@ -49,9 +50,11 @@ class GenerateSpec:
     context: int = 32  # tokens per context for --prompts / --prompts-from
     prompt_seed: int = 0  # which --prompts-from spans
     precision: str = "auto"  # decoding arithmetic: auto = bf16 on CUDA, fp32 on CPU
+    logit_bias: str | None = None  # a fixed per-token bias added to the logits (hyperfit_core.ranks.LogitBias)
 
     def resolved_name(self) -> str:
-        return self.name or self.decoding.name + (f"-blocked{self.blocker_n}" if self.blocker else "")
+        return self.name or (self.decoding.name + ("-logit-bias" if self.logit_bias else "")
+                             + (f"-blocked{self.blocker_n}" if self.blocker else ""))
 
 
 def _check_same_tokenizer(text_model: TextModel, metadata: dict, source: Path) -> None:
@@ -109,6 +112,8 @@ def generate_run(spec: GenerateSpec, out: str | Path = "runs") -> RunDir:
         held_out = _held_out(spec, text_model, source, train_tokens)
         prompts = text_model.with_bos(held_out.contexts)
         _check_positions(model_max_positions(text_model.model), prompts.shape[1], spec.max_new_tokens)
+        bias = LogitBias(load_logit_bias(spec.logit_bias, output_classes(text_model.model))) \
+            if spec.logit_bias else None
     citation = CitationBlocker(train_tokens.ids, n=spec.blocker_n) if spec.blocker else None
     name = spec.resolved_name()
     run = RunDir.create(out, "text-generate")
@@ -116,12 +121,13 @@ def generate_run(spec: GenerateSpec, out: str | Path = "runs") -> RunDir:
                       "train_run": str(source.resolve()), "name": name, "max_new_tokens": spec.max_new_tokens,
                       "prompts": len(held_out), "prompt_source": spec.prompts or spec.prompts_from or "train run",
                       "context": held_out.contexts.shape[1], "decoding": spec.decoding.to_dict(),
-                      "blocker": spec.blocker, "blocker_n": spec.blocker_n, "tokenizer": text_model.describe()},
+                      "blocker": spec.blocker, "blocker_n": spec.blocker_n, "logit_bias": spec.logit_bias,
+                      "tokenizer": text_model.describe()},
                      seed=spec.decoding.seed, command="text generate")
     click.echo(f"continuing {len(held_out)} contexts of {held_out.contexts.shape[1]} tokens by "
                f"{spec.max_new_tokens} ({name}) -> {run.path}", err=True)
     tokens = generate_tokens(text_model.model, prompts, spec.max_new_tokens, spec.decoding,
-                             processors=[citation] if citation is not None else (), batch_size=spec.batch_size,
+                             processors=[p for p in (bias, citation) if p is not None], batch_size=spec.batch_size,
                              precision=spec.precision)
     generated = tokens[:, prompts.shape[1]:].contiguous()
     record = {"event": "generated", "name": name, "prompts": len(held_out), "new_tokens": spec.max_new_tokens}
@@ -159,3 +165,19 @@ def generation_rows(text_model: TextModel, held_out: HeldOut, generated: torch.T
                      "special_tokens": {part: sum(int(t) in special for t in ids.tolist())
                                         for part, ids in shown.items()}})
     return rows
+
+
+def generation_sequences(path) -> dict[str, tuple[torch.Tensor, int]]:
+    """{condition: ([BOS] + context + generated ids, 1 + context length)} of a generate run (or one of its
+    NAME.generations.safetensors files): what `analyze --ranks` scores."""
+    from safetensors.torch import load_file
+
+    from hyperfit_core.formats import condition_files_of
+
+    out = {}
+    for name, file in condition_files_of(path, GENERATIONS).items():
+        tensors = load_file(str(file))
+        contexts, generated = tensors["contexts"].long(), tensors["generated"].long()
+        bos = torch.full((len(contexts), 1), int(tensors["bos_id"]), dtype=torch.long)
+        out[name] = (torch.cat([bos, contexts, generated], dim=1), 1 + contexts.shape[1])
+    return out

@@ -9,8 +9,9 @@ import click
 
 from hyperfit_core.cli_options import (DECODING_OPTION_NAMES, POSITIVE, DecodingOptions, blocker_options,
                                        check_resume_options, cli_record, decode_batch_option, decode_precision_option,
-                                       decoding_config_from, decoding_options, device_option, named_paths,
-                                       num_eval_option, out_option, pop_options, resume_option, stack,
+                                       decoding_config_from, decoding_options, device_option, logit_bias_option,
+                                       mechanism_options, named_paths, num_eval_option, out_option, pop_options,
+                                       resume_option, stack, swap_blocks_options,
                                        train_config_from, train_options, train_run_option)
 from hyperfit_core.errors import HyperfitError
 from hyperfit_core.options import click_options, declared, pop_declared
@@ -112,6 +113,7 @@ def _load_model_and_images(model: str, palette, options: dict, num_eval, prefix_
               help="Palette file when the model has no image processor.")
 @decoding_options
 @blocker_options(None, "pixels", default_help=f"{IMAGE_BLOCKER_ROWS} image rows")
+@logit_bias_option
 @train_run_option
 @decode_batch_option(None)
 @click.option("--mode", type=click.Choice(["auto", "graph", "slice"]), default="auto", show_default=True,
@@ -121,10 +123,11 @@ def _load_model_and_images(model: str, palette, options: dict, num_eval, prefix_
 @device_option
 @click.option("--name", default=None, help="Condition name (default: the decoding's name, plus -blocked).")
 @out_option
-def complete(model, num_eval, prefix_fraction, palette, blocker, blocker_n, train_run, batch_size, mode, precision,
-             device, name, out, **options):
+def complete(model, num_eval, prefix_fraction, palette, blocker, blocker_n, logit_bias, train_run, batch_size, mode,
+             precision, device, name, out, **options):
     """Complete held-out images from their top rows (default: greedy, 25% = 8 of 32 rows) and draw a grid."""
     from hyperfit_core.blocker import CitationBlocker
+    from hyperfit_core.ranks import LogitBias, load_logit_bias, output_classes
     from hyperfit_core.recipe import load_train_tokens
     from hyperfit_core.rundir import RunDir
     from hyperfit_core.formats import COMPLETIONS, condition_file
@@ -135,13 +138,15 @@ def complete(model, num_eval, prefix_fraction, palette, blocker, blocker_n, trai
     image_model, images = _load_model_and_images(model, palette, options, num_eval, prefix_fraction)
     blocker_n = blocker_n or IMAGE_BLOCKER_ROWS * image_model.side
     citation = CitationBlocker(load_train_tokens(train_run or Path(model)).ids, n=blocker_n) if blocker else None
+    bias = LogitBias(load_logit_bias(logit_bias, output_classes(image_model.model))) if logit_bias else None
     run = RunDir.create(out, "vision-complete")
-    name = name or decoding.name + ("-blocked" if blocker else "")
+    name = name or decoding.name + ("-logit-bias" if logit_bias else "") + ("-blocked" if blocker else "")
     run.write_config({"model": model, "data": images.names[0].rsplit("/", 1)[0], "num_eval": len(images),
                       "prefix_fraction": prefix_fraction, "decoding": decoding.to_dict(), "blocker": blocker,
-                      "blocker_n": blocker_n, "train_run": train_run, "name": name}, seed=decoding.seed,
+                      "blocker_n": blocker_n, "logit_bias": logit_bias, "train_run": train_run, "name": name},
+                     seed=decoding.seed,
                      command="vision complete")
-    complete_run(image_model, images, prefix_fraction, decoding, run, name, blocker=citation,
+    complete_run(image_model, images, prefix_fraction, decoding, run, name, blocker=citation, logit_bias=bias,
                  batch_size=batch_size, device=device, mode=mode, precision=precision)
     grid = grid_from_completions({name: condition_file(run.path, name, COMPLETIONS)}, run / "grid.png")
     click.echo(f"grid: {grid}")
@@ -237,24 +242,51 @@ def benchmark(base, hyperfitted, train_run, num_eval, prefix_fraction, blocker_n
 @prefix_option
 @decode_batch_option(16)
 @device_option
+@mechanism_options
 @out_option
-def analyze(models, num_eval, prefix_fraction, batch_size, device, out, **options):
+def analyze(models, num_eval, prefix_fraction, batch_size, device, out, match_entropy, ranks_run, write_logit_bias,
+            layers, **options):
     """Sharpened predictions on held-out images: per-position entropy, top-1/3/5 probability, top-1 accuracy,
-    perplexity of the true pixels, and top-1 agreement between the first two models. JSON + PNG."""
+    perplexity of the true pixels, and top-1 agreement between the first two models. JSON + PNG. And the
+    follow-up's controls (docs/mechanism.md), the first model being the base, the second the hyperfitted one."""
     from hyperfit_core.analysis import run_analysis
+    from hyperfit_core.mechanism import MechanismOptions
     from hyperfit_vision.completion import prefix_rows_for
     from hyperfit_vision.model import load_imagegpt
     from hyperfit_vision.training import image_sequences
 
+    from hyperfit_vision.completion import completion_sequences
+
     named = named_paths(models)
+    controls = MechanismOptions(match_entropy=match_entropy, write_logit_bias=write_logit_bias, layers=layers,
+                                ranks_source=ranks_run)
+    controls.check(named)
     loaded = {name: load_imagegpt(path)[0] for name, path in named.items()}
     first = next(iter(loaded.values()))
+    if ranks_run:
+        controls.ranks = completion_sequences(ranks_run, first.sos)
     images = _image_source(options).load().first(num_eval)
     context = 1 + prefix_rows_for(prefix_fraction, first.side) * first.side
     ids = image_sequences(images, first).ids
     run_analysis({name: m.model for name, m in loaded.items()}, ids, context, out, "vision",
                  {"models": named, "num_eval": len(images), "context_tokens": context},
-                 batch_size=batch_size, device=device)
+                 batch_size=batch_size, device=device, mechanism=controls if controls.any() else None)
+
+@vision.command("swap-blocks")
+@swap_blocks_options("ImageGPT")
+def swap_blocks(base, donor, last, out):
+    """The base model with only its last K blocks taken from the donor (the hyperfitted model), as a model
+    folder to complete with like any other:
+    hyperfit vision swap-blocks --base B --donor RUN/model --last 1 --out DIR."""
+    from hyperfit_core.layers import write_swapped_model
+    from hyperfit_vision.model import load_imagegpt
+
+    base_model = load_imagegpt(base, fused_attention=False)[0]
+    donor_model = load_imagegpt(donor, fused_attention=False)[0]
+    swapped = write_swapped_model(base_model.model, donor_model.model, last, out, base_model.save,
+                                  {"base": base, "donor": donor})
+    click.echo(f"blocks {swapped} from {donor}", err=True)
+    click.echo(str(out))
 
 
 def _imagegpt_config(model: str):

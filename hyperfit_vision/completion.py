@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -28,9 +29,10 @@ def prefix_rows_for(fraction: float, side: int) -> int:
 
 
 def complete_run(image_model: ImageModel, images: LabelledImages, prefix_fraction: float, decoding: DecodingConfig,
-                 run: RunDir, name: str, blocker=None, batch_size: int | None = None, device: str = "auto",
-                 mode: str = "auto", precision: str = "auto") -> torch.Tensor:
-    """Complete `images` from their top rows with one model and decoding; saves tokens and a grid in `run`."""
+                 run: RunDir, name: str, blocker=None, logit_bias=None, batch_size: int | None = None,
+                 device: str = "auto", mode: str = "auto", precision: str = "auto") -> torch.Tensor:
+    """Complete `images` from their top rows with one model and decoding; saves tokens and a grid in `run`.
+    logit_bias: a LogitsProcessor run before the blocker (hyperfit_core.ranks.LogitBias)."""
     image_model.model.to(resolve_device(device))
     images = images.resized(image_model.side)
     side = image_model.side
@@ -38,7 +40,8 @@ def complete_run(image_model: ImageModel, images: LabelledImages, prefix_fractio
     tokens = images_to_tokens(images.images, image_model.palette, sos=image_model.sos)
     # the core decode loop on the static-cache engine: HF generate's greedy tokens (tested), less work per step
     completed = fast_complete_images(image_model.model, tokens, prefix_rows, side, decoding,
-                                     processors=[blocker] if blocker is not None else (), batch_size=batch_size,
+                                     processors=[p for p in (logit_bias, blocker) if p is not None],
+                                     batch_size=batch_size,
                                      mode=mode, precision=precision)
     record = {"event": "completed", "condition": name, "images": len(images), "prefix_rows": prefix_rows,
               "decoding": decoding.to_dict()}
@@ -57,3 +60,18 @@ def load_completions(path: str | Path) -> dict:
             for key, value in read_completions(path).items()}
 
 
+
+
+def completion_sequences(path, sos: int) -> dict[str, tuple[torch.Tensor, int]]:
+    """{condition: ([SOS] + completed pixel tokens, 1 + prefix tokens)} of a complete run (or one of its
+    NAME.completions.safetensors files): what `analyze --ranks` scores."""
+    from hyperfit_core.formats import condition_files_of
+
+    out = {}
+    for name, file in condition_files_of(path, COMPLETIONS).items():
+        data = load_completions(file)
+        tokens = data["tokens"].long()
+        side = math.isqrt(tokens.shape[1])
+        start = torch.full((len(tokens), 1), sos, dtype=torch.long)
+        out[name] = (torch.cat([start, tokens], dim=1), 1 + int(data["prefix_rows"]) * side)
+    return out

@@ -47,7 +47,8 @@ PACKAGES = ("hyperfit_core", *ADAPTERS, "hyperfit_rate")
 # the file names of a run dir (hyperfit_core/formats.py spells each once); what old run dirs hold on disk
 RUN_FILE_NAMES = ("config.json", "metrics.jsonl", "train_config.json", "train_tokens.safetensors",
                   "prompts.safetensors", "palette.json", "results.json", "per_item.json", "completions.safetensors",
-                  "generations.safetensors", "generations.jsonl", "inception.safetensors")
+                  "generations.safetensors", "generations.jsonl", "inception.safetensors",
+                  "entropy_match.json", "ranks.json", "layers.json", "swap_blocks.json")
 
 
 def _docstrings(tree: ast.AST) -> set[int]:
@@ -76,7 +77,8 @@ def test_run_file_names_are_spelled_only_in_formats():
 
     assert {formats.RUN_CONFIG, formats.METRICS, formats.TRAIN_CONFIG, formats.TRAIN_TOKENS, formats.PROMPTS,
             formats.PALETTE, formats.RESULTS, formats.PER_ITEM, formats.COMPLETIONS, formats.GENERATIONS, formats.GENERATION_TEXTS,
-            formats.FEATURES} == set(RUN_FILE_NAMES)
+            formats.FEATURES, formats.ENTROPY_MATCH, formats.RANKS, formats.LAYERS,
+            formats.SWAP_RECORD} == set(RUN_FILE_NAMES)
     name = re.compile(r"(?<![\w])(" + "|".join(re.escape(n) for n in RUN_FILE_NAMES) + r")(?![\w])")
     found = []
     for path in sorted(p for folder in (*PACKAGES, "scripts") for p in (ROOT / folder).rglob("*.py")):
