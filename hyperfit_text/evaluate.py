@@ -237,7 +237,7 @@ def markdown_table(results: dict, human: dict, settings: EvalSettings) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     counts = sorted({entry["count"] for entry in results.values()})
-    lines += [""] + (quality["notes"] if quality["computed"] else [f"MAUVE and fluency not computed: {quality['why']}."])
-    lines += [f"{'/'.join(map(str, counts))} continuations scored per run; per-prompt scores in {PER_ITEM}; "
-                  f"length curves (first L tokens) in {RESULTS} and length_curves.png."]
+    notes = quality["notes"] if quality["computed"] else [f"MAUVE and fluency not computed: {quality['why']}."]
+    lines += ["", *notes, f"{'/'.join(map(str, counts))} continuations scored per run; per-prompt scores in "
+              f"{PER_ITEM}; length curves (first L tokens) in {RESULTS} and length_curves.png."]
     return "\n".join(lines) + "\n"
