@@ -10,11 +10,18 @@ from hyperfit_core.metric_spec import (ANY, CLOSER, FEATURES, HIGHER, IMAGE, IMA
                                        REFERENCE, TEXT, TEXTS, TOKENS, TRAIN, Metric)
 
 CORE, TEXT_HOOKS, IMAGE_HOOKS = "hyperfit_core.scoring", "hyperfit_text.scoring", "hyperfit_vision.repetition"
+QUALITY_HOOKS = "hyperfit_text.quality"
 OVERLAP = dict(direction=LOWER, modality=ANY, needs=(TOKENS, TRAIN), compute=f"{CORE}:overlap",
                settings=(("threshold", "overlap_threshold"),))
 ANALYSIS = dict(modality=ANY, needs=(MODEL, REFERENCE), made_by="hyperfit_core.analysis.summarize (text: under "
                 "'analysis'), on the held-out references")
 FID = dict(modality=IMAGE, needs=(IMAGES, REFERENCE, FEATURES), made_by="hyperfit_vision.scoring.ImageFid")
+# MAUVE and fluency under an independent scoring model (hyperfit_text/quality.py), computed when one is named
+SCORER = (("model", "quality_model"), ("device", "device"), ("cache", "quality_cache"))
+MAUVE = dict(modality=TEXT, needs=(TEXTS, REFERENCE, FEATURES), compute=f"{QUALITY_HOOKS}:mauve_metric",
+             settings=SCORER + (("clusters", "mauve_clusters"),), enabled_by="quality_model")
+FLUENCY = dict(modality=TEXT, needs=(TEXTS, FEATURES), compute=f"{QUALITY_HOOKS}:fluency_metric",
+               settings=SCORER, enabled_by="quality_model")
 VOTES = dict(modality=ANY, needs=(RATINGS,), made_by="hyperfit_rate.results.analyse")
 
 METRICS = [
@@ -64,6 +71,17 @@ METRICS = [
     Metric("kid_mean", "KID", "kernel (cubic polynomial) MMD between the same features, mean over subsets",
            LOWER, **FID),
     Metric("kid_std", "KID sd", "standard deviation of KID over its subsets", NONE, **FID),
+    # quality against the human continuations, under a scoring model that did not generate the text
+    Metric("mauve", "MAUVE", "MAUVE (Pillutla et al. 2021; mauve-text) of the continuations against the human "
+           "continuations of the same prompts, on the scoring model's mean-pooled last hidden states (biased upward "
+           "and noisy below a few thousand texts: compare at equal texts and clusters)", HIGHER, **MAUVE),
+    Metric("mauve_frontier_integral", "MAUVE FI", "frontier integral of the same divergence frontier (0: the "
+           "cluster histograms match)", LOWER, **MAUVE),
+    Metric("fluency_perplexity", "fluency PPL", "perplexity of each continuation given its context under the "
+           "scoring model, mean over continuations (repetition scores far below human text: read beside MAUVE and "
+           "TTR)", CLOSER, per_item=True, digits=2, **FLUENCY),
+    Metric("fluency_perplexity_median", "median fluency PPL", "median of the same perplexities", CLOSER, digits=2,
+           **FLUENCY),
     # the model's predictions on held-out references (the sharpened-prediction analysis)
     Metric("perplexity", "held-out PPL", "exp(mean cross-entropy) of the held-out reference tokens", LOWER,
            digits=2, **ANALYSIS),
@@ -98,5 +116,9 @@ FIELDS = {
     "decoding": "how it decoded", "blocker_stats": "the citation blocker's firing counts",
     "length_curve": "{L: metrics of the first L generated tokens}", "analysis": "the prediction metrics",
     "repetition": "{metric: {generated, real}} of the image metrics", "positions": "held-out positions analysed",
-    "num_classes": "vocabulary size", "entropy_hist": "histogram of the entropies",
+    "num_classes": "vocabulary size",
+    "mauve_texts": "continuations behind MAUVE", "mauve_human_texts": "human continuations behind MAUVE",
+    "mauve_clusters": "k-means clusters of MAUVE", "mauve_seed": "MAUVE's k-means seed",
+    "mauve_feature_dim": "width of MAUVE's features", "fluency_texts": "continuations behind fluency",
+    "fluency_tokens": "scoring-model tokens behind fluency", "entropy_hist": "histogram of the entropies",
 }

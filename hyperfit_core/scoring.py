@@ -42,9 +42,11 @@ class Sample:
 
 @dataclass
 class Scored:
-    """A metric's value on the set and, when it has them, its per-item values (None where undefined)."""
+    """A metric's value on the set and, when it has them, its per-item values (None where undefined), and record
+    fields (registered in registry.FIELDS) written beside it: what the value rests on (MAUVE's text counts)."""
     value: float | None
     per_item: list | None = None
+    fields: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -84,6 +86,7 @@ def score(sample: Sample, modality: str, settings, only=None) -> Scores:
             scored = result[metric.name] if isinstance(result, dict) else result
             results_key = metric.key(**params)
             out.values[results_key] = scored.value
+            out.values.update(scored.fields)
             if metric.per_item and scored.per_item is not None:
                 out.per_item[results_key] = list(scored.per_item)
     return out

@@ -114,15 +114,23 @@ def generate(model, gguf_file, train_run, prompts, prompts_from, prompt_field, c
               help="Report the share of continuations sharing a span longer than this (tokens) with the training data.")
 @click.option("--analysis/--no-analysis", default=True, show_default=True,
               help="Load each model for held-out perplexity and prediction entropy.")
+@click.option("--quality-model", default=None,
+              help="Scoring model of MAUVE and fluency (a folder, a .gguf file, or a hub id with a network); 'none' "
+                   "leaves them out. Default: the gemma-3-270m GGUF under data/text/gemma3 when it is there "
+                   "(docs/text.md), else they are left out and the results say why.")
+@click.option("--quality-cache", default=None, type=click.Path(file_okay=False),
+              help="Folder of the per-text MAUVE features and perplexities (default: OUT/text-quality-cache).")
 @decode_batch_option(16)
 @device_option
 @out_option
-def evaluate(generations, train_run, ttr_last, lengths, bleu_order, rep_n, overlap_threshold, analysis, batch_size,
-             device, out):
-    """Score one or more generate runs: TTR, Self-BLEU, Dataset BLEU, overlap, seq-rep-n, perplexity, entropy,
-    and length curves of TTR / seq-rep / Self-BLEU (JSON + length_curves.png)."""
+def evaluate(generations, train_run, ttr_last, lengths, bleu_order, rep_n, overlap_threshold, analysis, quality_model,
+             quality_cache, batch_size, device, out):
+    """Score one or more generate runs: TTR, Self-BLEU, Dataset BLEU, overlap, seq-rep-n, MAUVE and fluency under
+    a scoring model, perplexity, entropy, and length curves of TTR / seq-rep / Self-BLEU (JSON +
+    length_curves.png, quality.png)."""
     from hyperfit_core.errors import HyperfitError
     from hyperfit_text.evaluate import EvalSettings, evaluate_runs
+    from hyperfit_text.quality import choose_quality_model
 
     try:
         points = tuple(int(x) for x in lengths.split(",") if x.strip())
@@ -130,10 +138,14 @@ def evaluate(generations, train_run, ttr_last, lengths, bleu_order, rep_n, overl
         raise HyperfitError(f"--lengths {lengths!r} is not a comma-separated list of token counts") from None
     if not points or min(points) < 1:
         raise HyperfitError(f"--lengths {lengths!r} must list positive token counts")
+    scorer, skipped = choose_quality_model(quality_model)
     settings = EvalSettings(ttr_last=ttr_last, bleu_order=bleu_order, rep_n=rep_n, lengths=points,
                             overlap_threshold=overlap_threshold, analysis=analysis, batch_size=batch_size,
-                            device=device, train_run=train_run)
+                            device=device, train_run=train_run, quality_model=scorer, quality_skipped=skipped,
+                            quality_cache=quality_cache)
     run = evaluate_runs(generations, settings, out=out)
+    if skipped and quality_model is None:  # after the run: a bad input stays one error line
+        click.echo(f"warning: MAUVE and fluency not computed: {skipped}", err=True)
     click.echo((run / "results.md").read_text(), nl=False)
     click.echo(str(run.path))
 

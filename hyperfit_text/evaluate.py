@@ -1,5 +1,7 @@
 """Score generate runs: diversity (TTR, Self-BLEU, seq-rep-n), copying (Dataset BLEU, longest span shared with
-the hyperfitting data) and the sharpened-prediction analysis (entropy, perplexity on the held-out references).
+the hyperfitting data), quality under an independent scoring model (MAUVE against the human continuations,
+fluency perplexity; hyperfit_text/quality.py) and the sharpened-prediction analysis (entropy, perplexity on the
+held-out references).
 
 Exact definitions are in docs/text.md. All token metrics use the generated continuation only (the context
 came from the corpus and must not count); words are the whitespace-separated pieces of its decoded text.
@@ -7,7 +9,7 @@ came from the corpus and must not count); words are the whitespace-separated pie
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -24,6 +26,8 @@ from hyperfit_core.rundir import RunDir
 from hyperfit_core.length_curves import DEFAULT_LENGTHS, length_curve, plot_length_curves
 from hyperfit_core.recipe import load_train_tokens
 from hyperfit_core.scoring import Sample
+from hyperfit_text.quality import (CACHE_FOLDER, QUALITY_PLOT, load_quality_model, plot_quality, quality_record,
+                                   quality_sample_extra)
 from hyperfit_text.scoring import score_text
 
 
@@ -38,6 +42,10 @@ class EvalSettings:
     device: str = "auto"
     train_run: str | None = None  # hyperfitting data to measure copying against; default: each run's own
     lengths: tuple = DEFAULT_LENGTHS  # length curve points (first L generated tokens)
+    quality_model: str | None = None  # scoring model of MAUVE and fluency; None: neither is computed
+    quality_skipped: str | None = None  # why there is none (results.json says it)
+    quality_cache: str | None = None  # per-text features / perplexities; default OUT/text-quality-cache
+    mauve_clusters: int | str = "auto"  # mauve-text's rule: max(2, texts / 10)
 
 
 @dataclass
@@ -84,10 +92,11 @@ def load_generations(files: list[Path]) -> list[Generations]:
 
 
 def diversity_metrics(generated: torch.Tensor, train_body: torch.Tensor, settings: EvalSettings,
-                      texts: list[str] | None, reference: Sample | None = None) -> tuple[dict, dict]:
+                      texts: list[str] | None, reference: Sample | None = None,
+                      extra: dict | None = None) -> tuple[dict, dict]:
     """(results entry, per-item scores) of one set of continuations: score_text's metrics under their registered
     keys, the counts they rest on and the length curve."""
-    scores = score_text(generated, settings, texts=texts, train=train_body, reference=reference)
+    scores = score_text(generated, settings, texts=texts, train=train_body, reference=reference, extra=extra)
     entry = {"count": len(generated), "new_tokens": generated.shape[1], **scores.values}
     if texts is not None:
         word_ttr = scores.per_item[registry.key("word_type_token_ratio")]
@@ -134,6 +143,10 @@ def evaluate_runs(paths, settings: EvalSettings, out: str | Path = "runs") -> Ru
     """Score every generations file under `paths`; writes results.json, results.md, per_item.json (each per-item
     metric's value per prompt, in prompt order, for paired comparisons), length_curves.png, analysis.{json,png}."""
     generations = load_generations(find_generation_files(paths))
+    if settings.quality_model:  # load it now: a model that is not there fails before anything is written
+        load_quality_model(settings.quality_model, settings.device)
+        if settings.quality_cache is None:
+            settings = replace(settings, quality_cache=str(Path(out) / CACHE_FOLDER))
     bodies: dict = {}
     results: dict[str, dict] = {}
     per_item: dict[str, dict] = {}
@@ -147,9 +160,12 @@ def evaluate_runs(paths, settings: EvalSettings, out: str | Path = "runs") -> Ru
         body = _train_body(gens, settings, bodies)
         texts = [row["continuation"] for row in gens.texts] if gens.texts else None
         references = gens.tensors["references"][:, :gens.tensors["generated"].shape[1]]
-        reference = Sample(tokens=references, texts=[row["reference"] for row in gens.texts] if gens.texts else None) \
+        reference = Sample(tokens=references, texts=[row["reference"] for row in gens.texts] if gens.texts else None,
+                           extra=quality_sample_extra(gens.texts, "reference") if gens.texts else {}) \
             if references.shape[1] > 0 else None
-        scored, per_item[gens.name] = diversity_metrics(gens.tensors["generated"], body, settings, texts, reference)
+        scored, per_item[gens.name] = diversity_metrics(
+            gens.tensors["generated"], body, settings, texts, reference,
+            quality_sample_extra(gens.texts, "continuation") if gens.texts else None)
         entry = {"file": str(gens.path), "model": gens.config["model"], "gguf_file": gens.config.get("gguf_file"),
                  "decoding": gens.config["decoding"],
                  "blocker_stats": _blocker_stats(gens.path.parent) if gens.config["blocker"] else None, **scored}
@@ -160,12 +176,15 @@ def evaluate_runs(paths, settings: EvalSettings, out: str | Path = "runs") -> Ru
         results[gens.name] = entry
     human_entry, human_items = None, None
     if human.shape[1] >= 2:
-        human_entry, human_items = diversity_metrics(human, _train_body(first, settings, bodies), settings, human_texts)
+        human_entry, human_items = diversity_metrics(human, _train_body(first, settings, bodies), settings, human_texts,
+                                                     extra=quality_sample_extra(first.texts, "reference")
+                                                     if first.texts else None)
         human_entry = {"model": "human reference", **human_entry}
     run = RunDir.create(out, "text-evaluate")
     run.write_config({"inputs": [str(g.path) for g in generations], "settings": vars(settings)},
                      command="text evaluate")
-    write_json(run / RESULTS, {"runs": results, "human_reference": human_entry, "settings": vars(settings)})
+    write_json(run / RESULTS, {"runs": results, "human_reference": human_entry, "settings": vars(settings),
+                               "quality": quality_record(settings, results)})
     write_json(run / PER_ITEM, {"runs": per_item, "human_reference": human_items})
     write_text(run / "results.md", markdown_table(results, human_entry, settings))
     curves = {name: entry["length_curve"] for name, entry in results.items()}
@@ -173,6 +192,8 @@ def evaluate_runs(paths, settings: EvalSettings, out: str | Path = "runs") -> Ru
         curves["human reference"] = human_entry["length_curve"]
     plot_length_curves(curves, run / "length_curves.png",
                        f"{results[next(iter(results))]['count']} continuations per condition")
+    if any("mauve" in entry or "fluency_perplexity" in entry for entry in results.values()):
+        plot_quality(results, human_entry, run / QUALITY_PLOT)
     if analyses:
         write_report(analyses, run / "analysis.json")
         plot_analysis(analyses, run / "analysis.png")
@@ -201,6 +222,9 @@ def markdown_table(results: dict, human: dict, settings: EvalSettings) -> str:
     columns = [(("type_token_ratio",), window), (("word_type_token_ratio",), window), (("self_bleu{order}",), ""),
                (("dataset_bleu{order}",), ""), (("overlap_mean_span", "overlap_max_span"), " mean/max"),
                (("seq_rep_{n}",), ""), (("perplexity",), ""), (("entropy_mean",), ""), (("top{k}_prob_mean",), "")]
+    quality = quality_record(settings, results)
+    if quality["computed"]:
+        columns += [(("mauve",), ""), (("fluency_perplexity",), "")]
     header = ["run", "model"] + [registry.label(names[0], **params) + suffix for names, suffix in columns]
     rows = []
     for name, entry in [*results.items(), *([("human reference", human)] if human else [])]:
@@ -213,6 +237,7 @@ def markdown_table(results: dict, human: dict, settings: EvalSettings) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     counts = sorted({entry["count"] for entry in results.values()})
-    lines += ["", f"{'/'.join(map(str, counts))} continuations scored per run; per-prompt scores in {PER_ITEM}; "
-                  f"length curves (first L tokens) in {RESULTS} and length_curves.png."]
+    notes = quality["notes"] if quality["computed"] else [f"MAUVE and fluency not computed: {quality['why']}."]
+    lines += ["", *notes, f"{'/'.join(map(str, counts))} continuations scored per run; per-prompt scores in "
+              f"{PER_ITEM}; length curves (first L tokens) in {RESULTS} and length_curves.png."]
     return "\n".join(lines) + "\n"

