@@ -86,6 +86,16 @@ def prediction_stats(model, ids, context_len: int, batch_size: int = 16) -> dict
     return stats
 
 
+def shared_prediction_stats(model, ids, context_len: int, batch_size: int = 16) -> dict:
+    """`prediction_stats` with the rows split over the processes of a torchrun / accelerate launch (each scores
+    its contiguous part), gathered in row order on every process; alone, just `prediction_stats`."""
+    from hyperfit_core import distributed_eval
+
+    ids = _check_ids(ids, context_len)
+    return distributed_eval.map_dict(len(ids), lambda part: prediction_stats(model, ids[part], context_len,
+                                                                             batch_size=batch_size))
+
+
 def _position_stats(logits: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
     log_probs = torch.log_softmax(logits, dim=-1)
     probs = log_probs.exp()
@@ -206,25 +216,30 @@ def run_analysis(models: dict, ids, context_len: int, out, modality: str, config
     from hyperfit_core.device import resolve_device
     from hyperfit_core.rundir import RunDir
 
+    from hyperfit_core import distributed_eval
+
     target = resolve_device(device)
     for model in models.values():
         model.to(target)
-    run = RunDir.create(out, f"{modality}-analyze")
-    run.write_config(config, command=f"{modality} analyze")
+    run = distributed_eval.shared_run(out, f"{modality}-analyze")
+    run.write_config({**distributed_eval.describe(), **config}, command=f"{modality} analyze")
     summaries = {}
-    for name, model in models.items():
-        stats = prediction_stats(model, ids, context_len, batch_size=batch_size)
+    for name, model in models.items():  # under torchrun each process scores its part of the rows
+        stats = shared_prediction_stats(model, ids, context_len, batch_size=batch_size)
         summaries[name] = (stats, summarize(stats))
         run.log({"event": "analysis", "model": name,
                  **{k: v for k, v in summaries[name][1].items() if not isinstance(v, dict)}})
     agreement = None
-    if len(models) >= 2:
+    if len(models) >= 2:  # top1_agreement's definition, on the top-1 tokens just computed
         a, b = list(models)[:2]
-        agreement = (a, b, top1_agreement(models[a], models[b], ids, context_len, batch_size=batch_size))
+        same = summaries[a][0]["top1_token"] == summaries[b][0]["top1_token"]
+        agreement = (a, b, float(same.double().mean()))
+    if not run.writer:
+        return run
     click.echo(save_analysis(run.path, summaries, agreement), err=True)
     click.echo(str(run.path))
     return run
 
 
-__all__ = ["prediction_stats", "summarize", "top1_agreement", "plot_analysis", "write_report", "save_analysis",
+__all__ = ["prediction_stats", "shared_prediction_stats", "summarize", "top1_agreement", "plot_analysis", "write_report", "save_analysis",
            "run_analysis"]

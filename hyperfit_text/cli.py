@@ -96,7 +96,8 @@ def generate(model, gguf_file, train_run, prompts, prompts_from, prompt_field, c
                         prompts=prompts, prompts_from=prompts_from, prompt_field=prompt_field, context=context,
                         prompt_seed=prompt_seed, precision=precision)
     run = generate_run(spec, out=out)
-    click.echo(str(run.path))
+    if run.writer:  # under torchrun every process decoded a part; one says where the run is
+        click.echo(str(run.path))
 
 
 @text.command()
@@ -132,8 +133,9 @@ def evaluate(generations, train_run, ttr_last, lengths, bleu_order, rep_n, overl
                             overlap_threshold=overlap_threshold, analysis=analysis, batch_size=batch_size,
                             device=device, train_run=train_run)
     run = evaluate_runs(generations, settings, out=out)
-    click.echo((run / "results.md").read_text(), nl=False)
-    click.echo(str(run.path))
+    if run.writer:
+        click.echo((run / "results.md").read_text(), nl=False)
+        click.echo(str(run.path))
 
 
 @text.command()
@@ -150,11 +152,13 @@ def analyze(models, train_run, num_eval, batch_size, device, out):
     the true continuation after each context, and top-1 agreement between the first two models."""
     import torch
 
+    from hyperfit_core import distributed_eval
     from hyperfit_core.analysis import run_analysis
     from hyperfit_text.model import load_text_model
     from hyperfit_text.splits import HeldOut
     from hyperfit_text.training import PROMPTS, find_text_train_run
 
+    distributed_eval.start(device)  # under torchrun: join the group before the models are loaded
     source = find_text_train_run(train_run)
     held_out, _ = HeldOut.load(source / PROMPTS)
     held_out = held_out.first(num_eval)

@@ -14,7 +14,8 @@ import torch
 from safetensors.torch import load_file
 
 from hyperfit_core import metric_registry as registry
-from hyperfit_core.analysis import plot_analysis, prediction_stats, summarize, write_report
+from hyperfit_core import distributed_eval
+from hyperfit_core.analysis import plot_analysis, shared_prediction_stats, summarize, write_report
 from hyperfit_core.atomic import write_json, write_text
 from hyperfit_core.device import resolve_device
 from hyperfit_core.errors import HyperfitError
@@ -116,8 +117,9 @@ def _analysis_for(gens: Generations, settings: EvalSettings, cache: dict) -> tup
                                      device=str(resolve_device(settings.device)))
         contexts, references = gens.tensors["contexts"], gens.tensors["references"]
         ids = text_model.with_bos(torch.cat([contexts, references], dim=1))
-        stats = prediction_stats(text_model.model, ids, context_len=1 + contexts.shape[1],
-                                 batch_size=settings.batch_size)
+        # under torchrun each process scores its part of the contexts
+        stats = shared_prediction_stats(text_model.model, ids, context_len=1 + contexts.shape[1],
+                                        batch_size=settings.batch_size)
         cache[key] = (model_key, (stats, summarize(stats)))
         del text_model
     return cache[key]
@@ -133,6 +135,7 @@ def _train_body(gens: Generations, settings: EvalSettings, cache: dict) -> torch
 def evaluate_runs(paths, settings: EvalSettings, out: str | Path = "runs") -> RunDir:
     """Score every generations file under `paths`; writes results.json, results.md, per_item.json (each per-item
     metric's value per prompt, in prompt order, for paired comparisons), length_curves.png, analysis.{json,png}."""
+    distributed_eval.start(settings.device)  # under torchrun: join the group before a model is loaded
     generations = load_generations(find_generation_files(paths))
     bodies: dict = {}
     results: dict[str, dict] = {}
@@ -162,9 +165,11 @@ def evaluate_runs(paths, settings: EvalSettings, out: str | Path = "runs") -> Ru
     if human.shape[1] >= 2:
         human_entry, human_items = diversity_metrics(human, _train_body(first, settings, bodies), settings, human_texts)
         human_entry = {"model": "human reference", **human_entry}
-    run = RunDir.create(out, "text-evaluate")
-    run.write_config({"inputs": [str(g.path) for g in generations], "settings": vars(settings)},
-                     command="text evaluate")
+    run = distributed_eval.shared_run(out, "text-evaluate")
+    run.write_config({**distributed_eval.describe(), "inputs": [str(g.path) for g in generations],
+                      "settings": vars(settings)}, command="text evaluate")
+    if not run.writer:  # every process scored the same; the main process writes
+        return run
     write_json(run / RESULTS, {"runs": results, "human_reference": human_entry, "settings": vars(settings)})
     write_json(run / PER_ITEM, {"runs": per_item, "human_reference": human_items})
     write_text(run / "results.md", markdown_table(results, human_entry, settings))

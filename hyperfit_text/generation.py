@@ -13,6 +13,7 @@ import click
 import torch
 from safetensors.torch import save_file
 
+from hyperfit_core import distributed_eval
 from hyperfit_core.atomic import atomic_path, checked_out_dir
 from hyperfit_core.blocker import CitationBlocker
 from hyperfit_core.decoding import DecodingConfig, generate_tokens, model_max_positions, positions_needed
@@ -100,6 +101,7 @@ def generate_run(spec: GenerateSpec, out: str | Path = "runs") -> RunDir:
         raise HyperfitError("--max-new-tokens must be at least 1")
     if spec.batch_size < 1:
         raise HyperfitError("--batch-size must be at least 1")
+    distributed_eval.start(spec.device)  # under torchrun: join the group before the model is loaded
     with checked_out_dir(out):  # nothing stays if an input is bad
         spec.model, spec.gguf_file = split_gguf_path(spec.model, spec.gguf_file)
         source = find_text_train_run(spec.train_run or spec.model)
@@ -111,23 +113,30 @@ def generate_run(spec: GenerateSpec, out: str | Path = "runs") -> RunDir:
         _check_positions(model_max_positions(text_model.model), prompts.shape[1], spec.max_new_tokens)
     citation = CitationBlocker(train_tokens.ids, n=spec.blocker_n) if spec.blocker else None
     name = spec.resolved_name()
-    run = RunDir.create(out, "text-generate")
-    run.write_config({"model": resolved_model(spec.model), "gguf_file": spec.gguf_file,
+    run = distributed_eval.shared_run(out, "text-generate")
+    run.write_config({**distributed_eval.describe(), "model": resolved_model(spec.model), "gguf_file": spec.gguf_file,
                       "train_run": str(source.resolve()), "name": name, "max_new_tokens": spec.max_new_tokens,
                       "prompts": len(held_out), "prompt_source": spec.prompts or spec.prompts_from or "train run",
                       "context": held_out.contexts.shape[1], "decoding": spec.decoding.to_dict(),
                       "blocker": spec.blocker, "blocker_n": spec.blocker_n, "tokenizer": text_model.describe()},
                      seed=spec.decoding.seed, command="text generate")
-    click.echo(f"continuing {len(held_out)} contexts of {held_out.contexts.shape[1]} tokens by "
-               f"{spec.max_new_tokens} ({name}) -> {run.path}", err=True)
-    tokens = generate_tokens(text_model.model, prompts, spec.max_new_tokens, spec.decoding,
-                             processors=[citation] if citation is not None else (), batch_size=spec.batch_size,
-                             precision=spec.precision)
+    if run.writer:
+        click.echo(f"continuing {len(held_out)} contexts of {held_out.contexts.shape[1]} tokens by "
+                   f"{spec.max_new_tokens} ({name}) -> {run.path}", err=True)
+    # each process continues its own contiguous part of the contexts (sampling: seeded per process, so sampled
+    # tokens depend on the process count; greedy tokens do not)
+    tokens = distributed_eval.map_items(len(prompts), lambda part: generate_tokens(
+        text_model.model, prompts[part], spec.max_new_tokens, spec.decoding,
+        processors=[citation] if citation is not None else (), batch_size=spec.batch_size,
+        precision=spec.precision))
     generated = tokens[:, prompts.shape[1]:].contiguous()
     record = {"event": "generated", "name": name, "prompts": len(held_out), "new_tokens": spec.max_new_tokens}
-    if citation is not None:
-        record["blocker"] = citation.stats()
+    blocker_stats = distributed_eval.summed_counts(citation.stats() if citation is not None else None)
+    if blocker_stats is not None:
+        record["blocker"] = blocker_stats
     run.log(record)
+    if not run.writer:  # the main process writes the gathered generations
+        return run
     save_generations(run, name, text_model, held_out, generated)
     return run
 
