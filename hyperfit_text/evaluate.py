@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import click
 import torch
 from safetensors.torch import load_file
 
@@ -125,8 +126,15 @@ def _analysis_for(gens: Generations, settings: EvalSettings, cache: dict) -> tup
     return cache[key]
 
 
-def _train_body(gens: Generations, settings: EvalSettings, cache: dict) -> torch.Tensor:
-    path = settings.train_run or gens.config["train_run"]
+def _train_body(gens: Generations, settings: EvalSettings, cache: dict) -> torch.Tensor | None:
+    """The hyperfitting data's ids (no BOS) copying is measured against; None (said once) when there is none."""
+    path = settings.train_run or gens.config.get("train_run")
+    if path is None:
+        if not cache.get("said"):
+            click.echo(f"note: {gens.name} has no hyperfitting data (generated without a train run): Dataset BLEU "
+                       "and the overlap metrics are left out; pass --train-run RUN to score them", err=True)
+            cache["said"] = True
+        return None
     if path not in cache:
         cache[path] = load_train_tokens(path).ids[:, 1:]  # drop BOS: it is not text a generation could copy
     return cache[path]

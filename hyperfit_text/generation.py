@@ -28,7 +28,8 @@ from hyperfit_text.data import TextSource
 from hyperfit_text.model import TextModel, load_text_model, split_gguf_path, tokenizer_fingerprint
 from hyperfit_text.prompts import prompts_from_corpus, prompts_from_file
 from hyperfit_text.splits import HeldOut
-from hyperfit_text.training import TextModality, find_text_train_run, resolved_model
+from hyperfit_core.options import declared
+from hyperfit_text.training import TextModality, TextTrainOptions, find_text_train_run, resolved_model
 
 
 @dataclass
@@ -74,12 +75,35 @@ def _check_positions(limit: int | None, prompt: int, new_tokens: int) -> None:
                         + (f"--max-new-tokens can be at most {room} here" if room >= 1 else "lower --context"))
 
 
-def _held_out(spec: GenerateSpec, text_model: TextModel, source: Path, train_tokens: TokenSequences) -> HeldOut:
+def _train_run(spec: GenerateSpec) -> Path | None:
+    """The train run whose data the blocker indexes and whose held-out contexts are the default prompts: --train-run,
+    else the run the model was saved in; None for any other model (a hub id, a folder, a GGUF), which then needs
+    --prompts or --prompts-from and cannot use the blocker."""
+    if spec.train_run:
+        return find_text_train_run(spec.train_run)
+    try:
+        return find_text_train_run(spec.model)
+    except HyperfitError:
+        if spec.blocker:
+            raise HyperfitError(f"--blocker forbids continuing the hyperfitting data, and {spec.model} is not inside "
+                                "a text train run: pass --train-run RUN") from None
+        if not (spec.prompts or spec.prompts_from):
+            raise HyperfitError(f"{spec.model} is not inside a text train run, so there are no held-out contexts to "
+                                "continue: pass --prompts FILE (or --prompts-from CORPUS, or --train-run RUN)") from None
+        return None
+
+
+def _held_out(spec: GenerateSpec, text_model: TextModel, source: Path | None,
+              train_tokens: TokenSequences | None) -> HeldOut:
     """The contexts to continue: the train run's held-out prompts, a prompts file, or spans of a corpus."""
     if spec.prompts and spec.prompts_from:
         raise HyperfitError("pass --prompts or --prompts-from, not both")
     if spec.prompts:
         return prompts_from_file(spec.prompts, text_model, spec.context, spec.prompt_field).first(spec.num_eval)
+    if spec.prompts_from and source is None:  # no training windows to stay clear of
+        count = spec.num_eval or declared(TextTrainOptions, "num_eval").default
+        return prompts_from_corpus(TextSource(spec.prompts_from), text_model, count,
+                                   spec.context, spec.max_new_tokens, spec.prompt_seed)
     if spec.prompts_from:
         train_spec, _ = read_spec(source)
         options = train_spec.typed_options(TextModality)
@@ -104,8 +128,8 @@ def generate_run(spec: GenerateSpec, out: str | Path = "runs") -> RunDir:
     distributed_eval.start(spec.device)  # under torchrun: join the group before the model is loaded
     with checked_out_dir(out):  # nothing stays if an input is bad
         spec.model, spec.gguf_file = split_gguf_path(spec.model, spec.gguf_file)
-        source = find_text_train_run(spec.train_run or spec.model)
-        train_tokens = TokenSequences.load(source / TRAIN_TOKENS)
+        source = _train_run(spec)
+        train_tokens = TokenSequences.load(source / TRAIN_TOKENS) if source is not None else None
         device = resolve_device(spec.device)
         text_model = load_text_model(spec.model, spec.gguf_file, device=str(device))
         held_out = _held_out(spec, text_model, source, train_tokens)
@@ -115,7 +139,7 @@ def generate_run(spec: GenerateSpec, out: str | Path = "runs") -> RunDir:
     name = spec.resolved_name()
     run = distributed_eval.shared_run(out, "text-generate")
     run.write_config({**distributed_eval.describe(), "model": resolved_model(spec.model), "gguf_file": spec.gguf_file,
-                      "train_run": str(source.resolve()), "name": name, "max_new_tokens": spec.max_new_tokens,
+                      "train_run": str(source.resolve()) if source is not None else None, "name": name, "max_new_tokens": spec.max_new_tokens,
                       "prompts": len(held_out), "prompt_source": spec.prompts or spec.prompts_from or "train run",
                       "context": held_out.contexts.shape[1], "decoding": spec.decoding.to_dict(),
                       "blocker": spec.blocker, "blocker_n": spec.blocker_n, "tokenizer": text_model.describe()},
