@@ -15,6 +15,7 @@ import torch
 
 from hyperfit_core.atomic import atomic_path, write_json
 from hyperfit_core.decoding import model_max_positions
+from hyperfit_core.device_map import input_device
 from hyperfit_core.errors import HyperfitError
 
 TOP_K = (1, 3, 5)
@@ -31,11 +32,6 @@ def _check_ids(ids, context_len: int) -> torch.Tensor:
         raise HyperfitError(f"context_len must be in [1, {ids.shape[1] - 1}] for sequences of length "
                             f"{ids.shape[1]}, got {context_len}")
     return ids.long()
-
-
-def _device_of(model) -> torch.device:
-    param = next(iter(model.parameters()), None)
-    return param.device if param is not None else torch.device("cpu")
 
 
 @torch.no_grad()
@@ -59,7 +55,7 @@ def prediction_stats(model, ids, context_len: int, batch_size: int = 16) -> dict
     if limit is not None and ids.shape[1] - 1 > limit:
         raise HyperfitError(f"sequences of {ids.shape[1]} tokens need {ids.shape[1] - 1} positions; "
                             f"the model has {limit}")
-    device = _device_of(model)
+    device = input_device(model)
     # restore every submodule's own flag: a wrapper's .train(flag) would overwrite its inner model's
     modes = [(module, module.training) for module in model.modules()]
     model.eval()
@@ -218,9 +214,12 @@ def run_analysis(models: dict, ids, context_len: int, out, modality: str, config
 
     from hyperfit_core import distributed_eval
 
+    from hyperfit_core.device_map import is_dispatched
+
     target = resolve_device(device)
     for model in models.values():
-        model.to(target)
+        if not is_dispatched(model):  # a device-mapped model stays split where its map put it
+            model.to(target)
     run = distributed_eval.shared_run(out, f"{modality}-analyze")
     run.write_config({**distributed_eval.describe(), **config}, command=f"{modality} analyze")
     summaries = {}
@@ -241,5 +240,6 @@ def run_analysis(models: dict, ids, context_len: int, out, modality: str, config
     return run
 
 
-__all__ = ["prediction_stats", "shared_prediction_stats", "summarize", "top1_agreement", "plot_analysis", "write_report", "save_analysis",
+__all__ = ["prediction_stats", "shared_prediction_stats", "summarize",
+           "top1_agreement", "plot_analysis", "write_report", "save_analysis",
            "run_analysis"]

@@ -9,7 +9,8 @@ from hyperfit_core.cli_options import (DECODING_OPTION_NAMES, POSITIVE, blocker_
                                        cli_record, decode_batch_option, decode_precision_option,
                                        decoding_config_from, decoding_options, device_option, named_paths,
                                        num_eval_option, out_option, pop_options, resume_option, train_config_from,
-                                       train_options, train_run_option)
+                                       stack, train_options, train_run_option)
+from hyperfit_core.device_map import DEVICE_MAPS
 from hyperfit_core.options import click_options, declared, pop_declared
 from hyperfit_core.recipe import TrainSpec
 from hyperfit_text.training import TextTrainOptions
@@ -19,6 +20,15 @@ TEXT_BLOCKER_N = 5  # tokens; the paper's blocker forbids continuing any 5-gram 
 # generate reads the same GGUF file and cuts the same context length as train: one declaration each
 gguf_option = declared(TextTrainOptions, "gguf_file").click_option()
 context_option = declared(TextTrainOptions, "context").click_option()
+
+
+# one model split over the visible GPUs / CPU / disk (transformers' big-model loading): the text commands that load
+device_map_option = stack(
+    click.option("--device-map", type=click.Choice(DEVICE_MAPS), default=None,
+                 help="Split the model over the visible GPUs, then CPU, then disk (transformers' device_map), for "
+                      "a model larger than one device; one process (not under torchrun)."),
+    click.option("--max-memory", default=None,
+                 help="Per-device limit for --device-map, e.g. 0=70GiB,1=70GiB,cpu=200GiB (more goes to disk)."))
 
 
 @click.group()
@@ -82,10 +92,12 @@ def train(ctx, model, source, text_field, num_train, data_seed, out, resume, **o
 @decode_batch_option(32)
 @decode_precision_option
 @device_option
+@device_map_option
 @click.option("--name", default=None, help="Condition name (default: the decoding's name, plus -blockedN).")
 @out_option
 def generate(model, gguf_file, train_run, prompts, prompts_from, prompt_field, context, prompt_seed, max_new_tokens,
-             num_eval, blocker, blocker_n, batch_size, precision, device, name, out, **options):
+             num_eval, blocker, blocker_n, batch_size, precision, device, device_map, max_memory, name, out,
+             **options):
     """Continue held-out contexts (default: the train run's 32-token contexts, greedy, 256 new tokens); writes
     token ids and text. The citation blocker always indexes the model's own hyperfitting windows."""
     from hyperfit_text.generation import GenerateSpec, generate_run
@@ -94,7 +106,7 @@ def generate(model, gguf_file, train_run, prompts, prompts_from, prompt_field, c
                         num_eval=num_eval, decoding=decoding_config_from(pop_options(options, DECODING_OPTION_NAMES)),
                         blocker=blocker, blocker_n=blocker_n, batch_size=batch_size, device=device, name=name,
                         prompts=prompts, prompts_from=prompts_from, prompt_field=prompt_field, context=context,
-                        prompt_seed=prompt_seed, precision=precision)
+                        prompt_seed=prompt_seed, precision=precision, device_map=device_map, max_memory=max_memory)
     run = generate_run(spec, out=out)
     if run.writer:  # under torchrun every process decoded a part; one says where the run is
         click.echo(str(run.path))
@@ -115,9 +127,10 @@ def generate(model, gguf_file, train_run, prompts, prompts_from, prompt_field, c
               help="Load each model for held-out perplexity and prediction entropy.")
 @decode_batch_option(16)
 @device_option
+@device_map_option
 @out_option
 def evaluate(generations, train_run, ttr_last, lengths, bleu_order, rep_n, overlap_threshold, analysis, batch_size,
-             device, out):
+             device, device_map, max_memory, out):
     """Score one or more generate runs: TTR, Self-BLEU, Dataset BLEU, overlap, seq-rep-n, perplexity, entropy,
     and length curves of TTR / seq-rep / Self-BLEU (JSON + length_curves.png)."""
     from hyperfit_core.errors import HyperfitError
@@ -131,7 +144,7 @@ def evaluate(generations, train_run, ttr_last, lengths, bleu_order, rep_n, overl
         raise HyperfitError(f"--lengths {lengths!r} must list positive token counts")
     settings = EvalSettings(ttr_last=ttr_last, bleu_order=bleu_order, rep_n=rep_n, lengths=points,
                             overlap_threshold=overlap_threshold, analysis=analysis, batch_size=batch_size,
-                            device=device, train_run=train_run)
+                            device=device, train_run=train_run, device_map=device_map, max_memory=max_memory)
     run = evaluate_runs(generations, settings, out=out)
     if run.writer:
         click.echo((run / "results.md").read_text(), nl=False)
@@ -146,14 +159,16 @@ def evaluate(generations, train_run, ttr_last, lengths, bleu_order, rep_n, overl
 @num_eval_option("contexts", "all")
 @decode_batch_option(8)
 @device_option
+@device_map_option
 @out_option
-def analyze(models, train_run, num_eval, batch_size, device, out):
+def analyze(models, train_run, num_eval, batch_size, device, device_map, max_memory, out):
     """Sharpened predictions on held-out text: entropy, top-1/3/5 probability, top-1 accuracy and perplexity of
     the true continuation after each context, and top-1 agreement between the first two models."""
     import torch
 
     from hyperfit_core import distributed_eval
     from hyperfit_core.analysis import run_analysis
+    from hyperfit_core.device_map import load_kwargs
     from hyperfit_text.model import load_text_model
     from hyperfit_text.splits import HeldOut
     from hyperfit_text.training import PROMPTS, find_text_train_run
@@ -163,7 +178,8 @@ def analyze(models, train_run, num_eval, batch_size, device, out):
     held_out, _ = HeldOut.load(source / PROMPTS)
     held_out = held_out.first(num_eval)
     named = named_paths(models)
-    loaded = {name: load_text_model(path) for name, path in named.items()}
+    placement = load_kwargs(device_map, max_memory, device)
+    loaded = {name: load_text_model(path, placement=placement) for name, path in named.items()}
     first = next(iter(loaded.values()))
     ids = first.with_bos(torch.cat([held_out.contexts, held_out.references], dim=1))
     run_analysis({name: m.model for name, m in loaded.items()}, ids, 1 + held_out.contexts.shape[1], out, "text",

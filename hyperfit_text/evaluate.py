@@ -19,6 +19,7 @@ from hyperfit_core import distributed_eval
 from hyperfit_core.analysis import plot_analysis, shared_prediction_stats, summarize, write_report
 from hyperfit_core.atomic import write_json, write_text
 from hyperfit_core.device import resolve_device
+from hyperfit_core.device_map import load_kwargs
 from hyperfit_core.errors import HyperfitError
 from hyperfit_core.formats import (GENERATION_TEXTS, GENERATIONS, PER_ITEM, RESULTS, condition_file, condition_name,
                                    read_jsonl, read_run_config)
@@ -40,6 +41,8 @@ class EvalSettings:
     device: str = "auto"
     train_run: str | None = None  # hyperfitting data to measure copying against; default: each run's own
     lengths: tuple = DEFAULT_LENGTHS  # length curve points (first L generated tokens)
+    device_map: str | None = None  # split each analysed model over devices (transformers' device_map)
+    max_memory: str | None = None
 
 
 @dataclass
@@ -115,7 +118,8 @@ def _analysis_for(gens: Generations, settings: EvalSettings, cache: dict) -> tup
     key = (model_key, gens.config["train_run"], len(gens.tensors["contexts"]))
     if key not in cache:
         text_model = load_text_model(gens.config["model"], gens.config.get("gguf_file"),
-                                     device=str(resolve_device(settings.device)))
+                                     device=str(resolve_device(settings.device)),
+                                     placement=load_kwargs(settings.device_map, settings.max_memory, settings.device))
         contexts, references = gens.tensors["contexts"], gens.tensors["references"]
         ids = text_model.with_bos(torch.cat([contexts, references], dim=1))
         # under torchrun each process scores its part of the contexts
@@ -143,6 +147,7 @@ def _train_body(gens: Generations, settings: EvalSettings, cache: dict) -> torch
 def evaluate_runs(paths, settings: EvalSettings, out: str | Path = "runs") -> RunDir:
     """Score every generations file under `paths`; writes results.json, results.md, per_item.json (each per-item
     metric's value per prompt, in prompt order, for paired comparisons), length_curves.png, analysis.{json,png}."""
+    load_kwargs(settings.device_map, settings.max_memory, settings.device)  # refused before anything is written
     distributed_eval.start(settings.device)  # under torchrun: join the group before a model is loaded
     generations = load_generations(find_generation_files(paths))
     bodies: dict = {}

@@ -18,6 +18,8 @@ from hyperfit_core.atomic import atomic_path, checked_out_dir
 from hyperfit_core.blocker import CitationBlocker
 from hyperfit_core.decoding import DecodingConfig, generate_tokens, model_max_positions, positions_needed
 from hyperfit_core.device import resolve_device
+from hyperfit_core.device_map import load_kwargs
+from hyperfit_core.device_map import placement as device_placement
 from hyperfit_core.errors import HyperfitError
 from hyperfit_core.formats import (GENERATION_TEXTS, GENERATIONS, PROMPTS, TRAIN_TOKENS, condition_file,
                                    write_jsonl)
@@ -51,6 +53,8 @@ class GenerateSpec:
     context: int = 32  # tokens per context for --prompts / --prompts-from
     prompt_seed: int = 0  # which --prompts-from spans
     precision: str = "auto"  # decoding arithmetic: auto = bf16 on CUDA, fp32 on CPU
+    device_map: str | None = None  # split the model over devices (transformers' device_map), one process
+    max_memory: str | None = None  # "0=70GiB,cpu=200GiB": --device-map's per-device limits
 
     def resolved_name(self) -> str:
         return self.name or self.decoding.name + (f"-blocked{self.blocker_n}" if self.blocker else "")
@@ -88,8 +92,9 @@ def _train_run(spec: GenerateSpec) -> Path | None:
             raise HyperfitError(f"--blocker forbids continuing the hyperfitting data, and {spec.model} is not inside "
                                 "a text train run: pass --train-run RUN") from None
         if not (spec.prompts or spec.prompts_from):
-            raise HyperfitError(f"{spec.model} is not inside a text train run, so there are no held-out contexts to "
-                                "continue: pass --prompts FILE (or --prompts-from CORPUS, or --train-run RUN)") from None
+            raise HyperfitError(f"{spec.model} is not inside a text train run, so there are no held-out contexts "
+                                "to continue: pass --prompts FILE (or --prompts-from CORPUS, or --train-run RUN)"
+                                ) from None
         return None
 
 
@@ -125,13 +130,14 @@ def generate_run(spec: GenerateSpec, out: str | Path = "runs") -> RunDir:
         raise HyperfitError("--max-new-tokens must be at least 1")
     if spec.batch_size < 1:
         raise HyperfitError("--batch-size must be at least 1")
+    placement = load_kwargs(spec.device_map, spec.max_memory, spec.device)
     distributed_eval.start(spec.device)  # under torchrun: join the group before the model is loaded
     with checked_out_dir(out):  # nothing stays if an input is bad
         spec.model, spec.gguf_file = split_gguf_path(spec.model, spec.gguf_file)
         source = _train_run(spec)
         train_tokens = TokenSequences.load(source / TRAIN_TOKENS) if source is not None else None
         device = resolve_device(spec.device)
-        text_model = load_text_model(spec.model, spec.gguf_file, device=str(device))
+        text_model = load_text_model(spec.model, spec.gguf_file, device=str(device), placement=placement)
         held_out = _held_out(spec, text_model, source, train_tokens)
         prompts = text_model.with_bos(held_out.contexts)
         _check_positions(model_max_positions(text_model.model), prompts.shape[1], spec.max_new_tokens)
@@ -139,10 +145,12 @@ def generate_run(spec: GenerateSpec, out: str | Path = "runs") -> RunDir:
     name = spec.resolved_name()
     run = distributed_eval.shared_run(out, "text-generate")
     run.write_config({**distributed_eval.describe(), "model": resolved_model(spec.model), "gguf_file": spec.gguf_file,
-                      "train_run": str(source.resolve()) if source is not None else None, "name": name, "max_new_tokens": spec.max_new_tokens,
+                      "train_run": str(source.resolve()) if source is not None else None, "name": name,
+                      "max_new_tokens": spec.max_new_tokens,
                       "prompts": len(held_out), "prompt_source": spec.prompts or spec.prompts_from or "train run",
                       "context": held_out.contexts.shape[1], "decoding": spec.decoding.to_dict(),
-                      "blocker": spec.blocker, "blocker_n": spec.blocker_n, "tokenizer": text_model.describe()},
+                      "blocker": spec.blocker, "blocker_n": spec.blocker_n, "tokenizer": text_model.describe(),
+                      "device_map": device_placement(text_model.model), "max_memory": placement.get("max_memory")},
                      seed=spec.decoding.seed, command="text generate")
     if run.writer:
         click.echo(f"continuing {len(held_out)} contexts of {held_out.contexts.shape[1]} tokens by "
