@@ -125,13 +125,16 @@ def generate(model, gguf_file, train_run, prompts, prompts_from, prompt_field, c
               help="Report the share of continuations sharing a span longer than this (tokens) with the training data.")
 @click.option("--analysis/--no-analysis", default=True, show_default=True,
               help="Load each model for held-out perplexity and prediction entropy.")
+@click.option("--model", default=None,
+              help="For a .jsonl of continuations made elsewhere (vLLM, TGI; docs/scale.md): the model whose "
+                   "tokenizer re-encodes its texts and which perplexity loads.")
 @decode_batch_option(16)
 @device_option
 @device_map_option
 @out_option
-def evaluate(generations, train_run, ttr_last, lengths, bleu_order, rep_n, overlap_threshold, analysis, batch_size,
-             device, device_map, max_memory, out):
-    """Score one or more generate runs: TTR, Self-BLEU, Dataset BLEU, overlap, seq-rep-n, perplexity, entropy,
+def evaluate(generations, train_run, ttr_last, lengths, bleu_order, rep_n, overlap_threshold, analysis, model,
+             batch_size, device, device_map, max_memory, out):
+    """Score one or more generate runs (or .jsonl files of continuations made elsewhere, with --model): TTR, Self-BLEU, Dataset BLEU, overlap, seq-rep-n, perplexity, entropy,
     and length curves of TTR / seq-rep / Self-BLEU (JSON + length_curves.png)."""
     from hyperfit_core.errors import HyperfitError
     from hyperfit_text.evaluate import EvalSettings, evaluate_runs
@@ -144,7 +147,7 @@ def evaluate(generations, train_run, ttr_last, lengths, bleu_order, rep_n, overl
         raise HyperfitError(f"--lengths {lengths!r} must list positive token counts")
     settings = EvalSettings(ttr_last=ttr_last, bleu_order=bleu_order, rep_n=rep_n, lengths=points,
                             overlap_threshold=overlap_threshold, analysis=analysis, batch_size=batch_size,
-                            device=device, train_run=train_run, device_map=device_map, max_memory=max_memory)
+                            device=device, train_run=train_run, model=model, device_map=device_map, max_memory=max_memory)
     run = evaluate_runs(generations, settings, out=out)
     if run.writer:
         click.echo((run / "results.md").read_text(), nl=False)

@@ -41,6 +41,7 @@ class EvalSettings:
     device: str = "auto"
     train_run: str | None = None  # hyperfitting data to measure copying against; default: each run's own
     lengths: tuple = DEFAULT_LENGTHS  # length curve points (first L generated tokens)
+    model: str | None = None  # an outside JSONL's model: its tokenizer re-encodes the texts (hyperfit_text.external)
     device_map: str | None = None  # split each analysed model over devices (transformers' device_map)
     max_memory: str | None = None
 
@@ -63,16 +64,31 @@ def find_generation_files(paths) -> list[Path]:
             if not found:
                 raise HyperfitError(f"{path} holds no *.{GENERATIONS} (is it a `text generate` run?)")
             files.extend(found)
-        elif path.is_file() and path.name.endswith(f".{GENERATIONS}"):
+        elif path.is_file() and (path.name.endswith(f".{GENERATIONS}") or path.suffix.lower() == ".jsonl"):
             files.append(path)
         else:
-            raise HyperfitError(f"not a generate run or a *.{GENERATIONS} file: {path}")
+            raise HyperfitError(f"not a generate run, a *.{GENERATIONS} file or a .jsonl of continuations: {path}")
     return files
 
 
-def load_generations(files: list[Path]) -> list[Generations]:
+def _external(path: Path, settings: EvalSettings) -> Generations:
+    """An outside JSONL of continuations (vLLM, TGI, ...) as a generate run's tensors and texts."""
+    from hyperfit_text.external import read_external
+
+    read = read_external(path, settings.model)
+    config = {"model": settings.model, "gguf_file": None, "train_run": settings.train_run, "blocker": False,
+              "decoding": "external", "external": {"cut": read["cut"], "tokenizer": read["tokenizer"]}}
+    tensors = {key: read[key] for key in ("generated", "contexts", "references")}
+    return Generations(path.stem, path, config, tensors, read["texts"])
+
+
+def load_generations(files: list[Path], settings: EvalSettings | None = None) -> list[Generations]:
     out, names = [], set()
     for path in files:
+        if not path.name.endswith(f".{GENERATIONS}"):  # find_generation_files let only outside JSONL through
+            out.append(_external(path, settings or EvalSettings()))
+            names.add(out[-1].name)
+            continue
         config = read_run_config(path.parent)["config"]
         try:
             tensors = load_file(str(path))
@@ -149,7 +165,7 @@ def evaluate_runs(paths, settings: EvalSettings, out: str | Path = "runs") -> Ru
     metric's value per prompt, in prompt order, for paired comparisons), length_curves.png, analysis.{json,png}."""
     load_kwargs(settings.device_map, settings.max_memory, settings.device)  # refused before anything is written
     distributed_eval.start(settings.device)  # under torchrun: join the group before a model is loaded
-    generations = load_generations(find_generation_files(paths))
+    generations = load_generations(find_generation_files(paths), settings)
     bodies: dict = {}
     results: dict[str, dict] = {}
     per_item: dict[str, dict] = {}
@@ -167,7 +183,8 @@ def evaluate_runs(paths, settings: EvalSettings, out: str | Path = "runs") -> Ru
             if references.shape[1] > 0 else None
         scored, per_item[gens.name] = diversity_metrics(gens.tensors["generated"], body, settings, texts, reference)
         entry = {"file": str(gens.path), "model": gens.config["model"], "gguf_file": gens.config.get("gguf_file"),
-                 "decoding": gens.config["decoding"],
+                 "decoding": gens.config["decoding"], **({"external": gens.config["external"]}
+                                                          if "external" in gens.config else {}),
                  "blocker_stats": _blocker_stats(gens.path.parent) if gens.config["blocker"] else None, **scored}
         if settings.analysis and gens.tensors["references"].shape[1] > 0:  # a prompts file has no references
             model_key, analysis = _analysis_for(gens, settings, cache)
