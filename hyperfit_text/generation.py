@@ -6,6 +6,7 @@ which train run its prompts came from.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -157,12 +158,16 @@ def generate_run(spec: GenerateSpec, out: str | Path = "runs") -> RunDir:
                    f"{spec.max_new_tokens} ({name}) -> {run.path}", err=True)
     # each process continues its own contiguous part of the contexts (sampling: seeded per process, so sampled
     # tokens depend on the process count; greedy tokens do not)
+    started = time.perf_counter()
     tokens = distributed_eval.map_items(len(prompts), lambda part: generate_tokens(
         text_model.model, prompts[part], spec.max_new_tokens, spec.decoding,
         processors=[citation] if citation is not None else (), batch_size=spec.batch_size,
         precision=spec.precision))
     generated = tokens[:, prompts.shape[1]:].contiguous()
-    record = {"event": "generated", "name": name, "prompts": len(held_out), "new_tokens": spec.max_new_tokens}
+    # wall time of the decoding (every process's part, gathered): what scripts/bench_speed.py's data-parallel row
+    # and docs/scale.md's time estimates read
+    record = {"event": "generated", "name": name, "prompts": len(held_out), "new_tokens": spec.max_new_tokens,
+              "seconds": round(time.perf_counter() - started, 3), **distributed_eval.describe()}
     blocker_stats = distributed_eval.summed_counts(citation.stats() if citation is not None else None)
     if blocker_stats is not None:
         record["blocker"] = blocker_stats
