@@ -576,13 +576,16 @@ def bench_data_parallel(shape, args, emit):
                  "load_average_1m": {"max": max(loads), "min": min(loads)}})
 
 
-def wait_for_quiet(max_load: float | None, patience_s: float = 3600) -> None:
+def wait_for_quiet(max_load: float | None, patience_s: float = 1800) -> None:
     """Hold a timed run until the 1-minute load average is below `max_load` (numbers from a busy machine time
-    the neighbours); after `patience_s` it goes ahead and the recorded load says so."""
+    the neighbours); after `patience_s` of waiting nothing is timed (SystemExit, the JSON keeps its old row)."""
     import os
 
     waited = time.monotonic()
-    while max_load is not None and os.getloadavg()[0] >= max_load and time.monotonic() - waited < patience_s:
+    while max_load is not None and os.getloadavg()[0] >= max_load:
+        if time.monotonic() - waited > patience_s:
+            raise SystemExit(f"load average {os.getloadavg()[0]:.1f} stayed above --max-load {max_load} for "
+                             f"{patience_s:.0f} s: nothing timed")
         time.sleep(10)
 
 
