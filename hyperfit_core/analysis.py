@@ -210,7 +210,6 @@ def run_analysis(models: dict, ids, context_len: int, out, modality: str, config
     import click
 
     from hyperfit_core.device import resolve_device
-    from hyperfit_core.rundir import RunDir
 
     from hyperfit_core import distributed_eval
 

@@ -2,8 +2,9 @@
 the KV cache of one decode batch, for one device, data parallel (a replica per GPU, the items split) and a device
 map (the layers split over the GPUs).
 
-Per GPU: weights = bytes per parameter x P (fp32: hyperfit's text commands load fp32 weights and decode under bf16
-autocast, so every figure is the same tokens' arithmetic; bf16: a checkpoint served as stored, e.g. by vLLM/TGI);
+Per GPU: weights = bytes per parameter x P. fp32: hyperfit's text commands load fp32 weights and decode under bf16
+autocast (the same arithmetic as training), and autocast keeps the bf16 copy of each weight it casts for as long as
+a batch decodes (its cast cache), so 4 + 2 = 6 bytes per parameter; bf16: a checkpoint served as stored (vLLM/TGI);
 KV cache = 2 (keys, values) x layers x kv_dim x 2 bytes (bf16 under autocast) x batch x (prompt + new tokens);
 prefill logits = batch x prompt x vocab x 2 bytes (the prompt's forward computes every position's logits). A device
 map splits weights and cache evenly over the GPUs (accelerate balances whole layers, so a GPU may hold one layer
@@ -21,13 +22,13 @@ LAYOUTS = {
     "data_parallel": "torchrun --nproc_per_node N: a replica per GPU, the batch split",
     "device_map": "--device-map auto: the layers split over the N GPUs, one process",
 }
-WEIGHT_BYTES = {"fp32": 4, "bf16": 2}
+WEIGHT_BYTES = {"fp32": 6, "bf16": 2}  # fp32: the fp32 weights + autocast's cached bf16 copy
 
 
 @dataclass
 class InferenceRow:
     layout: str
-    weights: str  # "fp32" (hyperfit's commands) or "bf16" (as stored, a serving engine)
+    weights: str  # "fp32" (hyperfit's commands: fp32 + autocast's bf16 copy) or "bf16" (as stored, a server)
     gpus: int  # GPUs this layout uses
     batch_per_gpu: int
     weights_gb: float

@@ -537,7 +537,6 @@ def _tiny_text_model(folder: Path, shape: str, words: list[str]) -> None:
 def bench_data_parallel(shape, args, emit):
     """`hyperfit text generate` on 1 and on 2 CPU processes (torchrun, gloo), the same command line: items per
     second of the decoding each run logs (its `seconds`: all parts decoded and gathered), best of --repeats."""
-    import json
     import os
     import subprocess
     import sys
@@ -567,7 +566,7 @@ def bench_data_parallel(shape, args, emit):
                 subprocess.run([*launcher, *command, "--out", str(out)], env=env, check=True,
                                capture_output=True, timeout=900)
                 (run,) = out.iterdir()
-                logged = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+                logged = RunDir(run, create=False).read_metrics()
                 seconds = next(r["seconds"] for r in logged if r.get("event") == "generated")
                 rates[processes] = max(rates.get(processes, 0.0), items / seconds)
     return emit({"name": DATA_PARALLEL, "unit": "items/s", "stock": rates[1], "ours": rates[2],
