@@ -15,6 +15,7 @@ import torch
 
 from hyperfit_core.atomic import atomic_path, write_json
 from hyperfit_core.decoding import model_max_positions
+from hyperfit_core.device_map import input_device
 from hyperfit_core.errors import HyperfitError
 
 TOP_K = (1, 3, 5)
@@ -31,11 +32,6 @@ def _check_ids(ids, context_len: int) -> torch.Tensor:
         raise HyperfitError(f"context_len must be in [1, {ids.shape[1] - 1}] for sequences of length "
                             f"{ids.shape[1]}, got {context_len}")
     return ids.long()
-
-
-def _device_of(model) -> torch.device:
-    param = next(iter(model.parameters()), None)
-    return param.device if param is not None else torch.device("cpu")
 
 
 @torch.no_grad()
@@ -59,7 +55,7 @@ def prediction_stats(model, ids, context_len: int, batch_size: int = 16) -> dict
     if limit is not None and ids.shape[1] - 1 > limit:
         raise HyperfitError(f"sequences of {ids.shape[1]} tokens need {ids.shape[1] - 1} positions; "
                             f"the model has {limit}")
-    device = _device_of(model)
+    device = input_device(model)
     # restore every submodule's own flag: a wrapper's .train(flag) would overwrite its inner model's
     modes = [(module, module.training) for module in model.modules()]
     model.eval()
@@ -84,6 +80,16 @@ def prediction_stats(model, ids, context_len: int, batch_size: int = 16) -> dict
     stats = {name: torch.cat(values) for name, values in parts.items()}
     stats["num_classes"] = num_classes
     return stats
+
+
+def shared_prediction_stats(model, ids, context_len: int, batch_size: int = 16) -> dict:
+    """`prediction_stats` with the rows split over the processes of a torchrun / accelerate launch (each scores
+    its contiguous part), gathered in row order on every process; alone, just `prediction_stats`."""
+    from hyperfit_core import distributed_eval
+
+    ids = _check_ids(ids, context_len)
+    return distributed_eval.map_dict(len(ids), lambda part: prediction_stats(model, ids[part], context_len,
+                                                                             batch_size=batch_size))
 
 
 def _position_stats(logits: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -205,25 +211,32 @@ def run_analysis(models: dict, ids, context_len: int, out, modality: str, config
     import click
 
     from hyperfit_core.device import resolve_device
-    from hyperfit_core.rundir import RunDir
+
+    from hyperfit_core import distributed_eval
+
+    from hyperfit_core.device_map import is_dispatched
 
     if mechanism is not None:
         mechanism.check(models)
     target = resolve_device(device)
     for model in models.values():
-        model.to(target)
-    run = RunDir.create(out, f"{modality}-analyze")
-    run.write_config(config, command=f"{modality} analyze")
+        if not is_dispatched(model):  # a device-mapped model stays split where its map put it
+            model.to(target)
+    run = distributed_eval.shared_run(out, f"{modality}-analyze")
+    run.write_config({**distributed_eval.describe(), **config}, command=f"{modality} analyze")
     summaries = {}
-    for name, model in models.items():
-        stats = prediction_stats(model, ids, context_len, batch_size=batch_size)
+    for name, model in models.items():  # under torchrun each process scores its part of the rows
+        stats = shared_prediction_stats(model, ids, context_len, batch_size=batch_size)
         summaries[name] = (stats, summarize(stats))
         run.log({"event": "analysis", "model": name,
                  **{k: v for k, v in summaries[name][1].items() if not isinstance(v, dict)}})
     agreement = None
-    if len(models) >= 2:
+    if len(models) >= 2:  # top1_agreement's definition, on the top-1 tokens just computed
         a, b = list(models)[:2]
-        agreement = (a, b, top1_agreement(models[a], models[b], ids, context_len, batch_size=batch_size))
+        same = summaries[a][0]["top1_token"] == summaries[b][0]["top1_token"]
+        agreement = (a, b, float(same.double().mean()))
+    if not run.writer:
+        return run
     click.echo(save_analysis(run.path, summaries, agreement), err=True)
     if mechanism is not None:
         mechanism.run(run, models, summaries, ids, context_len, batch_size)
@@ -231,5 +244,6 @@ def run_analysis(models: dict, ids, context_len: int, out, modality: str, config
     return run
 
 
-__all__ = ["prediction_stats", "summarize", "top1_agreement", "plot_analysis", "write_report", "save_analysis",
+__all__ = ["prediction_stats", "shared_prediction_stats", "summarize",
+           "top1_agreement", "plot_analysis", "write_report", "save_analysis",
            "run_analysis"]

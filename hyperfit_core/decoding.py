@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from transformers import (DynamicCache, LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper,
                           TopPLogitsWarper)
 
+from hyperfit_core.device_map import input_device
 from hyperfit_core.errors import HyperfitError
 from hyperfit_core.options import PRECISIONS, auto_precision
 
@@ -145,7 +146,7 @@ class HFCacheEngine:
     def __init__(self, model, batch_size: int, dtype: torch.dtype = torch.float32):
         check_batch_size(batch_size)
         self.model, self.max_batch, self.autocast_dtype = model, batch_size, dtype
-        self.device = next(model.parameters()).device
+        self.device = input_device(model)  # a device-mapped model's hooks move inputs on from there
         self.max_positions = model_max_positions(model)
         # transformers 5 renamed `past_key_values` to `cache`; accept either
         self._cache_kwarg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
@@ -225,5 +226,5 @@ def generate_tokens(model, prompts: torch.Tensor, max_new_tokens: int, config: D
 
     precision: "auto" (bf16 autocast on CUDA, fp32 elsewhere), "fp32" or "bf16" (autocast over the model's
     own weights; the logits the processors see are fp32 either way)."""
-    engine = HFCacheEngine(model, batch_size, decode_dtype(precision, next(model.parameters()).device))
+    engine = HFCacheEngine(model, batch_size, decode_dtype(precision, input_device(model)))
     return decode(engine, prompts, max_new_tokens, config, processors, progress)

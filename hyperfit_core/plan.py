@@ -29,6 +29,7 @@ import torch
 from hyperfit_core.errors import HyperfitError
 from hyperfit_core.formats import MODEL_CONFIG
 from hyperfit_core.model_types import builder, gated_mlp
+from hyperfit_core.plan_inference import InferenceRow, format_inference, inference_rows
 
 GB = 1e9
 STRATEGIES = {
@@ -70,6 +71,8 @@ class MemoryPlan:
     seq: int
     per_gpu_batch: int
     rows: list[PlanRow] = field(default_factory=list)
+    # evaluating it: decode batch x (prompt + new) tokens per layout (hyperfit_core.plan_inference)
+    inference: dict = field(default_factory=dict)
 
     def row(self, strategy: str, train: str = "full") -> PlanRow:
         return next(r for r in self.rows if r.strategy == strategy and r.train == train)
@@ -208,7 +211,8 @@ def _lora_params(model: torch.nn.Module, rank: int, last: int | None = None) -> 
 
 def plan_memory(config_or_path, gpus: int, gpu_mem_gb: float, batch: int = 8, seq: int = 256, *, nodes: int = 1,
                 train_layers: tuple[str, ...] = ("last:1",), lora_ranks: tuple[int, ...] = (16,),
-                lora_layers: tuple[str, ...] = (), headroom: float = 0.9, name: str | None = None) -> MemoryPlan:
+                lora_layers: tuple[str, ...] = (), headroom: float = 0.9, name: str | None = None,
+                infer_batch: int = 32, infer_prompt: int = 32, infer_new: int = 256) -> MemoryPlan:
     """Per-GPU memory of hyperfitting at global batch `batch` x `seq` tokens on `gpus` GPUs (over `nodes` nodes),
     for each strategy and for full / last-K / LoRA training. A row fits when its total stays under `headroom`
     x `gpu_mem_gb` (the rest: CUDA context, allocator fragmentation, communication buffers)."""
@@ -275,6 +279,11 @@ def plan_memory(config_or_path, gpus: int, gpu_mem_gb: float, batch: int = 8, se
             fits = "yes" if total <= limit else "with checkpointing" if total_ckpt <= limit else "no"
             plan.rows.append(PlanRow(strategy, train, trainable, w / GB, g / GB, o / GB, act / GB, act_ckpt / GB,
                                      total / GB, total_ckpt / GB, cpu / GB, fits))
+    if min(infer_batch, infer_prompt, infer_new) < 1:
+        raise HyperfitError("the inference batch, prompt and new tokens must be positive")
+    rows = inference_rows(_shape(config), params, gpus, gpu_mem_gb, infer_batch, infer_prompt, infer_new, headroom)
+    plan.inference = {"batch": infer_batch, "prompt": infer_prompt, "new": infer_new,
+                      "rows": [asdict(r) for r in rows]}
     return plan
 
 
@@ -301,7 +310,12 @@ def format_plan(plan: MemoryPlan) -> str:
                                    for i, (c, w) in enumerate(zip(cells, widths)))
     legend = ("GB per GPU (10^9 bytes). fits: under 90% of GPU memory without / with activation checkpointing. "
               "Strategies: " + "; ".join(f"{k} = {v}" for k, v in STRATEGIES.items()) + ".")
-    return "\n".join([head, "", line(columns), *(line(r) for r in rows), "", legend])
+    text = "\n".join([head, "", line(columns), *(line(r) for r in rows), "", legend])
+    if plan.inference:
+        rows = [InferenceRow(**r) for r in plan.inference["rows"]]
+        text += "\n\n" + format_inference(rows, plan.inference["batch"], plan.inference["prompt"],
+                                          plan.inference["new"])
+    return text
 
 
 def plan_command(load_model_config: Callable[[str], object], *, name: str = "plan", default_seq: int | None = 256):
@@ -317,8 +331,8 @@ def plan_command(load_model_config: Callable[[str], object], *, name: str = "pla
 
     seq_help = "Tokens per sequence" + ("." if default_seq else " (default: the model's positions, n_positions).")
 
-    @click.command(name=name, help="Memory per GPU of hyperfitting a model with each strategy (reads only its "
-                                   "config: no weights are loaded).")
+    @click.command(name=name, help="Memory per GPU of hyperfitting a model with each strategy, and of evaluating "
+                                   "it (reads only its config: no weights are loaded).")
     @click.option("--model", required=True, help=f"Hub id, model folder or {MODEL_CONFIG}.")
     @click.option("--gpus", type=int, default=8, show_default=True, help="GPUs in total.")
     @click.option("--gpu-mem", type=float, default=80.0, show_default=True, help="Memory of one GPU, GB.")
@@ -332,14 +346,20 @@ def plan_command(load_model_config: Callable[[str], object], *, name: str = "pla
     @click.option("--lora-layers", "lora_layers", multiple=True, default=(), show_default=True,
                   help="Also each LoRA rank on the last K blocks only (last:K, repeatable; train with --lora R "
                        "--train-layers last:K).")
+    @click.option("--infer-batch", type=int, default=32, show_default=True,
+                  help="Evaluation rows: sequences decoded at once (generate's --batch-size).")
+    @click.option("--infer-prompt", type=int, default=32, show_default=True, help="Evaluation rows: prompt tokens.")
+    @click.option("--infer-new", type=int, default=256, show_default=True, help="Evaluation rows: new tokens.")
     @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-    def command(model, gpus, gpu_mem, nodes, batch, seq, train_layers, lora_ranks, lora_layers, as_json):
+    def command(model, gpus, gpu_mem, nodes, batch, seq, train_layers, lora_ranks, lora_layers, infer_batch,
+                infer_prompt, infer_new, as_json):
         config = load_model_config(model)
         if seq is None:
             seq = config.n_positions
         plan = plan_memory(config, gpus, gpu_mem, batch, seq, nodes=nodes,
                            train_layers=tuple(train_layers), lora_ranks=tuple(lora_ranks),
-                           lora_layers=tuple(lora_layers), name=model)
+                           lora_layers=tuple(lora_layers), name=model, infer_batch=infer_batch,
+                           infer_prompt=infer_prompt, infer_new=infer_new)
         click.echo(json.dumps(plan.to_dict(), indent=2) if as_json else format_plan(plan))
 
     return command

@@ -9,8 +9,9 @@ from hyperfit_core.cli_options import (DECODING_OPTION_NAMES, POSITIVE, blocker_
                                        cli_record, decode_batch_option, decode_precision_option,
                                        decoding_config_from, decoding_options, device_option, logit_bias_option,
                                        mechanism_options, named_paths, num_eval_option, out_option, pop_options,
-                                       resume_option, swap_blocks_options, train_config_from,
+                                       resume_option, stack, swap_blocks_options, train_config_from,
                                        train_options, train_run_option)
+from hyperfit_core.device_map import DEVICE_MAPS
 from hyperfit_core.options import click_options, declared, pop_declared
 from hyperfit_core.recipe import TrainSpec
 from hyperfit_text.training import TextTrainOptions
@@ -20,6 +21,15 @@ TEXT_BLOCKER_N = 5  # tokens; the paper's blocker forbids continuing any 5-gram 
 # generate reads the same GGUF file and cuts the same context length as train: one declaration each
 gguf_option = declared(TextTrainOptions, "gguf_file").click_option()
 context_option = declared(TextTrainOptions, "context").click_option()
+
+
+# one model split over the visible GPUs / CPU / disk (transformers' big-model loading): the text commands that load
+device_map_option = stack(
+    click.option("--device-map", type=click.Choice(DEVICE_MAPS), default=None,
+                 help="Split the model over the visible GPUs, then CPU, then disk (transformers' device_map), for "
+                      "a model larger than one device; one process (not under torchrun)."),
+    click.option("--max-memory", default=None,
+                 help="Per-device limit for --device-map, e.g. 0=70GiB,1=70GiB,cpu=200GiB (more goes to disk)."))
 
 
 @click.group()
@@ -84,10 +94,12 @@ def train(ctx, model, source, text_field, num_train, data_seed, out, resume, **o
 @decode_batch_option(32)
 @decode_precision_option
 @device_option
+@device_map_option
 @click.option("--name", default=None, help="Condition name (default: the decoding's name, plus -blockedN).")
 @out_option
 def generate(model, gguf_file, train_run, prompts, prompts_from, prompt_field, context, prompt_seed, max_new_tokens,
-             num_eval, blocker, blocker_n, logit_bias, batch_size, precision, device, name, out, **options):
+             num_eval, blocker, blocker_n, logit_bias, batch_size, precision, device, device_map, max_memory, name,
+             out, **options):
     """Continue held-out contexts (default: the train run's 32-token contexts, greedy, 256 new tokens); writes
     token ids and text. The citation blocker always indexes the model's own hyperfitting windows."""
     from hyperfit_text.generation import GenerateSpec, generate_run
@@ -96,9 +108,11 @@ def generate(model, gguf_file, train_run, prompts, prompts_from, prompt_field, c
                         num_eval=num_eval, decoding=decoding_config_from(pop_options(options, DECODING_OPTION_NAMES)),
                         blocker=blocker, blocker_n=blocker_n, batch_size=batch_size, device=device, name=name,
                         prompts=prompts, prompts_from=prompts_from, prompt_field=prompt_field, context=context,
-                        prompt_seed=prompt_seed, precision=precision, logit_bias=logit_bias)
+                        prompt_seed=prompt_seed, precision=precision, logit_bias=logit_bias, device_map=device_map,
+                        max_memory=max_memory)
     run = generate_run(spec, out=out)
-    click.echo(str(run.path))
+    if run.writer:  # under torchrun every process decoded a part; one says where the run is
+        click.echo(str(run.path))
 
 
 @text.command()
@@ -120,14 +134,18 @@ def generate(model, gguf_file, train_run, prompts, prompts_from, prompt_field, c
                    "(docs/text.md), else they are left out and the results say why.")
 @click.option("--quality-cache", default=None, type=click.Path(file_okay=False),
               help="Folder of the per-text MAUVE features and perplexities (default: OUT/text-quality-cache).")
+@click.option("--model", default=None,
+              help="For a .jsonl of continuations made elsewhere (vLLM, TGI; docs/scale.md): the model whose "
+                   "tokenizer re-encodes its texts and which perplexity loads.")
 @decode_batch_option(16)
 @device_option
+@device_map_option
 @out_option
 def evaluate(generations, train_run, ttr_last, lengths, bleu_order, rep_n, overlap_threshold, analysis, quality_model,
-             quality_cache, batch_size, device, out):
-    """Score one or more generate runs: TTR, Self-BLEU, Dataset BLEU, overlap, seq-rep-n, MAUVE and fluency under
-    a scoring model, perplexity, entropy, and length curves of TTR / seq-rep / Self-BLEU (JSON +
-    length_curves.png, quality.png)."""
+             quality_cache, model, batch_size, device, device_map, max_memory, out):
+    """Score one or more generate runs (or .jsonl files of continuations made elsewhere, with --model): TTR,
+    Self-BLEU, Dataset BLEU, overlap, seq-rep-n, MAUVE and fluency under a scoring model, perplexity, entropy, and
+    length curves of TTR / seq-rep / Self-BLEU (JSON + length_curves.png, quality.png)."""
     from hyperfit_core.errors import HyperfitError
     from hyperfit_text.evaluate import EvalSettings, evaluate_runs
     from hyperfit_text.quality import choose_quality_model
@@ -142,8 +160,10 @@ def evaluate(generations, train_run, ttr_last, lengths, bleu_order, rep_n, overl
     settings = EvalSettings(ttr_last=ttr_last, bleu_order=bleu_order, rep_n=rep_n, lengths=points,
                             overlap_threshold=overlap_threshold, analysis=analysis, batch_size=batch_size,
                             device=device, train_run=train_run, quality_model=scorer, quality_skipped=skipped,
-                            quality_cache=quality_cache)
+                            quality_cache=quality_cache, model=model, device_map=device_map, max_memory=max_memory)
     run = evaluate_runs(generations, settings, out=out)
+    if not run.writer:
+        return
     if skipped and quality_model is None:  # after the run: a bad input stays one error line
         click.echo(f"warning: MAUVE and fluency not computed: {skipped}", err=True)
     click.echo((run / "results.md").read_text(), nl=False)
@@ -158,21 +178,25 @@ def evaluate(generations, train_run, ttr_last, lengths, bleu_order, rep_n, overl
 @num_eval_option("contexts", "all")
 @decode_batch_option(8)
 @device_option
+@device_map_option
 @mechanism_options
 @out_option
-def analyze(models, train_run, num_eval, batch_size, device, out, **mechanism):
+def analyze(models, train_run, num_eval, batch_size, device, device_map, max_memory, out, **mechanism):
     """Sharpened predictions on held-out text: entropy, top-1/3/5 probability, top-1 accuracy and perplexity of
     the true continuation after each context, and top-1 agreement between the first two models; and the
     follow-up's controls (docs/mechanism.md), the first model being the base, the second the hyperfitted one."""
     import torch
 
+    from hyperfit_core import distributed_eval
     from hyperfit_core.analysis import run_analysis
+    from hyperfit_core.device_map import load_kwargs
     from hyperfit_core.mechanism import MechanismOptions
     from hyperfit_text.generation import generation_sequences
     from hyperfit_text.model import load_text_model
     from hyperfit_text.splits import HeldOut
     from hyperfit_text.training import PROMPTS, find_text_train_run
 
+    distributed_eval.start(device)  # under torchrun: join the group before the models are loaded
     source = find_text_train_run(train_run)
     held_out, _ = HeldOut.load(source / PROMPTS)
     held_out = held_out.first(num_eval)
@@ -181,7 +205,8 @@ def analyze(models, train_run, num_eval, batch_size, device, out, **mechanism):
     options = MechanismOptions(**mechanism, ranks=generation_sequences(ranks_run) if ranks_run else None,
                                ranks_source=ranks_run)
     options.check(named)
-    loaded = {name: load_text_model(path) for name, path in named.items()}
+    placement = load_kwargs(device_map, max_memory, device)
+    loaded = {name: load_text_model(path, placement=placement) for name, path in named.items()}
     first = next(iter(loaded.values()))
     ids = first.with_bos(torch.cat([held_out.contexts, held_out.references], dim=1))
     run_analysis({name: m.model for name, m in loaded.items()}, ids, 1 + held_out.contexts.shape[1], out, "text",

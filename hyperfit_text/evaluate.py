@@ -12,13 +12,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import click
 import torch
 from safetensors.torch import load_file
 
 from hyperfit_core import metric_registry as registry
-from hyperfit_core.analysis import plot_analysis, prediction_stats, summarize, write_report
+from hyperfit_core import distributed_eval
+from hyperfit_core.analysis import plot_analysis, shared_prediction_stats, summarize, write_report
 from hyperfit_core.atomic import write_json, write_text
 from hyperfit_core.device import resolve_device
+from hyperfit_core.device_map import load_kwargs
 from hyperfit_core.errors import HyperfitError
 from hyperfit_core.formats import (GENERATION_TEXTS, GENERATIONS, PER_ITEM, RESULTS, condition_file, condition_name,
                                    read_jsonl, read_run_config)
@@ -46,6 +49,9 @@ class EvalSettings:
     quality_skipped: str | None = None  # why there is none (results.json says it)
     quality_cache: str | None = None  # per-text features / perplexities; default OUT/text-quality-cache
     mauve_clusters: int | str = "auto"  # mauve-text's rule: max(2, texts / 10)
+    model: str | None = None  # an outside JSONL's model: its tokenizer re-encodes the texts (hyperfit_text.external)
+    device_map: str | None = None  # split each analysed model over devices (transformers' device_map)
+    max_memory: str | None = None
 
 
 @dataclass
@@ -66,16 +72,31 @@ def find_generation_files(paths) -> list[Path]:
             if not found:
                 raise HyperfitError(f"{path} holds no *.{GENERATIONS} (is it a `text generate` run?)")
             files.extend(found)
-        elif path.is_file() and path.name.endswith(f".{GENERATIONS}"):
+        elif path.is_file() and (path.name.endswith(f".{GENERATIONS}") or path.suffix.lower() == ".jsonl"):
             files.append(path)
         else:
-            raise HyperfitError(f"not a generate run or a *.{GENERATIONS} file: {path}")
+            raise HyperfitError(f"not a generate run, a *.{GENERATIONS} file or a .jsonl of continuations: {path}")
     return files
 
 
-def load_generations(files: list[Path]) -> list[Generations]:
+def _external(path: Path, settings: EvalSettings) -> Generations:
+    """An outside JSONL of continuations (vLLM, TGI, ...) as a generate run's tensors and texts."""
+    from hyperfit_text.external import read_external
+
+    read = read_external(path, settings.model)
+    config = {"model": settings.model, "gguf_file": None, "train_run": settings.train_run, "blocker": False,
+              "decoding": "external", "external": {"cut": read["cut"], "tokenizer": read["tokenizer"]}}
+    tensors = {key: read[key] for key in ("generated", "contexts", "references")}
+    return Generations(path.stem, path, config, tensors, read["texts"])
+
+
+def load_generations(files: list[Path], settings: EvalSettings | None = None) -> list[Generations]:
     out, names = [], set()
     for path in files:
+        if not path.name.endswith(f".{GENERATIONS}"):  # find_generation_files let only outside JSONL through
+            out.append(_external(path, settings or EvalSettings()))
+            names.add(out[-1].name)
+            continue
         config = read_run_config(path.parent)["config"]
         try:
             tensors = load_file(str(path))
@@ -122,18 +143,27 @@ def _analysis_for(gens: Generations, settings: EvalSettings, cache: dict) -> tup
     key = (model_key, gens.config["train_run"], len(gens.tensors["contexts"]))
     if key not in cache:
         text_model = load_text_model(gens.config["model"], gens.config.get("gguf_file"),
-                                     device=str(resolve_device(settings.device)))
+                                     device=str(resolve_device(settings.device)),
+                                     placement=load_kwargs(settings.device_map, settings.max_memory, settings.device))
         contexts, references = gens.tensors["contexts"], gens.tensors["references"]
         ids = text_model.with_bos(torch.cat([contexts, references], dim=1))
-        stats = prediction_stats(text_model.model, ids, context_len=1 + contexts.shape[1],
-                                 batch_size=settings.batch_size)
+        # under torchrun each process scores its part of the contexts
+        stats = shared_prediction_stats(text_model.model, ids, context_len=1 + contexts.shape[1],
+                                        batch_size=settings.batch_size)
         cache[key] = (model_key, (stats, summarize(stats)))
         del text_model
     return cache[key]
 
 
-def _train_body(gens: Generations, settings: EvalSettings, cache: dict) -> torch.Tensor:
-    path = settings.train_run or gens.config["train_run"]
+def _train_body(gens: Generations, settings: EvalSettings, cache: dict) -> torch.Tensor | None:
+    """The hyperfitting data's ids (no BOS) copying is measured against; None (said once) when there is none."""
+    path = settings.train_run or gens.config.get("train_run")
+    if path is None:
+        if not cache.get("said"):
+            click.echo(f"note: {gens.name} has no hyperfitting data (generated without a train run): Dataset BLEU "
+                       "and the overlap metrics are left out; pass --train-run RUN to score them", err=True)
+            cache["said"] = True
+        return None
     if path not in cache:
         cache[path] = load_train_tokens(path).ids[:, 1:]  # drop BOS: it is not text a generation could copy
     return cache[path]
@@ -142,7 +172,9 @@ def _train_body(gens: Generations, settings: EvalSettings, cache: dict) -> torch
 def evaluate_runs(paths, settings: EvalSettings, out: str | Path = "runs") -> RunDir:
     """Score every generations file under `paths`; writes results.json, results.md, per_item.json (each per-item
     metric's value per prompt, in prompt order, for paired comparisons), length_curves.png, analysis.{json,png}."""
-    generations = load_generations(find_generation_files(paths))
+    load_kwargs(settings.device_map, settings.max_memory, settings.device)  # refused before anything is written
+    distributed_eval.start(settings.device)  # under torchrun: join the group before a model is loaded
+    generations = load_generations(find_generation_files(paths), settings)
     if settings.quality_model:  # load it now: a model that is not there fails before anything is written
         load_quality_model(settings.quality_model, settings.device)
         if settings.quality_cache is None:
@@ -167,7 +199,8 @@ def evaluate_runs(paths, settings: EvalSettings, out: str | Path = "runs") -> Ru
             gens.tensors["generated"], body, settings, texts, reference,
             quality_sample_extra(gens.texts, "continuation") if gens.texts else None)
         entry = {"file": str(gens.path), "model": gens.config["model"], "gguf_file": gens.config.get("gguf_file"),
-                 "decoding": gens.config["decoding"],
+                 "decoding": gens.config["decoding"], **({"external": gens.config["external"]}
+                                                          if "external" in gens.config else {}),
                  "blocker_stats": _blocker_stats(gens.path.parent) if gens.config["blocker"] else None, **scored}
         if settings.analysis and gens.tensors["references"].shape[1] > 0:  # a prompts file has no references
             model_key, analysis = _analysis_for(gens, settings, cache)
@@ -180,9 +213,11 @@ def evaluate_runs(paths, settings: EvalSettings, out: str | Path = "runs") -> Ru
                                                      extra=quality_sample_extra(first.texts, "reference")
                                                      if first.texts else None)
         human_entry = {"model": "human reference", **human_entry}
-    run = RunDir.create(out, "text-evaluate")
-    run.write_config({"inputs": [str(g.path) for g in generations], "settings": vars(settings)},
-                     command="text evaluate")
+    run = distributed_eval.shared_run(out, "text-evaluate")
+    run.write_config({**distributed_eval.describe(), "inputs": [str(g.path) for g in generations],
+                      "settings": vars(settings)}, command="text evaluate")
+    if not run.writer:  # every process scored the same; the main process writes
+        return run
     write_json(run / RESULTS, {"runs": results, "human_reference": human_entry, "settings": vars(settings),
                                "quality": quality_record(settings, results)})
     write_json(run / PER_ITEM, {"runs": per_item, "human_reference": human_items})

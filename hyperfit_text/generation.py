@@ -6,6 +6,7 @@ which train run its prompts came from.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,10 +14,13 @@ import click
 import torch
 from safetensors.torch import save_file
 
+from hyperfit_core import distributed_eval
 from hyperfit_core.atomic import atomic_path, checked_out_dir
 from hyperfit_core.blocker import CitationBlocker
 from hyperfit_core.decoding import DecodingConfig, generate_tokens, model_max_positions, positions_needed
 from hyperfit_core.device import resolve_device
+from hyperfit_core.device_map import load_kwargs
+from hyperfit_core.device_map import placement as device_placement
 from hyperfit_core.errors import HyperfitError
 from hyperfit_core.formats import (GENERATION_TEXTS, GENERATIONS, PROMPTS, TRAIN_TOKENS, condition_file,
                                    write_jsonl)
@@ -28,7 +32,8 @@ from hyperfit_text.data import TextSource
 from hyperfit_text.model import TextModel, load_text_model, split_gguf_path, tokenizer_fingerprint
 from hyperfit_text.prompts import prompts_from_corpus, prompts_from_file
 from hyperfit_text.splits import HeldOut
-from hyperfit_text.training import TextModality, find_text_train_run, resolved_model
+from hyperfit_core.options import declared
+from hyperfit_text.training import TextModality, TextTrainOptions, find_text_train_run, resolved_model
 
 
 @dataclass
@@ -51,6 +56,8 @@ class GenerateSpec:
     prompt_seed: int = 0  # which --prompts-from spans
     precision: str = "auto"  # decoding arithmetic: auto = bf16 on CUDA, fp32 on CPU
     logit_bias: str | None = None  # a fixed per-token bias added to the logits (hyperfit_core.ranks.LogitBias)
+    device_map: str | None = None  # split the model over devices (transformers' device_map), one process
+    max_memory: str | None = None  # "0=70GiB,cpu=200GiB": --device-map's per-device limits
 
     def resolved_name(self) -> str:
         return self.name or (self.decoding.name + ("-logit-bias" if self.logit_bias else "")
@@ -76,12 +83,36 @@ def _check_positions(limit: int | None, prompt: int, new_tokens: int) -> None:
                         + (f"--max-new-tokens can be at most {room} here" if room >= 1 else "lower --context"))
 
 
-def _held_out(spec: GenerateSpec, text_model: TextModel, source: Path, train_tokens: TokenSequences) -> HeldOut:
+def _train_run(spec: GenerateSpec) -> Path | None:
+    """The train run whose data the blocker indexes and whose held-out contexts are the default prompts: --train-run,
+    else the run the model was saved in; None for any other model (a hub id, a folder, a GGUF), which then needs
+    --prompts or --prompts-from and cannot use the blocker."""
+    if spec.train_run:
+        return find_text_train_run(spec.train_run)
+    try:
+        return find_text_train_run(spec.model)
+    except HyperfitError:
+        if spec.blocker:
+            raise HyperfitError(f"--blocker forbids continuing the hyperfitting data, and {spec.model} is not inside "
+                                "a text train run: pass --train-run RUN") from None
+        if not (spec.prompts or spec.prompts_from):
+            raise HyperfitError(f"{spec.model} is not inside a text train run, so there are no held-out contexts "
+                                "to continue: pass --prompts FILE (or --prompts-from CORPUS, or --train-run RUN)"
+                                ) from None
+        return None
+
+
+def _held_out(spec: GenerateSpec, text_model: TextModel, source: Path | None,
+              train_tokens: TokenSequences | None) -> HeldOut:
     """The contexts to continue: the train run's held-out prompts, a prompts file, or spans of a corpus."""
     if spec.prompts and spec.prompts_from:
         raise HyperfitError("pass --prompts or --prompts-from, not both")
     if spec.prompts:
         return prompts_from_file(spec.prompts, text_model, spec.context, spec.prompt_field).first(spec.num_eval)
+    if spec.prompts_from and source is None:  # no training windows to stay clear of
+        count = spec.num_eval or declared(TextTrainOptions, "num_eval").default
+        return prompts_from_corpus(TextSource(spec.prompts_from), text_model, count,
+                                   spec.context, spec.max_new_tokens, spec.prompt_seed)
     if spec.prompts_from:
         train_spec, _ = read_spec(source)
         options = train_spec.typed_options(TextModality)
@@ -103,12 +134,14 @@ def generate_run(spec: GenerateSpec, out: str | Path = "runs") -> RunDir:
         raise HyperfitError("--max-new-tokens must be at least 1")
     if spec.batch_size < 1:
         raise HyperfitError("--batch-size must be at least 1")
+    placement = load_kwargs(spec.device_map, spec.max_memory, spec.device)
+    distributed_eval.start(spec.device)  # under torchrun: join the group before the model is loaded
     with checked_out_dir(out):  # nothing stays if an input is bad
         spec.model, spec.gguf_file = split_gguf_path(spec.model, spec.gguf_file)
-        source = find_text_train_run(spec.train_run or spec.model)
-        train_tokens = TokenSequences.load(source / TRAIN_TOKENS)
+        source = _train_run(spec)
+        train_tokens = TokenSequences.load(source / TRAIN_TOKENS) if source is not None else None
         device = resolve_device(spec.device)
-        text_model = load_text_model(spec.model, spec.gguf_file, device=str(device))
+        text_model = load_text_model(spec.model, spec.gguf_file, device=str(device), placement=placement)
         held_out = _held_out(spec, text_model, source, train_tokens)
         prompts = text_model.with_bos(held_out.contexts)
         _check_positions(model_max_positions(text_model.model), prompts.shape[1], spec.max_new_tokens)
@@ -116,24 +149,37 @@ def generate_run(spec: GenerateSpec, out: str | Path = "runs") -> RunDir:
             if spec.logit_bias else None
     citation = CitationBlocker(train_tokens.ids, n=spec.blocker_n) if spec.blocker else None
     name = spec.resolved_name()
-    run = RunDir.create(out, "text-generate")
-    run.write_config({"model": resolved_model(spec.model), "gguf_file": spec.gguf_file,
-                      "train_run": str(source.resolve()), "name": name, "max_new_tokens": spec.max_new_tokens,
+    run = distributed_eval.shared_run(out, "text-generate")
+    run.write_config({**distributed_eval.describe(), "model": resolved_model(spec.model), "gguf_file": spec.gguf_file,
+                      "train_run": str(source.resolve()) if source is not None else None, "name": name,
+                      "max_new_tokens": spec.max_new_tokens,
                       "prompts": len(held_out), "prompt_source": spec.prompts or spec.prompts_from or "train run",
                       "context": held_out.contexts.shape[1], "decoding": spec.decoding.to_dict(),
                       "blocker": spec.blocker, "blocker_n": spec.blocker_n, "logit_bias": spec.logit_bias,
-                      "tokenizer": text_model.describe()},
+                      "tokenizer": text_model.describe(),
+                      "device_map": device_placement(text_model.model), "max_memory": placement.get("max_memory")},
                      seed=spec.decoding.seed, command="text generate")
-    click.echo(f"continuing {len(held_out)} contexts of {held_out.contexts.shape[1]} tokens by "
-               f"{spec.max_new_tokens} ({name}) -> {run.path}", err=True)
-    tokens = generate_tokens(text_model.model, prompts, spec.max_new_tokens, spec.decoding,
-                             processors=[p for p in (bias, citation) if p is not None], batch_size=spec.batch_size,
-                             precision=spec.precision)
+    if run.writer:
+        click.echo(f"continuing {len(held_out)} contexts of {held_out.contexts.shape[1]} tokens by "
+                   f"{spec.max_new_tokens} ({name}) -> {run.path}", err=True)
+    # each process continues its own contiguous part of the contexts (sampling: seeded per process, so sampled
+    # tokens depend on the process count; greedy tokens do not)
+    processors = [p for p in (bias, citation) if p is not None]
+    started = time.perf_counter()
+    tokens = distributed_eval.map_items(len(prompts), lambda part: generate_tokens(
+        text_model.model, prompts[part], spec.max_new_tokens, spec.decoding, processors=processors,
+        batch_size=spec.batch_size, precision=spec.precision))
     generated = tokens[:, prompts.shape[1]:].contiguous()
-    record = {"event": "generated", "name": name, "prompts": len(held_out), "new_tokens": spec.max_new_tokens}
-    if citation is not None:
-        record["blocker"] = citation.stats()
+    # wall time of the decoding (every process's part, gathered): what scripts/bench_speed.py's data-parallel row
+    # and docs/scale.md's time estimates read
+    record = {"event": "generated", "name": name, "prompts": len(held_out), "new_tokens": spec.max_new_tokens,
+              "seconds": round(time.perf_counter() - started, 3), **distributed_eval.describe()}
+    blocker_stats = distributed_eval.summed_counts(citation.stats() if citation is not None else None)
+    if blocker_stats is not None:
+        record["blocker"] = blocker_stats
     run.log(record)
+    if not run.writer:  # the main process writes the gathered generations
+        return run
     save_generations(run, name, text_model, held_out, generated)
     return run
 

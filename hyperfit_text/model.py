@@ -155,9 +155,11 @@ def prepare_tokenizer(tokenizer) -> int:
     return int(bos_id)
 
 
-def load_text_model(model: str, gguf_file: str | None = None, device: str = "cpu") -> TextModel:
+def load_text_model(model: str, gguf_file: str | None = None, device: str = "cpu",
+                    placement: dict | None = None) -> TextModel:
     """Load model + tokenizer with fp32 weights whatever the checkpoint's dtype (training and decoding autocast
-    to bf16 on CUDA themselves), on `device` ("auto": cuda when available)."""
+    to bf16 on CUDA themselves), on `device` ("auto": cuda when available), or split over devices by
+    `placement` (hyperfit_core.device_map.load_kwargs: transformers' device_map / max_memory / offload folder)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model, gguf_file = split_gguf_path(model, gguf_file)
@@ -169,7 +171,8 @@ def load_text_model(model: str, gguf_file: str | None = None, device: str = "cpu
         model_kwargs = _dense_gguf_kwargs()
     try:
         tokenizer = AutoTokenizer.from_pretrained(model, **kwargs)
-        loaded = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32, **kwargs, **model_kwargs)
+        loaded = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32, **kwargs, **model_kwargs,
+                                                      **(placement or {}))
     except Exception as exc:
         damage = _gguf_damage(model, gguf_file) if gguf_file is not None else None
         if damage is not None:
@@ -183,13 +186,16 @@ def load_text_model(model: str, gguf_file: str | None = None, device: str = "cpu
         raise HyperfitError(f"{model} has no language-modelling head")
     if gguf_file is not None:
         _drop_gguf_quantizer(loaded)
-    if any(p.is_floating_point() and p.dtype != torch.float32 for p in loaded.parameters()):
+    dispatched = bool(placement) and bool(getattr(loaded, "hf_device_map", None))
+    if not dispatched and any(p.is_floating_point() and p.dtype != torch.float32 for p in loaded.parameters()):
         # dtype=float32 is what was asked for; some Auto load paths have ignored it (transformers #46459)
         loaded.float()
     bos_id = prepare_tokenizer(tokenizer)
     if loaded.generation_config is not None and loaded.generation_config.pad_token_id is None:
         loaded.generation_config.pad_token_id = tokenizer.pad_token_id
-    return TextModel(loaded.to(resolve_device(device)).eval(), tokenizer, bos_id, detect_adds_bos(tokenizer, bos_id), model, gguf_file)
+    if not dispatched:  # a device-mapped model stays where its map put each layer
+        loaded = loaded.to(resolve_device(device))
+    return TextModel(loaded.eval(), tokenizer, bos_id, detect_adds_bos(tokenizer, bos_id), model, gguf_file)
 
 
 def tokenizer_fingerprint(tokenizer) -> str:

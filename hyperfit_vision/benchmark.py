@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hyperfit_core import distributed_eval
 from hyperfit_core import metric_registry as registry
 from hyperfit_core.atomic import atomic_path, write_json, write_text
 from hyperfit_core.decoding import DecodingConfig
@@ -63,6 +64,7 @@ def run_benchmark(models: dict[str, ImageModel], images: LabelledImages, conditi
             complete_run(model, images, prefix_fraction, condition.decoding, run, condition.name, blocker=blocker,
                          batch_size=batch_size, device=device)
         files[condition.name] = path
+    distributed_eval.gather(None)  # under torchrun: wait until the main process has written every condition
     train_pixels = train_tokens.ids[:, 1:] if train_tokens is not None else None
     results, per_item = {}, {}
     for name, path in files.items():
@@ -79,6 +81,8 @@ def run_benchmark(models: dict[str, ImageModel], images: LabelledImages, conditi
     for name, blob in results.items():
         blob["images"] = len(images)
         run.log({"event": "scored", "condition": name, **_flat(blob)})
+    if not run.writer:  # every process scored the same (FID features computed where the images are); one writes
+        return results
     write_json(run / RESULTS, results)
     write_json(run / PER_ITEM, per_item)
     write_text(run / "results.md", results_table(results))

@@ -126,28 +126,32 @@ def _load_model_and_images(model: str, palette, options: dict, num_eval, prefix_
 def complete(model, num_eval, prefix_fraction, palette, blocker, blocker_n, logit_bias, train_run, batch_size, mode,
              precision, device, name, out, **options):
     """Complete held-out images from their top rows (default: greedy, 25% = 8 of 32 rows) and draw a grid."""
+    from hyperfit_core import distributed_eval
     from hyperfit_core.blocker import CitationBlocker
     from hyperfit_core.ranks import LogitBias, load_logit_bias, output_classes
     from hyperfit_core.recipe import load_train_tokens
-    from hyperfit_core.rundir import RunDir
     from hyperfit_core.formats import COMPLETIONS, condition_file
     from hyperfit_vision.completion import complete_run
     from hyperfit_vision.grid import grid_from_completions
 
     decoding = decoding_config_from(pop_options(options, DECODING_OPTION_NAMES))
+    distributed_eval.start(device)  # under torchrun: join the group before the model is loaded
     image_model, images = _load_model_and_images(model, palette, options, num_eval, prefix_fraction)
     blocker_n = blocker_n or IMAGE_BLOCKER_ROWS * image_model.side
     citation = CitationBlocker(load_train_tokens(train_run or Path(model)).ids, n=blocker_n) if blocker else None
     bias = LogitBias(load_logit_bias(logit_bias, output_classes(image_model.model))) if logit_bias else None
-    run = RunDir.create(out, "vision-complete")
+    run = distributed_eval.shared_run(out, "vision-complete")
     name = name or decoding.name + ("-logit-bias" if logit_bias else "") + ("-blocked" if blocker else "")
-    run.write_config({"model": model, "data": images.names[0].rsplit("/", 1)[0], "num_eval": len(images),
+    run.write_config({**distributed_eval.describe(), "model": model, "data": images.names[0].rsplit("/", 1)[0],
+                      "num_eval": len(images),
                       "prefix_fraction": prefix_fraction, "decoding": decoding.to_dict(), "blocker": blocker,
                       "blocker_n": blocker_n, "logit_bias": logit_bias, "train_run": train_run, "name": name},
                      seed=decoding.seed,
                      command="vision complete")
     complete_run(image_model, images, prefix_fraction, decoding, run, name, blocker=citation, logit_bias=bias,
                  batch_size=batch_size, device=device, mode=mode, precision=precision)
+    if not run.writer:
+        return
     grid = grid_from_completions({name: condition_file(run.path, name, COMPLETIONS)}, run / "grid.png")
     click.echo(f"grid: {grid}")
     click.echo(str(run.path))
@@ -212,26 +216,30 @@ def benchmark(base, hyperfitted, train_run, num_eval, prefix_fraction, blocker_n
               batch_size, device, out, resume, **options):
     """Base greedy / base top-p / hyperfitted greedy / hyperfitted + blocker on the same held-out images:
     FID, KID, patch repetition (beside the real images' own), overlap with the hyperfitting data."""
+    from hyperfit_core import distributed_eval
     from hyperfit_core.recipe import load_train_tokens
     from hyperfit_core.rundir import RunDir
     from hyperfit_vision.benchmark import paper_conditions, run_benchmark
     from hyperfit_vision.completion import prefix_rows_for
     from hyperfit_vision.model import load_imagegpt
 
+    distributed_eval.start(device)  # under torchrun: join the group before the models are loaded
     models = {"base": load_imagegpt(base)[0], "hyperfit": load_imagegpt(hyperfitted)[0]}
     images = _image_source(options).load().first(num_eval)
     prefix_rows_for(prefix_fraction, models["base"].side)
     tokens = load_train_tokens(train_run or Path(hyperfitted))
-    run = RunDir(resume) if resume else RunDir.create(out, "vision-benchmark")
+    run = RunDir(resume) if resume else distributed_eval.shared_run(out, "vision-benchmark")
     if not resume:
-        run.write_config({"base": base, "hyperfit": hyperfitted, "num_eval": len(images),
+        run.write_config({**distributed_eval.describe(), "base": base, "hyperfit": hyperfitted,
+                          "num_eval": len(images),
                           "prefix_fraction": prefix_fraction, "blocker_n": blocker_n, "fid": fid,
                           "train_run": train_run}, seed=decode_seed, command="vision benchmark")
     run_benchmark(models, images, paper_conditions(decode_seed), run, train_tokens=tokens,
                   prefix_fraction=prefix_fraction, blocker_n=blocker_n, fid=fid, fid_weights=fid_weights,
                   batch_size=batch_size, device=device)
-    click.echo((run / "results.md").read_text(), err=True)
-    click.echo(str(run.path))
+    if run.writer:
+        click.echo((run / "results.md").read_text(), err=True)
+        click.echo(str(run.path))
 
 
 @vision.command()
@@ -249,6 +257,7 @@ def analyze(models, num_eval, prefix_fraction, batch_size, device, out, match_en
     """Sharpened predictions on held-out images: per-position entropy, top-1/3/5 probability, top-1 accuracy,
     perplexity of the true pixels, and top-1 agreement between the first two models. JSON + PNG. And the
     follow-up's controls (docs/mechanism.md), the first model being the base, the second the hyperfitted one."""
+    from hyperfit_core import distributed_eval
     from hyperfit_core.analysis import run_analysis
     from hyperfit_core.mechanism import MechanismOptions
     from hyperfit_vision.completion import prefix_rows_for
@@ -257,6 +266,7 @@ def analyze(models, num_eval, prefix_fraction, batch_size, device, out, match_en
 
     from hyperfit_vision.completion import completion_sequences
 
+    distributed_eval.start(device)  # under torchrun: join the group before the models are loaded
     named = named_paths(models)
     controls = MechanismOptions(match_entropy=match_entropy, write_logit_bias=write_logit_bias, layers=layers,
                                 ranks_source=ranks_run)

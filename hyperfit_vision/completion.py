@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from hyperfit_core import distributed_eval
 from hyperfit_core.decoding import DecodingConfig
 from hyperfit_core.device import resolve_device
 from hyperfit_core.errors import HyperfitError
@@ -31,7 +32,7 @@ def prefix_rows_for(fraction: float, side: int) -> int:
 def complete_run(image_model: ImageModel, images: LabelledImages, prefix_fraction: float, decoding: DecodingConfig,
                  run: RunDir, name: str, blocker=None, logit_bias=None, batch_size: int | None = None,
                  device: str = "auto", mode: str = "auto", precision: str = "auto") -> torch.Tensor:
-    """Complete `images` from their top rows with one model and decoding; saves tokens and a grid in `run`.
+    """Complete `images` from their top rows with one model and decoding; saves the tokens in `run`.
     logit_bias: a LogitsProcessor run before the blocker (hyperfit_core.ranks.LogitBias)."""
     image_model.model.to(resolve_device(device))
     images = images.resized(image_model.side)
@@ -39,15 +40,20 @@ def complete_run(image_model: ImageModel, images: LabelledImages, prefix_fractio
     prefix_rows = prefix_rows_for(prefix_fraction, side)
     tokens = images_to_tokens(images.images, image_model.palette, sos=image_model.sos)
     # the core decode loop on the static-cache engine: HF generate's greedy tokens (tested), less work per step
-    completed = fast_complete_images(image_model.model, tokens, prefix_rows, side, decoding,
-                                     processors=[p for p in (logit_bias, blocker) if p is not None],
-                                     batch_size=batch_size,
-                                     mode=mode, precision=precision)
+    # under torchrun each process completes its own contiguous part of the images (its own blocker and static
+    # cache); every process gets them all back in order, the main process writes them
+    processors = [p for p in (logit_bias, blocker) if p is not None]
+    completed = distributed_eval.map_items(len(tokens), lambda part: fast_complete_images(
+        image_model.model, tokens[part], prefix_rows, side, decoding, processors=processors, batch_size=batch_size,
+        mode=mode, precision=precision))
     record = {"event": "completed", "condition": name, "images": len(images), "prefix_rows": prefix_rows,
               "decoding": decoding.to_dict()}
-    if blocker is not None:
-        record["blocker"] = blocker.stats()
+    blocker_stats = distributed_eval.summed_counts(blocker.stats() if blocker is not None else None)
+    if blocker_stats is not None:
+        record["blocker"] = blocker_stats
     run.log(record)
+    if not run.writer:
+        return completed
     write_completions(condition_file(run.path, name, COMPLETIONS), tokens=completed.cpu().numpy(),
                       real_tokens=tokens[:, 1:].numpy(), source_index=images.source_index.numpy(),
                       prefix_rows=prefix_rows, palette=image_model.palette.detach().float().cpu().numpy())

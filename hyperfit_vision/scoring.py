@@ -15,8 +15,10 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from hyperfit_core import distributed_eval
 from hyperfit_core import metric_registry as registry
 from hyperfit_core.atomic import atomic_path
+from hyperfit_core.rundir import is_main_process
 from hyperfit_core.scoring import Scores
 from hyperfit_core.formats import COMPLETIONS, FEATURES
 from hyperfit_vision.completion import load_completions
@@ -69,9 +71,11 @@ def cached_features(extractor, images: torch.Tensor, cache: Path) -> torch.Tenso
         with safe_open(str(cache), framework="pt") as f:
             if (f.metadata() or {}).get("key") == key:
                 return f.get_tensor("features")
-    features = extractor(images)
-    with atomic_path(cache) as tmp:
-        save_file({"features": features.contiguous()}, str(tmp), metadata={"key": key})
+    # under torchrun each process extracts its part of the images; the parts are gathered in order
+    features = distributed_eval.map_items(len(images), lambda part: extractor(images[part]))
+    if is_main_process():
+        with atomic_path(cache) as tmp:
+            save_file({"features": features.contiguous()}, str(tmp), metadata={"key": key})
     return features
 
 

@@ -15,6 +15,8 @@ as a user would write it. Workloads (random-initialised weights; speed does not 
   llama_train             tokens/s  stock: HF sdpa, bf16 autocast on CUDA, torch Adam; ours: hyperfit(...) defaults
   llama_greedy            ms/step   stock: HF `generate` greedy (fp32); ours: hyperfit_core.decoding.generate_tokens
                                     with its defaults (bf16 autocast on CUDA; `ours_fp32`: the same in fp32)
+  text_generate_2proc_cpu items/s   --only data_parallel: `hyperfit text generate` on a llama_greedy-shaped model,
+                                    stock = 1 process, ours = the same command under torchrun on 2 CPU processes
 `ratio` is always a speed-up (higher is better): ours/stock for rates, stock/ours for ms/step. Each side is
 warmed up, then timed best-of --repeats. Ours' training is timed inside one hyperfit() call through its loss_fn
 hook (a timestamp after a device sync at the start of every step): the first --warmup-steps steps are the
@@ -30,6 +32,7 @@ workload, so a run cut short keeps what it measured.
 
     python scripts/bench_speed.py --shape tiny          # CPU default, ~1-2 min; bench/results/speed_cpu.json
     python scripts/bench_speed.py --shape real          # GPU default: ImageGPT-Large and TinyLlama-1.1B shapes
+    nice -n 10 python scripts/bench_speed.py --shape tiny --device cpu --only data_parallel --max-load 2
 """
 
 from __future__ import annotations
@@ -512,6 +515,79 @@ def bench_llama(shape, device, args, emit):
     gc.collect()
 
 
+DATA_PARALLEL = "text_generate_2proc_cpu"  # the data-parallel row's name
+
+
+def _tiny_text_model(folder: Path, shape: str, words: list[str]) -> None:
+    """A random Llama of the shape's size with a word-level tokenizer over `words`, saved as a user's model."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(["<unk>", "<s>", "</s>", *words])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    config = LlamaConfig(**{**SHAPES[shape]["llama"], "vocab_size": len(vocab)}, max_position_embeddings=2048,
+                         bos_token_id=1, eos_token_id=2)
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+
+
+def bench_data_parallel(shape, args, emit):
+    """`hyperfit text generate` on 1 and on 2 CPU processes (torchrun, gloo), the same command line: items per
+    second of the decoding each run logs (its `seconds`: all parts decoded and gathered), best of --repeats."""
+    import os
+    import subprocess
+    import sys
+
+    batch, prompt_len, new = SHAPES[shape]["llama_greedy"]
+    items = 8 * batch  # enough items that each process decodes several batches
+    words = [f"w{i}" for i in range(200)]
+    with tempfile.TemporaryDirectory() as tmp:
+        folder, prompts = Path(tmp, "model"), Path(tmp, "prompts.txt")
+        _tiny_text_model(folder, shape, words)
+        gen = torch.Generator().manual_seed(2)
+        prompts.write_text("".join(" ".join(words[j] for j in torch.randint(0, len(words), (prompt_len,),
+                                                                         generator=gen).tolist()) + "\n"
+                                   for _ in range(items)))
+        command = ["-m", "hyperfit_core.cli", "text", "generate", "--model", str(folder), "--prompts", str(prompts),
+                   "--context", str(prompt_len), "--max-new-tokens", str(new), "--batch-size", str(batch),
+                   "--device", "cpu"]
+        launchers = {1: [sys.executable], 2: [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                              "--nproc_per_node", "2"]}
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        rates, loads = {}, []
+        for repeat in range(args.repeats):
+            for processes, launcher in launchers.items():
+                wait_for_quiet(args.max_load)
+                loads.append(os.getloadavg()[0])
+                out = Path(tmp, f"runs-{processes}-{repeat}")
+                subprocess.run([*launcher, *command, "--out", str(out)], env=env, check=True,
+                               capture_output=True, timeout=900)
+                (run,) = out.iterdir()
+                logged = RunDir(run, create=False).read_metrics()
+                seconds = next(r["seconds"] for r in logged if r.get("event") == "generated")
+                rates[processes] = max(rates.get(processes, 0.0), items / seconds)
+    return emit({"name": DATA_PARALLEL, "unit": "items/s", "stock": rates[1], "ours": rates[2],
+                 "ratio": rates[2] / rates[1], "stock_is": "1 process", "ours_is": "2 processes (torchrun, gloo)",
+                 "items": items, "batch": batch, "prompt": prompt_len, "new_tokens": new, "threads_per_process": 1,
+                 "load_average_1m": {"max": max(loads), "min": min(loads)}})
+
+
+def wait_for_quiet(max_load: float | None, patience_s: float = 1800) -> None:
+    """Hold a timed run until the 1-minute load average is below `max_load` (numbers from a busy machine time
+    the neighbours); after `patience_s` of waiting nothing is timed (SystemExit, the JSON keeps its old row)."""
+    import os
+
+    waited = time.monotonic()
+    while max_load is not None and os.getloadavg()[0] >= max_load:
+        if time.monotonic() - waited > patience_s:
+            raise SystemExit(f"load average {os.getloadavg()[0]:.1f} stayed above --max-load {max_load} for "
+                             f"{patience_s:.0f} s: nothing timed")
+        time.sleep(10)
+
+
 def _windows(device, args):
     # CUDA: one hyperfit() call times all windows; CPU: one window per call, calls interleaved with stock's
     return args.repeats if sequential(device) else 1
@@ -542,7 +618,11 @@ def main(argv=None):
     parser.add_argument("--stock-compile", choices=("auto", "on", "off"), default="auto",
                         help="run imagegpt_train_tuned (stock + SDPA + bf16 + torch.compile); auto: on CUDA only")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
-    parser.add_argument("--only", choices=("imagegpt", "llama"), help="run one model family")
+    parser.add_argument("--only", choices=("imagegpt", "llama", "data_parallel"),
+                        help="run one model family; data_parallel (CPU: `text generate` on 2 processes vs 1) "
+                             "replaces its row in an existing JSON and keeps the others")
+    parser.add_argument("--max-load", type=float, default=None,
+                        help="data_parallel: start each timed run only below this 1-minute load average")
     parser.add_argument("--sequential", action="store_true",
                         help="time the sides one after the other as on CUDA (tests that path on a CPU)")
     parser.add_argument("--out")
@@ -563,6 +643,13 @@ def main(argv=None):
               "ratio_note": "speed-up, higher is better: ours/stock for rates, stock/ours for ms/step",
               "seconds": None, "complete": False, "workloads": []}
 
+    if args.only == "data_parallel" and out.is_file():  # one row re-measured: the others stay as measured
+        import json
+
+        kept = json.loads(out.read_text())
+        result = {**kept, "workloads": [r for r in kept["workloads"] if r["name"] != DATA_PARALLEL]}
+        started -= kept.get("seconds") or 0  # the whole file's seconds: the kept rows' and this row's
+
     def emit(row):
         row = with_targets({k: v for k, v in row.items() if k != "_outputs"}, shape)
         result["workloads"].append(row)
@@ -574,6 +661,8 @@ def main(argv=None):
         bench_imagegpt(shape, device, args, emit)
     if args.only in (None, "llama"):
         bench_llama(shape, device, args, emit)
+    if args.only == "data_parallel":
+        bench_data_parallel(shape, args, emit)
     result["seconds"], result["complete"] = round(time.time() - started, 1), True
     write_json(out, result)
     print(f"wrote {out} ({result['seconds']} s)")

@@ -73,3 +73,16 @@ def test_ours_stopped_mid_run_hands_the_model_back_unpatched(bench, monkeypatch)
     assert timed.seconds > 0 and timed.first_s is not None
     assert "_original_forward" not in model.__dict__ and model.forward == before
     assert model(input_ids=torch.zeros(1, 4, dtype=torch.long)).logits.dtype == torch.float32
+
+
+def test_data_parallel_row_times_one_and_two_processes_and_keeps_the_other_rows(bench, tmp_path):
+    out = tmp_path / "speed.json"
+    out.write_text(json.dumps({"device": "cpu", "shape": "micro", "workloads": [{"name": "llama_greedy", "ours": 1}]}))
+    bench.main(["--shape", "micro", "--device", "cpu", "--repeats", "1", "--only", "data_parallel",
+                "--out", str(out)])
+    result = json.loads(out.read_text())
+    rows = {row["name"]: row for row in result["workloads"]}
+    assert list(rows) == ["llama_greedy", "text_generate_2proc_cpu"] and rows["llama_greedy"]["ours"] == 1
+    row = rows["text_generate_2proc_cpu"]
+    assert row["stock"] > 0 and row["ours"] > 0 and row["ratio"] == row["ours"] / row["stock"]
+    assert row["items"] == 32 and row["load_average_1m"]["max"] >= 0

@@ -95,3 +95,18 @@ def test_the_one_gpu_8b_sentence_is_the_committed_plan():
     row = _row(_plan("plan_llama-3.1-8b_1x80gb.json"), "ddp", "full")
     text = " ".join(DOC.read_text().split())
     assert re.search(rf"needs {row['total_gb']:.1f} GB \({row['total_ckpt_gb']:.1f} GB with activation", text)
+
+
+def test_the_evaluation_table_is_the_committed_plans():
+    plans = {"Llama-3.1-8B": _plan("plan_llama-3.1-8b_8x80gb.json"),
+             "Llama-3.1-70B": _plan("plan_llama-3.1-70b_8x80gb.json")}
+    layouts = {"one GPU": "one_device", "data parallel": "data_parallel", "device map": "device_map"}
+    rows = _table("| Evaluating, 8 x 80 GB")
+    assert len(rows) == 6
+    for layout, model, weights, gpus, weights_gb, cache, total, fits in rows:
+        inference = plans[model]["inference"]
+        assert (inference["batch"], inference["prompt"], inference["new"]) == (32, 32, 256)
+        row = next(r for r in inference["rows"] if (r["layout"], r["weights"]) == (layouts[layout], weights))
+        assert [gpus, weights_gb, cache, total, fits] == [str(row["gpus"]), f"{row['weights_gb']:.1f}",
+                                                          f"{row['kv_cache_gb']:.1f}", f"{row['total_gb']:.1f}",
+                                                          row["fits"]]

@@ -50,8 +50,17 @@ def launch(nproc: int, model: Path, out: Path, jobs: list[dict], *, n: int = 10,
     out.mkdir(parents=True, exist_ok=True)
     spec = out / "spec.json"
     spec.write_text(json.dumps({"model": str(model), "out": str(out), "n": n, "jobs": jobs}, default=str))
+    run_launcher(nproc, "worker.py", spec, out, env=env, timeout=timeout,
+                 clean=lambda: [shutil.rmtree(job["run"], ignore_errors=True) for job in jobs])
+
+
+def run_launcher(nproc: int, script: str, spec: Path, out: Path, *, env: dict | None = None, timeout: float = 150,
+                 clean=lambda: None) -> None:
+    """tests/distributed/SCRIPT SPEC on `nproc` local gloo processes (torch.distributed.run --standalone: a free
+    rendezvous port), bounded by `timeout`; a launch that fails before any worker wrote OUT/seen-* is retried once
+    after `clean()`."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
-               str(REPO / "tests" / "distributed" / "worker.py"), str(spec)]
+               str(REPO / "tests" / "distributed" / script), str(spec)]
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
                    "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", **(env or {})}
     for attempt in (1, 2):
@@ -69,8 +78,7 @@ def launch(nproc: int, model: Path, out: Path, jobs: list[dict], *, n: int = 10,
         if status == 0:
             return
         if attempt == 1 and not list(out.glob("seen-*.json")):
-            for job in jobs:
-                shutil.rmtree(job["run"], ignore_errors=True)
+            clean()
             continue
         raise AssertionError(f"multi-process run failed ({status}, attempt {attempt}); log tail:\n"
                              f"{log.read_text()[-4000:]}")

@@ -157,7 +157,12 @@ def test_bad_inputs_are_clear_errors(tiny_llama_dir, tiny_gpt2_text_dir, corpus_
     # a window longer than the model's positions is refused before any run dir exists
     fails(["text", "train", "--model", str(tiny_gpt2_text_dir), "--data", str(corpus_txt), "--num-train", "2",
            "--window", "200", "--num-eval", "1", "--out", str(out)], capsys, out, "the model has 128")
-    fails(["text", "generate", *model, "--out", str(out)], capsys, out, "is not a text train run")
+    fails(["text", "generate", *model, "--out", str(out)], capsys, out,
+          ("is not inside a text train run", "pass --prompts FILE"))
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("the river city stone light\n", encoding="utf-8")
+    fails(["text", "generate", *model, "--prompts", str(prompts), "--blocker", "--out", str(out)], capsys, out,
+          ("--blocker forbids continuing the hyperfitting data", "pass --train-run RUN"))
     fails(["text", "evaluate", str(tmp_path), "--out", str(out)], capsys, out, "holds no *.generations")
 
     gguf = tmp_path / "model.gguf"
@@ -255,3 +260,28 @@ def test_analyze_compares_base_and_hyperfitted(llama_train_run, tiny_llama_dir, 
     assert report["base"]["entropy_mean"] != report["hyperfit"]["entropy_mean"]
     assert 0.0 <= json.loads((run / "agreement.json").read_text())["top1_agreement"] <= 1.0
     assert (run / "analysis.png").is_file()
+
+
+def test_any_model_generates_on_prompts_without_a_train_run(tiny_llama_dir, tiny_gguf_path, tmp_path, capsys):
+    """A folder or a GGUF continues a prompts file with no train run anywhere; evaluate scores it and says in one
+    line that the copying metrics need the hyperfitting data."""
+    from tests.text.conftest import synthetic_documents
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("\n".join(synthetic_documents(4, seed=3)) + "\n", encoding="utf-8")
+    out = tmp_path / "runs"
+    folder = run_cli(["text", "generate", "--model", str(tiny_llama_dir), "--prompts", str(prompts), "--context",
+                      "8", "--max-new-tokens", "6", "--name", "folder", "--out", str(out)], capsys)
+    gguf = run_cli(["text", "generate", "--model", str(tiny_gguf_path), "--prompts", str(prompts), "--context",
+                    "8", "--max-new-tokens", "6", "--name", "gguf", "--out", str(out)], capsys)
+    for run in (folder, gguf):
+        assert json.loads((run / "config.json").read_text())["config"]["train_run"] is None
+    assert load_file(str(folder / "folder.generations.safetensors"))["generated"].shape == (4, 6)
+    capsys.readouterr()
+    main(["text", "evaluate", str(folder), "--ttr-last", "4", "--out", str(out)])
+    captured = capsys.readouterr()
+    evaluation = Path(captured.out.strip().splitlines()[-1])
+    notes = [line for line in captured.err.splitlines() if "no hyperfitting data" in line]
+    assert len(notes) == 1 and "pass --train-run RUN" in notes[0]
+    entry = json.loads((evaluation / "results.json").read_text())["runs"]["folder"]
+    assert registry.key("type_token_ratio") in entry and registry.key("overlap_mean_span") not in entry

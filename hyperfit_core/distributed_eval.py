@@ -1,0 +1,111 @@
+"""Data-parallel evaluation: the same command line under `torchrun --nproc_per_node N` / `accelerate launch`
+does the work of N processes.
+
+Every evaluation command (text generate / evaluate / analyze, vision complete / benchmark / analyze) cuts its
+items into contiguous parts (`engine.split_bounds`, parts differ by at most one item, an empty part is allowed),
+each process works on its own part, and `gather` hands every process the parts in rank order, so concatenated
+they are the items in their original order, each exactly once. The run dir is made once by the main process and
+its path broadcast (`shared_run`); only the main process writes (RunDir.writer). Processes talk through
+accelerate's PartialState (gloo on CPU, NCCL on CUDA, each process on its LOCAL_RANK GPU), the group training
+uses. Alone (no launcher), everything here is a no-op: one part holding every item.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, TypeVar
+
+import torch
+
+from hyperfit_core import launch
+from hyperfit_core.engine import split_bounds
+from hyperfit_core.errors import HyperfitError
+
+T = TypeVar("T")
+
+
+def processes() -> int:
+    return launch.world_size()
+
+
+def start(device: str = "auto") -> None:
+    """Join the process group the launcher describes (before a model is loaded: on CUDA this picks each
+    process's own GPU, which `--device auto` / `cuda` then means). One process: nothing to join."""
+    if processes() == 1:
+        return
+    if str(device).startswith("cuda:"):
+        raise HyperfitError(f"--device {device} under {processes()} processes would put every process on one GPU; "
+                            "use --device auto (each process takes its LOCAL_RANK GPU)")
+    from hyperfit_core.engine import process_state
+
+    process_state(device)
+
+
+def rank() -> int:
+    import torch.distributed as dist
+
+    return dist.get_rank() if processes() > 1 and dist.is_initialized() else 0
+
+
+def my_part(count: int) -> slice:
+    """This process's contiguous slice of `count` items."""
+    return slice(*split_bounds(count, processes(), rank()))
+
+
+def gather(part: T) -> list[T]:
+    """Every process's `part`, in rank order, on every process (CPU objects, pickled over the group)."""
+    if processes() == 1:
+        return [part]
+    import torch.distributed as dist
+
+    parts: list = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, part)
+    return parts
+
+
+def map_items(count: int, work: Callable[[slice], torch.Tensor]) -> torch.Tensor:
+    """`work(slice)` on this process's part of `count` items, the parts gathered and concatenated in item order
+    (on every process). A process whose part is empty does no work; its part is dropped."""
+    mine = my_part(count)
+    result = work(mine).cpu() if mine.stop > mine.start else None
+    parts = [p for p in gather(result) if p is not None]
+    return torch.cat(parts)
+
+
+def map_dict(count: int, work: Callable[[slice], dict]) -> dict:
+    """As `map_items`, for work returning a dict of tensors (concatenated per key) and other values (the first
+    part's, e.g. a class count every part shares)."""
+    mine = my_part(count)
+    result = work(mine) if mine.stop > mine.start else None
+    if isinstance(result, dict):
+        result = {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in result.items()}
+    parts = [p for p in gather(result) if p is not None]
+    return {key: torch.cat([p[key] for p in parts]) if isinstance(value, torch.Tensor) else value
+            for key, value in parts[0].items()}
+
+
+def summed_counts(stats: dict | None) -> dict | None:
+    """A citation blocker's stats summed over the processes (its rates recomputed from the summed counts)."""
+    parts = [p for p in gather(stats) if p is not None]
+    if not parts:
+        return None
+    total = dict(parts[0])
+    for key in ("steps", "steps_with_ban", "steps_top1_banned"):
+        total[key] = sum(p[key] for p in parts)
+    per_step = max(total["steps"], 1)
+    total["ban_rate"] = total["steps_with_ban"] / per_step
+    total["top1_banned_rate"] = total["steps_top1_banned"] / per_step
+    return total
+
+
+def shared_run(out: str | Path, name: str):
+    """One new run dir for all processes: the main process makes it, the others learn its path."""
+    from hyperfit_core.rundir import RunDir, broadcast_from_main, is_main_process
+
+    path = str(RunDir.create(out, name).path) if is_main_process() else None
+    return RunDir(broadcast_from_main(path), create=False)
+
+
+def describe() -> dict:
+    """What ran, for a run's config.json."""
+    return {"processes": processes()}
