@@ -88,6 +88,7 @@ def read_external(path: str | Path, model: str | None, gguf_file: str | None = N
     tensors = {"generated": _cut(encoded["generated"], lengths["generated"]),
                "contexts": _cut(encoded["contexts"], lengths["contexts"], last=True),  # the tokens next to it
                "references": _cut(encoded["references"], lengths["references"])}
-    texts = [{"continuation": text_model.decode(g), "reference": text_model.decode(r)}
-             for g, r in zip(tensors["generated"], tensors["references"])]
+    # the context as written (the continuation followed all of it: fluency is scored after it)
+    texts = [{"context": c, "continuation": text_model.decode(g), "reference": text_model.decode(r)}
+             for c, g, r in zip(contexts, tensors["generated"], tensors["references"])]
     return {**tensors, "texts": texts, "cut": cut, "tokenizer": text_model.describe()}
