@@ -104,7 +104,6 @@ def test_download_without_a_network_is_one_line(tiny_imagegpt_dir, tmp_path, cap
     (["--per-device-batch-size", "3"], "global batch 8 is not a multiple of per-device batch 3"),
     (["--device", "tpu"], "unknown device 'tpu'"),
     (["--train-layers", "first:2"], "--train-layers must look like last:K"),
-    (["--lora", "4", "--train-layers", "last:3"], "last:3 but the model has only 2 blocks"),
     (["--lr-schedule", "step"], "'--lr-schedule': unknown learning-rate schedule 'step': use constant, linear or cosine"),
     (["--warmup-steps", "-1"], "'--warmup-steps': warm-up steps must not be negative, got -1"),
     (["--grad-clip", "0"], "'--grad-clip'"),
