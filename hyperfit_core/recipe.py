@@ -155,6 +155,10 @@ def train_run(spec: TrainSpec | None, modality: Modality, out: str | Path = "run
             raise HyperfitError(f"{at} already holds a run; pass it as --resume to continue it")
         with checked_out_dir(out if at is None else Path(at).parent):  # nothing stays if an input is bad
             prepared = modality.prepare(spec)
+            if spec.train.train_layers is not None:  # K against the model's blocks, before the run dir exists
+                from hyperfit_core.trainable import check_train_layers
+
+                check_train_layers(prepared.model, spec.train.train_layers)
         data = prepared.data
         run = _new_run(at, out, name or f"{modality.name}-train")
         run.write_config({"spec": spec.to_dict(), "cli": cli, **prepared.info}, seed=spec.train.seed,

@@ -102,12 +102,20 @@ def find_blocks(model: torch.nn.Module) -> torch.nn.ModuleList:
     return best
 
 
-def apply_train_layers(model: torch.nn.Module, spec: str) -> dict[str, int]:
-    """Freeze all parameters except the last K blocks, the final norm and the LM head; returns counts."""
+def check_train_layers(model: torch.nn.Module, spec: str) -> int:
+    """K of "last:K" when the model has K blocks, else one clear error; changes nothing (the recipe calls it
+    before a run dir exists)."""
     k = parse_train_layers(spec)
     blocks = find_blocks(model)
     if k > len(blocks):
         raise HyperfitError(f"--train-layers last:{k} but the model has only {len(blocks)} blocks")
+    return k
+
+
+def apply_train_layers(model: torch.nn.Module, spec: str) -> dict[str, int]:
+    """Freeze all parameters except the last K blocks, the final norm and the LM head; returns counts."""
+    k = check_train_layers(model, spec)
+    blocks = find_blocks(model)
     for param in model.parameters():
         param.requires_grad_(False)
     keep = list(blocks[len(blocks) - k:])

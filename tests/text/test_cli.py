@@ -157,6 +157,9 @@ def test_bad_inputs_are_clear_errors(tiny_llama_dir, tiny_gpt2_text_dir, corpus_
     # a window longer than the model's positions is refused before any run dir exists
     fails(["text", "train", "--model", str(tiny_gpt2_text_dir), "--data", str(corpus_txt), "--num-train", "2",
            "--window", "200", "--num-eval", "1", "--out", str(out)], capsys, out, "the model has 128")
+    # more blocks than the model has: refused once the model is loaded, before any run dir exists
+    fails(["text", "train", *model, "--data", str(corpus_txt), *SMALL, "--train-layers", "last:99", "--out", str(out)],
+          capsys, out, "--train-layers last:99 but the model has only")
     fails(["text", "generate", *model, "--out", str(out)], capsys, out,
           ("is not inside a text train run", "pass --prompts FILE"))
     prompts = tmp_path / "p.txt"
