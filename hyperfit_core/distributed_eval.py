@@ -84,6 +84,28 @@ def map_dict(count: int, work: Callable[[slice], dict]) -> dict:
             for key, value in parts[0].items()}
 
 
+def on_main(work: Callable[[], T]) -> T:
+    """`work()` done once, by the main process (a cache read or write, a clustering), its result handed to every
+    process. An exception it raises is raised on every process (as a HyperfitError on the others), so none waits
+    for a result that never comes. Alone: work()."""
+    if processes() == 1:
+        return work()
+    from hyperfit_core.rundir import broadcast_from_main, is_main_process
+
+    outcome, failure = None, None
+    if is_main_process():
+        try:
+            outcome = ("done", work())
+        except Exception as exc:  # noqa: BLE001  (told to the others, then raised here as it was)
+            outcome, failure = ("failed", str(exc)), exc
+    kind, value = broadcast_from_main(outcome)
+    if failure is not None:
+        raise failure
+    if kind == "failed":
+        raise HyperfitError(value)
+    return value
+
+
 def summed_counts(stats: dict | None) -> dict | None:
     """A citation blocker's stats summed over the processes (its rates recomputed from the summed counts)."""
     parts = [p for p in gather(stats) if p is not None]

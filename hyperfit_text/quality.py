@@ -5,7 +5,8 @@ What is judged is the text a person reads (a generation row's `display`: special
 reference cut to the continuation's token count), so a condition and the human references are scored alike and
 their lengths match. MAUVE compares a condition's continuations with the human continuations of the same
 prompts; fluency is each continuation's perplexity given its context, under a model that did not generate it.
-Both go through the per-text caches (hyperfit_text/text_cache.py), so evaluating a run again costs a cache read.
+Both go through the per-text caches (hyperfit_text/text_cache.py), so evaluating a run again costs a cache read;
+under torchrun each process computes its part of the texts not cached yet (the scoring model on its own GPU).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from hyperfit_core import distributed_eval
 from hyperfit_core import metric_registry as registry
 from hyperfit_core.atomic import atomic_path
 from hyperfit_core.errors import HyperfitError
@@ -79,7 +81,8 @@ def mauve_metric(sample: Sample, model: str, device: str, cache: str | None, clu
     text_model = load_quality_model(model, device)
     generated = cached_text_features(text_model, _texts(sample), cache)
     human = cached_text_features(text_model, _texts(sample.reference), cache)
-    out = mauve_score(generated, human, num_buckets=clusters)
+    # every process holds every feature (split and gathered by the cache); the clustering is done once
+    out = distributed_eval.on_main(lambda: mauve_score(generated, human, num_buckets=clusters))
     fields = {k: out[k] for k in ("mauve_texts", "mauve_human_texts", "mauve_clusters", "mauve_seed",
                                   "mauve_feature_dim")}
     return {"mauve": Scored(out["mauve"], fields=fields),

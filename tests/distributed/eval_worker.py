@@ -17,9 +17,32 @@ torch.set_num_threads(1)
 from hyperfit_core.cli import main  # noqa: E402
 
 
+def record_scored(out: Path, rank: int) -> None:
+    """Log which texts this process ran the quality scoring model on (MAUVE features, fluency perplexities), one
+    list per call, to OUT/scored-rankR.json: the test checks each text is scored once over the processes."""
+    import hyperfit_text.fluency as fluency
+    import hyperfit_text.text_features as text_features
+
+    scored: dict[str, list] = {"features": [], "fluency": []}
+
+    def logged(kind, compute, texts_of):
+        def wrapper(model, *args, **kwargs):
+            scored[kind].append(texts_of(*args))
+            (out / f"scored-rank{rank}.json").write_text(json.dumps(scored))
+            return compute(model, *args, **kwargs)
+        return wrapper
+
+    text_features.text_features = logged("features", text_features.text_features, lambda texts, *_: texts)
+    fluency.continuation_nll = logged("fluency", fluency.continuation_nll,
+                                      lambda contexts, continuations, *_: [list(p) for p in zip(contexts,
+                                                                                                continuations)])
+
+
 def main_worker():
     spec = json.loads(Path(sys.argv[1]).read_text())
     rank = int(os.environ.get("RANK", "0"))
+    if spec.get("record_scored"):
+        record_scored(Path(spec["out"]), rank)
     done = []
     for argv in spec["commands"]:
         main(argv)

@@ -1,19 +1,25 @@
 """Every evaluation command under two CPU processes (gloo) against the same command in one process: the same
 command line, only the launcher differs. Counts of 5 do not divide by 2 (parts of 3 and 2): every item exactly
-once, in order; greedy tokens identical, metrics within float tolerance; one run dir, written once."""
+once, in order; greedy tokens identical, metrics within float tolerance; one run dir, written once. The quality
+metrics' scoring model (MAUVE features, fluency perplexities) scores each text once over the processes."""
 
 import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 from hyperfit_core.cli import main
 from hyperfit_core.formats import read_jsonl
 from tests.distributed.common import run_launcher
-from tests.text.conftest import corpus_txt, tiny_llama_dir  # noqa: F401  (fixtures)
+from hyperfit_text.mauve_score import mauve_score
+from hyperfit_text.quality import CACHE_FOLDER, scored_texts
+from hyperfit_text.text_cache import text_key
+from tests.text.conftest import corpus_txt, tiny_gpt2_text_dir, tiny_llama_dir  # noqa: F401  (fixtures)
 from tests.vision.conftest import image_folder_8px, tiny_imagegpt_dir  # noqa: F401  (fixtures)
 
 COUNT = "5"  # items per command: not a multiple of the 2 processes
@@ -21,13 +27,17 @@ TOL = 1e-5
 
 
 def _commands(text_run: Path, vision_run: Path, llama: Path, imagegpt: Path, images: Path, generated: Path,
-              out: Path) -> dict[str, list[str]]:
+              scorer: Path) -> dict[str, list[str]]:
     """The command lines, each writing under out/NAME."""
     common = ["--device", "cpu"]
     return {
         "generate": ["text", "generate", "--model", str(text_run / "model"), "--num-eval", COUNT, "--max-new-tokens",
                      "12", "--blocker", "--blocker-n", "2", "--batch-size", "2", *common],
-        "evaluate": ["text", "evaluate", str(generated), "--batch-size", "2", *common],
+        # no scoring model here whatever the checkout holds (a module fixture runs before the autouse one that
+        # hides data/'s default scorer); evaluate-quality names a tiny one
+        "evaluate": ["text", "evaluate", str(generated), "--batch-size", "2", "--quality-model", "none", *common],
+        "evaluate-quality": ["text", "evaluate", str(generated), "--no-analysis", "--quality-model", str(scorer),
+                             *common],
         "analyze": ["text", "analyze", "--model", f"base={llama}", "--model", f"fit={text_run / 'model'}",
                     "--train-run", str(text_run), "--num-eval", COUNT, "--batch-size", "2", *common],
         "complete": ["vision", "complete", "--model", str(vision_run / "model"), "--data", str(images),
@@ -45,12 +55,13 @@ def _with_out(argv: list[str], out: Path) -> list[str]:
 
 
 def _run_dir(out: Path) -> Path:
-    (run,) = [p for p in out.iterdir() if p.is_dir()]
+    (run,) = [p for p in out.iterdir() if p.is_dir() and p.name != CACHE_FOLDER]
     return run
 
 
 @pytest.fixture(scope="module")
-def eval_runs(tiny_llama_dir, corpus_txt, tiny_imagegpt_dir, image_folder_8px, tmp_path_factory):  # noqa: F811
+def eval_runs(tiny_llama_dir, corpus_txt, tiny_imagegpt_dir, image_folder_8px, tiny_gpt2_text_dir,  # noqa: F811
+              tmp_path_factory):
     root = tmp_path_factory.mktemp("eval-processes")
     main(["text", "train", "--model", str(tiny_llama_dir), "--data", str(corpus_txt), "--num-train", "8",
           "--window", "48", "--num-eval", "6", "--context", "16", "--reference", "16", "--epochs", "2",
@@ -60,14 +71,15 @@ def eval_runs(tiny_llama_dir, corpus_txt, tiny_imagegpt_dir, image_folder_8px, t
     text_run, vision_run = _run_dir(root / "text-train"), _run_dir(root / "vision-train")
     one, two = root / "one", root / "two"
     main(_with_out(_commands(text_run, vision_run, tiny_llama_dir, tiny_imagegpt_dir, image_folder_8px, Path(),
-                             one)["generate"], one / "generate"))
+                             tiny_gpt2_text_dir)["generate"], one / "generate"))
     generated = _run_dir(one / "generate")  # both evaluate the same generations
-    commands = _commands(text_run, vision_run, tiny_llama_dir, tiny_imagegpt_dir, image_folder_8px, generated, one)
+    commands = _commands(text_run, vision_run, tiny_llama_dir, tiny_imagegpt_dir, image_folder_8px, generated,
+                         tiny_gpt2_text_dir)
     for name, argv in commands.items():
         if name != "generate":
             main(_with_out(argv, one / name))
     spec = root / "spec.json"
-    spec.write_text(json.dumps({"out": str(root), "commands": [_with_out(argv, two / name)
+    spec.write_text(json.dumps({"out": str(root), "record_scored": True, "commands": [_with_out(argv, two / name)
                                                                for name, argv in commands.items()]}))
     run_launcher(2, "eval_worker.py", spec, root, timeout=400, clean=lambda: shutil.rmtree(two, ignore_errors=True))
     return {name: (_run_dir(one / name), _run_dir(two / name)) for name in commands}
@@ -150,3 +162,51 @@ def test_benchmark_two_processes_same_results(eval_runs):
     a, b = (json.loads((run / "results.json").read_text()) for run in (one, two))
     a.pop("base-top-p"), b.pop("base-top-p")
     _close(a, b)
+
+
+def _cached(run: Path) -> dict[str, dict[str, np.ndarray]]:
+    """The run's per-text quality cache: {kind: {key: row}} (one file per kind: one scoring model)."""
+    out = {}
+    for path in (run.parent / CACHE_FOLDER).glob("*.safetensors"):
+        with safe_open(str(path), framework="pt") as f:
+            out[path.name.split("-")[0]] = dict(zip(json.loads(f.metadata()["keys"]), f.get_tensor("rows").numpy()))
+    return out
+
+
+def test_evaluate_quality_two_processes_score_each_text_once_same_metrics(eval_runs):
+    one, two = eval_runs["evaluate-quality"]
+    rows = read_jsonl(eval_runs["generate"][0] / "greedy-blocked2.generations.jsonl")
+    contexts, continuations, references = (scored_texts(rows, part) for part in ("context", "continuation",
+                                                                                  "reference"))
+    # the scoring model ran on each text once over the two processes, each on its own share
+    logs = [two.parents[2] / f"scored-rank{rank}.json" for rank in (0, 1)]
+    scored = [json.loads(log.read_text()) if log.is_file() else {"features": [], "fluency": []} for log in logs]
+    expected = {"features": set(continuations) | set(references),
+                "fluency": {*zip(contexts, continuations), *zip(contexts, references)}}
+    for kind, texts in expected.items():
+        mine = [[text if isinstance(text, str) else tuple(text) for call in s[kind] for text in call] for s in scored]
+        assert mine[0] and mine[1], kind  # both processes did part of the work
+        assert len(mine[0]) + len(mine[1]) == len(texts) and set(mine[0]) | set(mine[1]) == texts, kind
+
+    a, b = (json.loads((run / "results.json").read_text()) for run in (one, two))
+    entry = b["runs"]["greedy-blocked2"]
+    assert (entry["mauve_texts"], entry["fluency_texts"]) == (5, 5) and _config(two)["processes"] == 2
+    _close(a["runs"], b["runs"])
+    _close(a["human_reference"], b["human_reference"])
+    c, d = (json.loads((run / "per_item.json").read_text()) for run in (one, two))
+    for items_one, items_two in ((c["runs"]["greedy-blocked2"], d["runs"]["greedy-blocked2"]),
+                                 (c["human_reference"], d["human_reference"])):
+        assert len(items_two["fluency_perplexity"]) == 5
+        np.testing.assert_allclose(items_two["fluency_perplexity"], items_one["fluency_perplexity"], rtol=1e-5)
+    # the cache, written by the main process alone, holds every text, with one process's rows within tolerance
+    cached_one, cached_two = _cached(one), _cached(two)
+    assert set(cached_two) == {"features", "fluency"}
+    for kind in cached_one:
+        assert cached_one[kind].keys() == cached_two[kind].keys()
+        for key, row in cached_one[kind].items():
+            np.testing.assert_allclose(cached_two[kind][key], row, rtol=1e-5, atol=1e-6)
+    # MAUVE is mauve-text's number on the gathered features
+    features = cached_two["features"]
+    direct = mauve_score(np.stack([features[text_key(t)] for t in continuations]),
+                         np.stack([features[text_key(t)] for t in references]))
+    assert entry["mauve"] == direct["mauve"]
