@@ -50,7 +50,7 @@ def printed_numbers(text: str) -> list[tuple[str, float, float, bool]]:
     text = text.replace("**", "")
     for match in NUMBER.finditer(text):
         raw = match.group(0)
-        if raw[0] in "+-−" and match.start() > 0 and not text[match.start() - 1] in " (\t/":
+        if raw[0] in "+-−" and match.start() > 0 and not text[match.start() - 1] in " ([\t/":  # "[-0.1, +0.2]": an interval's signs
             raw = raw[1:]  # a dash joining two numbers, not a sign
         body = raw.replace("−", "-").replace(",", "")
         mantissa, _, exponent = body.lower().partition("e")
