@@ -13,10 +13,11 @@ import os
 import numpy as np
 import torch
 
-from hyperfit_core.atomic import atomic_path, write_json
+from hyperfit_core.atomic import write_json
 from hyperfit_core.decoding import model_max_positions
 from hyperfit_core.device_map import input_device
 from hyperfit_core.errors import HyperfitError
+from hyperfit_core.plots import save_png
 
 TOP_K = (1, 3, 5)
 
@@ -172,11 +173,7 @@ def plot_analysis(summaries: dict, path: str | os.PathLike) -> None:
     for ax in (hist_ax, curve_ax):
         ax.legend()
     fig.tight_layout()
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=120)  # tmp has no .png suffix, so name the format
-    finally:
-        plt.close(fig)
+    save_png(fig, path, dpi=120)
 
 
 def write_report(summaries: dict, path_json: str | os.PathLike) -> None:

@@ -18,8 +18,8 @@ from itertools import combinations
 
 import torch
 
-from hyperfit_core.atomic import atomic_path
 from hyperfit_core.errors import HyperfitError
+from hyperfit_core.plots import save_png
 
 
 def mean_sd(values) -> dict:
@@ -56,13 +56,7 @@ def epochs_for_steps(num_items: int, batch_size: int, steps: int) -> int:
 
 
 def _save(fig, path) -> None:
-    import matplotlib.pyplot as plt
-
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=110)
-    finally:
-        plt.close(fig)
+    save_png(fig, path, dpi=110)
 
 
 def plot_series(panels: dict[str, dict[str, dict]], path: str | os.PathLike, xlabel: str, logx: bool = False,

@@ -16,8 +16,8 @@ import os
 import numpy as np
 import torch
 
-from hyperfit_core.atomic import atomic_path
 from hyperfit_core.errors import HyperfitError
+from hyperfit_core.plots import save_png
 
 
 def participation_ratio(covariance: torch.Tensor) -> float:
@@ -203,11 +203,7 @@ def plot_layers(report: dict, path: str | os.PathLike) -> None:
         change_ax.set_xticks(np.arange(len(names)), names, rotation=45)
     change_ax.set(ylabel="||W_h - W_b|| / ||W_b||", title="Relative weight change")
     fig.tight_layout()
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=120)
-    finally:
-        plt.close(fig)
+    save_png(fig, path, dpi=120)
 
 
 __all__ = ["participation_ratio", "covariance_of", "block_list", "hidden_state_dimensions", "parameter_groups",

@@ -12,8 +12,8 @@ import torch
 
 from hyperfit_core import metric_registry as registry
 from hyperfit_core import metrics
-from hyperfit_core.atomic import atomic_path
 from hyperfit_core.errors import HyperfitError
+from hyperfit_core.plots import save_png
 
 DEFAULT_LENGTHS = (32, 64, 96, 128, 192, 256)
 
@@ -57,8 +57,4 @@ def plot_length_curves(curves: dict[str, dict], path: str | os.PathLike, title: 
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=110)
-    finally:
-        plt.close(fig)
+    save_png(fig, path, dpi=110)

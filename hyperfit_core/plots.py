@@ -1,5 +1,5 @@
 """Plots drawn from a run dir's own files: loss.png from metrics.jsonl (written at the end of training, and
-redrawable from any run dir later)."""
+redrawable from any run dir later); save_png, how every figure of the packages is written."""
 
 from __future__ import annotations
 
@@ -7,6 +7,18 @@ from pathlib import Path
 
 from hyperfit_core.atomic import atomic_path
 from hyperfit_core.formats import read_jsonl
+
+
+def save_png(fig, path: Path, dpi: int = 110) -> Path:
+    """Write a matplotlib figure to `path` atomically (temp + rename) and close it, also when writing fails."""
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=dpi)  # tmp has no .png suffix, so name the format
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+    return Path(path)
 
 
 def write_loss_plot(metrics_path: Path, out: Path) -> Path | None:
@@ -32,7 +44,4 @@ def write_loss_plot(metrics_path: Path, out: Path) -> Path | None:
     ax.set_ylabel("training loss")
     ax.legend()
     fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return out
+    return save_png(fig, out, dpi=100)

@@ -19,6 +19,7 @@ from transformers import LogitsProcessor
 
 from hyperfit_core.atomic import atomic_path
 from hyperfit_core.errors import HyperfitError
+from hyperfit_core.plots import save_png
 
 LOGIT_BIAS_KEY = "logit_bias"  # the safetensors tensor name of a bias vector
 TOP = (1, 5, 50)  # shares of chosen tokens outside the base's top-k
@@ -99,11 +100,7 @@ def plot_ranks(summaries: dict, path: str | os.PathLike, model_name: str) -> Non
            title="Ranks of the generated tokens under the base model")
     ax.legend()
     fig.tight_layout()
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=120)
-    finally:
-        plt.close(fig)
+    save_png(fig, path, dpi=120)
 
 
 def mean_log_prob_shift(base, hyperfitted, ids, context_len: int, batch_size: int = 16) -> torch.Tensor:

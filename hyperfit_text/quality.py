@@ -16,9 +16,9 @@ from pathlib import Path
 
 from hyperfit_core import distributed_eval
 from hyperfit_core import metric_registry as registry
-from hyperfit_core.atomic import atomic_path
 from hyperfit_core.errors import HyperfitError
 from hyperfit_core.scoring import Sample, Scored
+from hyperfit_core.plots import save_png
 from hyperfit_text import scorer as scorer_module
 
 NONE = "none"  # --quality-model none: evaluate without MAUVE and fluency, on purpose
@@ -145,8 +145,4 @@ def plot_quality(results: dict, human: dict | None, path: str | os.PathLike) -> 
         ax.set(xlabel=registry.label("type_token_ratio"), ylabel=registry.label(name), title=registry.label(name))
     axes[0].legend(fontsize=7)
     fig.tight_layout()
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=110)
-    finally:
-        plt.close(fig)
+    save_png(fig, path, dpi=110)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from hyperfit_core import distributed_eval
 from hyperfit_core import metric_registry as registry
-from hyperfit_core.atomic import atomic_path, write_json, write_text
+from hyperfit_core.atomic import write_json, write_text
 from hyperfit_core.decoding import DecodingConfig
 from hyperfit_core.errors import HyperfitError
 from hyperfit_core.formats import COMPLETIONS, PER_ITEM, RESULTS
@@ -24,6 +24,7 @@ from hyperfit_core.sequences import TokenSequences
 from hyperfit_vision.data import LabelledImages
 from hyperfit_vision.model import ImageModel
 from hyperfit_core.blocker import CitationBlocker
+from hyperfit_core.plots import save_png
 from hyperfit_vision.completion import complete_run, load_completions
 from hyperfit_vision.grid import grid_from_completions
 from hyperfit_vision.scoring import TABLE, ImageFid, benchmark_record, image_value, score_images
@@ -147,6 +148,4 @@ def plot_results(results: dict, path: Path) -> None:
         caveat = " (FID biased: fewer images than Inception's 2048 dims)" if "fid" in keys and count < INCEPTION_DIMS else ""
         fig.suptitle(f"{count} images per condition{caveat}", fontsize=9)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_png(fig, path, dpi=110)
