@@ -7,7 +7,7 @@ over all its conditions (reused when an evaluation of exactly those generations 
 --out), so every metric is computed on the same prompts, and per_item.json gives each prompt's value in order.
 
 Comparisons, A minus B, prompt by prompt: hyperfitted-greedy minus base-top-p, minus base-greedy and minus every
-base-temperature-T* condition present, and hyperfitted-greedy-blocked5 minus hyperfitted-greedy; for TTR, word
+base-temperature[-T*] condition present, and hyperfitted-greedy-blocked5 minus hyperfitted-greedy; for TTR, word
 TTR, seq-rep-4 (values as they are: closer to the human value is better, which the human means beside them say),
 fluency as its distance to the human value (|ln PPL - ln PPL of the human continuation of the same prompt|: below 0
 means A is closer) and MAUVE (a set-level number: one difference per seed and corpus). Intervals and p-values come
@@ -40,7 +40,8 @@ from hyperfit_core.paired import compare
 DONE = "done.txt"
 HYPERFITTED, BLOCKED = "hyperfitted-greedy", "hyperfitted-greedy-blocked5"
 FIXED_COMPARISONS = [(HYPERFITTED, "base-top-p"), (HYPERFITTED, "base-greedy"), (BLOCKED, HYPERFITTED)]
-TEMPERATURE = re.compile(r"base-temperature-T[\d.]+\Z")
+# scripts/measure_text_claim_temperature.sh names it base-temperature; older runs carried the T in the name
+TEMPERATURE = re.compile(r"base-temperature(-T[\d.]+)?\Z")
 # (label, registered metric, how a prompt's value is read): "value", the metric itself; "human distance", its
 # log distance to the human continuation of the same prompt; "set", a set-level value
 METRICS = [("TTR", "type_token_ratio", "value"), ("word TTR", "word_type_token_ratio", "value"),
