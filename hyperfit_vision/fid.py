@@ -201,12 +201,18 @@ def span_coordinates(real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tens
     return coords[:len(real)], coords[len(real):]
 
 
+# The features given are already every image's (under torchrun each process holds the gathered set): a
+# torchmetrics Metric would otherwise gather its states over the process group on compute() and count every
+# image once per process (changing FID's covariances and KID's subsets).
+LOCAL_ONLY = {"sync_on_compute": False}
+
+
 def fid_from_features(real_features, fake_features) -> float:
     """torchmetrics' FID of two (N, D) feature sets (computed in their span; see span_coordinates)."""
     from torchmetrics.image.fid import FrechetInceptionDistance
 
     real, fake = span_coordinates(*_checked_pair(real_features, fake_features))
-    metric = FrechetInceptionDistance(feature=_Precomputed(real.shape[1]))
+    metric = FrechetInceptionDistance(feature=_Precomputed(real.shape[1]), **LOCAL_ONLY)
     metric.update(real, real=True)
     metric.update(fake, real=False)
     return float(metric.compute())
@@ -229,7 +235,8 @@ def kid_from_features(real_features, fake_features, subset_size: int | None = No
         raise HyperfitError("KID needs at least 1 subset")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "KID keeps all features in memory": we know
-        metric = KernelInceptionDistance(feature=_Precomputed(real.shape[1]), subsets=subsets, subset_size=subset)
+        metric = KernelInceptionDistance(feature=_Precomputed(real.shape[1]), subsets=subsets, subset_size=subset,
+                                         **LOCAL_ONLY)
     metric.update(real, real=True)
     metric.update(fake, real=False)
     with torch.random.fork_rng(devices=[]):

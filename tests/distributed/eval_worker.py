@@ -19,11 +19,13 @@ from hyperfit_core.cli import main  # noqa: E402
 
 def record_scored(out: Path, rank: int) -> None:
     """Log which texts this process ran the quality scoring model on (MAUVE features, fluency perplexities), one
-    list per call, to OUT/scored-rankR.json: the test checks each text is scored once over the processes."""
+    list per call, and how many images it ran the Inception network on per call, to OUT/scored-rankR.json: the
+    test checks each text or image is scored once over the processes."""
     import hyperfit_text.fluency as fluency
     import hyperfit_text.text_features as text_features
+    from hyperfit_vision.fid import InceptionFeatures
 
-    scored: dict[str, list] = {"features": [], "fluency": []}
+    scored: dict[str, list] = {"features": [], "fluency": [], "inception": []}
 
     def logged(kind, compute, texts_of):
         def wrapper(model, *args, **kwargs):
@@ -36,6 +38,7 @@ def record_scored(out: Path, rank: int) -> None:
     fluency.continuation_nll = logged("fluency", fluency.continuation_nll,
                                       lambda contexts, continuations, *_: [list(p) for p in zip(contexts,
                                                                                                 continuations)])
+    InceptionFeatures.forward = logged("inception", InceptionFeatures.forward, lambda images: len(images))
 
 
 def main_worker():

@@ -1,7 +1,8 @@
 """Every evaluation command under two CPU processes (gloo) against the same command in one process: the same
 command line, only the launcher differs. Counts of 5 do not divide by 2 (parts of 3 and 2): every item exactly
 once, in order; greedy tokens identical, metrics within float tolerance; one run dir, written once. The quality
-metrics' scoring model (MAUVE features, fluency perplexities) scores each text once over the processes."""
+metrics' scoring model (MAUVE features, fluency perplexities) and the benchmark's Inception network (FID / KID)
+score each text or image once over the processes."""
 
 import json
 import shutil
@@ -14,7 +15,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from hyperfit_core.cli import main
-from hyperfit_core.formats import read_jsonl
+from hyperfit_core.formats import FEATURES, read_jsonl
 from tests.distributed.common import run_launcher
 from hyperfit_text.mauve_score import mauve_score
 from hyperfit_text.quality import CACHE_FOLDER, scored_texts
@@ -42,8 +43,9 @@ def _commands(text_run: Path, vision_run: Path, llama: Path, imagegpt: Path, ima
                     "--train-run", str(text_run), "--num-eval", COUNT, "--batch-size", "2", *common],
         "complete": ["vision", "complete", "--model", str(vision_run / "model"), "--data", str(images),
                      "--num-eval", COUNT, "--blocker", "--batch-size", "2", *common],
+        # with FID / KID on the real Inception weights (as tests/vision/test_benchmark.py: CI caches them)
         "benchmark": ["vision", "benchmark", "--base", str(imagegpt), "--hyperfit", str(vision_run / "model"),
-                      "--data", str(images), "--num-eval", COUNT, "--no-fid", "--batch-size", "2", *common],
+                      "--data", str(images), "--num-eval", COUNT, "--batch-size", "2", *common],
         "vision-analyze": ["vision", "analyze", "--model", f"base={imagegpt}", "--model",
                            f"fit={vision_run / 'model'}", "--data", str(images), "--num-eval", COUNT,
                            "--batch-size", "2", *common],
@@ -162,6 +164,32 @@ def test_benchmark_two_processes_same_results(eval_runs):
     a, b = (json.loads((run / "results.json").read_text()) for run in (one, two))
     a.pop("base-top-p"), b.pop("base-top-p")
     _close(a, b)
+
+
+def _inception_features(path: Path) -> tuple[torch.Tensor, str]:
+    with safe_open(str(path), framework="pt") as f:
+        return f.get_tensor("features"), f.metadata()["key"]
+
+
+def test_benchmark_two_processes_same_fid_kid_and_features(eval_runs):
+    one, two = eval_runs["benchmark"]
+    a, b = (json.loads((run / "results.json").read_text()) for run in (one, two))
+    greedy = ("base-greedy", "hyperfit-greedy", "hyperfit-blocked")  # top-p samples per process: other images
+    for condition in greedy:
+        assert (a[condition]["n_real"], a[condition]["n_fake"]) == (5, 5) == (b[condition]["n_real"],
+                                                                              b[condition]["n_fake"])
+        for key in ("fid", "kid_mean", "kid_std"):
+            assert b[condition][key] == pytest.approx(a[condition][key], rel=TOL, abs=TOL), (condition, key)
+    # the cached Inception features: every image once, in order, the same pixels' key, within tolerance
+    for name in ("real", *greedy):
+        (features_one, key_one), (features_two, key_two) = (_inception_features(run / f"{name}.{FEATURES}")
+                                                            for run in (one, two))
+        assert features_one.shape == features_two.shape == (5, 2048) and key_one == key_two, name
+        torch.testing.assert_close(features_two, features_one, rtol=TOL, atol=1e-6)
+    # each process ran the network on its own part of every image set (3 + 2 images), none on all of them
+    logs = [two.parents[2] / f"scored-rank{rank}.json" for rank in (0, 1)]
+    calls = [json.loads(log.read_text())["inception"] for log in logs]
+    assert calls[0] == [3] * 5 and calls[1] == [2] * 5  # the real images and 4 conditions
 
 
 def _cached(run: Path) -> dict[str, dict[str, np.ndarray]]:
