@@ -162,7 +162,12 @@ class CitationBlocker(LogitsProcessor):
 
     def stats(self) -> dict:
         """The counts (see the class) and their shares of all steps, for a run's metrics."""
-        per_step = max(self.steps, 1)  # no step yet: both counts are 0, and so are the rates
-        return {"steps": self.steps, "steps_with_ban": self.steps_with_ban,
-                "ban_rate": self.steps_with_ban / per_step, "steps_top1_banned": self.steps_top1_banned,
-                "top1_banned_rate": self.steps_top1_banned / per_step, "n": self.n, "index_size": self.index_size}
+        return blocker_stats(self.steps, self.steps_with_ban, self.steps_top1_banned, n=self.n,
+                             index_size=self.index_size)
+
+
+def blocker_stats(steps: int, steps_with_ban: int, steps_top1_banned: int, **extra) -> dict:
+    """The blocker's counts with their shares of all steps (one blocker's, or several processes' summed)."""
+    per_step = max(steps, 1)  # no step yet: both counts are 0, and so are the rates
+    return {"steps": steps, "steps_with_ban": steps_with_ban, "ban_rate": steps_with_ban / per_step,
+            "steps_top1_banned": steps_top1_banned, "top1_banned_rate": steps_top1_banned / per_step, **extra}

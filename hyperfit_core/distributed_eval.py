@@ -111,13 +111,11 @@ def summed_counts(stats: dict | None) -> dict | None:
     parts = [p for p in gather(stats) if p is not None]
     if not parts:
         return None
-    total = dict(parts[0])
-    for key in ("steps", "steps_with_ban", "steps_top1_banned"):
-        total[key] = sum(p[key] for p in parts)
-    per_step = max(total["steps"], 1)
-    total["ban_rate"] = total["steps_with_ban"] / per_step
-    total["top1_banned_rate"] = total["steps_top1_banned"] / per_step
-    return total
+    from hyperfit_core.blocker import blocker_stats
+
+    counts = ("steps", "steps_with_ban", "steps_top1_banned")
+    return blocker_stats(*(sum(p[key] for p in parts) for key in counts),
+                         **{key: value for key, value in parts[0].items() if key not in counts})
 
 
 def shared_run(out: str | Path, name: str):
