@@ -77,6 +77,24 @@ def discover(root: Path) -> dict[tuple[int, str], dict[str, Path]]:
     return found
 
 
+def selected(found: dict, seeds: str | None, corpora: str | None) -> dict:
+    """The (seed, corpus) cells of `found` that --seeds / --corpora keep; naming one that is not there is an error."""
+    keep = {}
+    for name, values, index in (("--seeds", seeds, 0), ("--corpora", corpora, 1)):
+        if values is None:
+            continue
+        try:
+            wanted = {int(v) if index == 0 else v.strip() for v in values.split(",") if v.strip()}
+        except ValueError:
+            raise HyperfitError(f"{name} takes comma-separated seed numbers, got {values!r}") from None
+        present = {cell[index] for cell in found}
+        missing = sorted(str(v) for v in wanted - present)
+        if not wanted or missing:
+            raise HyperfitError(f"{name} {values}: not among the runs found ({', '.join(map(str, sorted(present)))})")
+        keep[index] = wanted
+    return {cell: runs for cell, runs in found.items() if all(cell[i] in w for i, w in keep.items())}
+
+
 def evaluation_for(conditions: dict[str, Path], folder: Path, settings) -> Path:
     """The `text evaluate` run of exactly these generations with these settings under `folder`; made if none."""
     from hyperfit_text.evaluate import evaluate_runs, find_generation_files
@@ -204,11 +222,15 @@ def main(argv=None) -> dict:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--ttr-last", type=int, default=96)
     parser.add_argument("--reps", type=int, default=10000, help="bootstrap replicates")
+    parser.add_argument("--seeds", default=None, help="only these seeds, comma-separated (default: every seed found)")
+    parser.add_argument("--corpora", default=None,
+                        help="only these corpora, comma-separated (default: every corpus found); e.g. MAUVE and "
+                             "fluency on one corpus when scoring every corpus costs too much")
     parser.add_argument("--json", type=Path, default=None, help="default OUT/text_claim_stats.json")
     parser.add_argument("--md", type=Path, default=None, help="default OUT/text_claim_stats.md")
     args = parser.parse_args(argv)
     try:
-        found = discover(args.root)
+        found = selected(discover(args.root), args.seeds, args.corpora)
         scorer, skipped = choose_quality_model(args.quality_model)
         if scorer:
             from hyperfit_text.quality import load_quality_model

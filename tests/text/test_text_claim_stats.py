@@ -128,3 +128,19 @@ def test_a_listed_run_that_is_not_there_is_one_error_line(claim_tree, tmp_path, 
     with pytest.raises(SystemExit, match=r"^error: .*done.txt:1: .*gone is not a `text generate` run"):
         script["main"]([str(root), "--out", str(tmp_path / "stats")])
     assert not (tmp_path / "stats").exists()
+
+
+def test_seeds_and_corpora_select_the_cells_evaluated(claim_tree, tmp_path, capsys):
+    script = runpy.run_path(str(SCRIPT), run_name="imported_by_test")
+    out = tmp_path / "stats"
+    record = script["main"]([str(claim_tree), "--out", str(out), "--quality-model", "none", "--reps", "50",
+                             "--corpora", "b", "--seeds", "1"])
+    assert set(record["evaluations"]) == {"s1/b"} and record["corpora"] == ["b"] and record["seeds"] == [1]
+    pooled = [r for r in record["comparisons"] if r["scope"] == "pooled" and r["metric"] == "type_token_ratio"
+              and r["b"] == "base-top-p"]
+    assert pooled[0]["result"]["prompts"] == 4
+    with pytest.raises(SystemExit, match=r"^error: --corpora c: not among the runs found \(a, b\)"):
+        script["main"]([str(claim_tree), "--out", str(tmp_path / "x"), "--corpora", "c"])
+    with pytest.raises(SystemExit, match=r"^error: --seeds takes comma-separated seed numbers, got .x.$"):
+        script["main"]([str(claim_tree), "--out", str(tmp_path / "x"), "--seeds", "x"])
+    assert not (tmp_path / "x").exists()
