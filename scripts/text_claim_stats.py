@@ -49,6 +49,11 @@ METRICS = [("TTR", "type_token_ratio", "value"), ("word TTR", "word_type_token_r
            ("fluency: ln-PPL distance to human", "fluency_perplexity", "human distance"),
            ("MAUVE", "mauve", "set")]
 POOLED = "pooled"
+HUMAN = "human reference"
+# set-level values of each condition (results.json keys), summarised over seeds per corpus: where the diversity comes
+# from (Self-BLEU, copying of the training windows) and quality, beside TTR
+SET_LEVEL = ["type_token_ratio", "seq_rep_4", "self_bleu4", "dataset_bleu4", "overlap_mean_span", "overlap_max_span",
+             "mauve", "fluency_perplexity"]
 
 
 def discover(root: Path) -> dict[tuple[int, str], dict[str, Path]]:
@@ -184,6 +189,26 @@ def comparisons(table: dict, corpora: list[str], pairs, reps: int) -> list[dict]
     return rows
 
 
+def set_level(table: dict, corpora: list[str]) -> dict:
+    """{corpus: {condition: {key: {"mean", "sd", "values", "seeds"}}}}: each condition's results value per seed and
+    its mean and sample sd over seeds (sd None for one seed); the human continuations as HUMAN."""
+    out: dict = {}
+    for corpus in corpora:
+        cells = {seed: scored for (seed, c), scored in sorted(table.items()) if c == corpus}
+        names = sorted({n for scored in cells.values() for n in scored if n != "human"}) + [HUMAN]
+        for name in names:
+            for key in SET_LEVEL:
+                by_seed = {seed: scored["human" if name == HUMAN else name]["values"].get(key)
+                           for seed, scored in cells.items() if (name == HUMAN or name in scored)}
+                by_seed = {seed: v for seed, v in by_seed.items() if v is not None}
+                if by_seed:
+                    values = list(by_seed.values())
+                    out.setdefault(corpus, {}).setdefault(name, {})[key] = {
+                        "mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1)) if len(values) > 1 else None,
+                        "values": values, "seeds": list(by_seed)}
+    return out
+
+
 def _mean(values) -> float | None:
     kept = [v for v in values if v is not None]
     return float(np.mean(kept)) if kept else None
@@ -253,7 +278,8 @@ def main(argv=None) -> dict:
                                                            *(sys.argv[1:] if argv is None else argv)]),
               "root": str(args.root), "seeds": sorted({s for s, _ in found}), "corpora": corpora,
               "conditions": conditions, "evaluations": evaluations,
-              "quality": {"model": scorer, "why_not": skipped}, "reps": args.reps, "comparisons": rows}
+              "quality": {"model": scorer, "why_not": skipped}, "reps": args.reps, "comparisons": rows,
+              "set_level": set_level(table, corpora)}
     write_json(args.json or args.out / "text_claim_stats.json", record)
     write_text(args.md or args.out / "text_claim_stats.md", markdown(rows, corpora))
     print(markdown(rows, corpora))

@@ -114,6 +114,17 @@ def test_paired_statistics_are_those_of_the_per_prompt_values(claim_tree, tiny_g
     assert row("hyperfitted-greedy", "base-temperature-T0.8", "type_token_ratio", "a")["result"]["prompts"] == 4
     assert row("hyperfitted-greedy", "base-temperature-T0.8", "type_token_ratio", "b")["result"] is None
 
+    # set-level values: each condition's results value per seed, their mean and sd over seeds, by corpus
+    summary = record["set_level"]["a"]["hyperfitted-greedy"]["self_bleu4"]
+    per_seed = [evaluation(s, "a")[0]["runs"]["hyperfitted-greedy"]["self_bleu4"] for s in (0, 1)]
+    assert summary["values"] == per_seed and summary["seeds"] == [0, 1]
+    assert summary["mean"] == pytest.approx(np.mean(per_seed)) and summary["sd"] == pytest.approx(np.std(per_seed, ddof=1))
+    assert record["set_level"]["b"]["human reference"]["fluency_perplexity"]["values"] == [
+        evaluation(s, "b")[0]["human_reference"]["fluency_perplexity"] for s in (0, 1)]
+    assert "mauve" not in record["set_level"]["b"]["human reference"]  # MAUVE is against the human texts
+    temperature = record["set_level"]["a"]["base-temperature-T0.8"]["type_token_ratio"]
+    assert temperature["seeds"] == [0] and temperature["sd"] is None
+
     # a second call reuses the four evaluations instead of scoring again
     again = script["main"](argv)
     assert again["evaluations"] == record["evaluations"]
