@@ -5,6 +5,12 @@
 # greedy / hyperfitted greedy + citation blocker. Every condition of one (seed, corpus) continues the same
 # contexts, so differences can be paired per prompt (scripts/text_claim_stats.py).
 #
+# With MECHANISM=1 (issue 24, part 2, on the same models and prompts): the layer-by-layer analysis and the static
+# logit bias (hyperfitted minus base mean log-probability shift over the train run's held-out contexts), then per
+# corpus the ranks of hyperfitted greedy's tokens under the base and three more conditions: base greedy + that
+# bias (base-logit-bias), and the base with its last 1 / 2 blocks taken from the hyperfitted model (swap-last1,
+# swap-last2), decoded greedily.
+#
 # Usage: scripts/measure_text_claim.sh SEED [OUT_ROOT]   (default OUT_ROOT=runs/text-claim)
 # Environment: BASE (default data/text/smollm2-hf, the SmolLM2 GGUF converted once to an HF folder, see
 #   scripts/measure_text_length.sh), NUM_TRAIN (16), EPOCHS (16), LR (2e-4), TARGET (0.05), PROMPTS (40),
@@ -61,3 +67,30 @@ for corpus in $CORPORA; do
   gen "$corpus" hyperfitted-greedy-blocked5 --model "$RUN/model" --blocker
 done
 stamp "seed done"
+
+[[ "${MECHANISM:-0}" == 1 ]] || exit 0
+M=$OUT/mechanism
+mkdir -p "$M"
+if [[ ! -f "$M/logit_bias.safetensors" ]]; then
+  stamp "mechanism layers + logit bias start"
+  $H text analyze --model "base=$BASE" --model "hyperfitted=$RUN/model" --train-run "$RUN" --num-eval "$PROMPTS" \
+    --layers --write-logit-bias "$M/logit_bias.safetensors" --device cpu --out "$M/analyze" > "$M/analyze.log" 2>&1
+  stamp "mechanism layers + logit bias done"
+fi
+for K in 1 2; do
+  [[ -f "$M/swap-last$K/config.json" ]] && continue
+  $H text swap-blocks --base "$BASE" --donor "$RUN/model" --last "$K" --out "$M/swap-last$K" > "$M/swap-last$K.log" 2>&1
+done
+for corpus in $CORPORA; do
+  if ! ls "$M"/ranks-"$corpus"/*/ranks.json > /dev/null 2>&1; then
+    stamp "ranks $corpus start"
+    $H text analyze --model "base=$BASE" --model "hyperfitted=$RUN/model" --train-run "$RUN" --num-eval "$PROMPTS" \
+      --ranks "$(grep '^hyperfitted-greedy ' "$OUT/gen-$corpus/done.txt" | tail -1 | cut -d' ' -f2)" --device cpu \
+      --out "$M/ranks-$corpus" > "$M/ranks-$corpus.log" 2>&1
+    stamp "ranks $corpus done"
+  fi
+  gen "$corpus" base-logit-bias --model "$BASE" --logit-bias "$M/logit_bias.safetensors"
+  gen "$corpus" swap-last1 --model "$M/swap-last1"
+  gen "$corpus" swap-last2 --model "$M/swap-last2"
+done
+stamp "mechanism done"

@@ -7,13 +7,14 @@ over all its conditions (reused when an evaluation of exactly those generations 
 --out), so every metric is computed on the same prompts, and per_item.json gives each prompt's value in order.
 
 Comparisons, A minus B, prompt by prompt: hyperfitted-greedy minus base-top-p, minus base-greedy and minus every
-base-temperature[-T*] condition present, and hyperfitted-greedy-blocked5 minus hyperfitted-greedy; for TTR, word
-TTR, seq-rep-4 (values as they are: closer to the human value is better, which the human means beside them say),
-fluency as its distance to the human value (|ln PPL - ln PPL of the human continuation of the same prompt|: below 0
-means A is closer) and MAUVE (a set-level number: one difference per seed and corpus). Intervals and p-values come
-from hyperfit_core.paired: the two-stage bootstrap over seeds, then prompts (MAUVE: over seeds, and over corpora
-within a seed when pooled), and the exact sign test. Per corpus and pooled over corpora (pooled: a seed's
-prompts of every corpus form one group, since a seed's models are shared by its corpora).
+base-temperature[-T*] or mechanism condition (base-logit-bias, swap-last1/2) present, and
+hyperfitted-greedy-blocked5 minus hyperfitted-greedy; for TTR, word TTR, seq-rep-4 (values as they are: closer to
+the human value is better, which the human means beside them say), fluency as its distance to the human value (|ln
+PPL - ln PPL of the human continuation of the same prompt|: below 0 means A is closer) and MAUVE (a set-level
+number: one difference per seed and corpus). Intervals and p-values come from hyperfit_core.paired: the two-stage
+bootstrap over seeds, then prompts (MAUVE: over seeds, and over corpora within a seed when pooled), and the exact
+sign test. Per corpus and pooled over corpora (pooled: a seed's prompts of every corpus form one group, since a
+seed's models are shared by its corpora).
 
     nice -n 10 python scripts/text_claim_stats.py runs/text-claim --out /tmp/claim-stats --device cpu \
         --json docs/measurements/text_claim_stats.json --md /tmp/claim-stats/text_claim_stats.md
@@ -42,6 +43,8 @@ HYPERFITTED, BLOCKED = "hyperfitted-greedy", "hyperfitted-greedy-blocked5"
 FIXED_COMPARISONS = [(HYPERFITTED, "base-top-p"), (HYPERFITTED, "base-greedy"), (BLOCKED, HYPERFITTED)]
 # scripts/measure_text_claim_temperature.sh names it base-temperature; older runs carried the T in the name
 TEMPERATURE = re.compile(r"base-temperature(-T[\d.]+)?\Z")
+# issue 24 part 2 (measure_text_claim.sh with MECHANISM=1): compared with hyperfitted greedy when present
+MECHANISM = ["base-logit-bias", "swap-last1", "swap-last2"]
 # (label, registered metric, how a prompt's value is read): "value", the metric itself; "human distance", its
 # log distance to the human continuation of the same prompt; "set", a set-level value
 METRICS = [("TTR", "type_token_ratio", "value"), ("word TTR", "word_type_token_ratio", "value"),
@@ -271,7 +274,7 @@ def main(argv=None) -> dict:
     except HyperfitError as exc:
         sys.exit(f"error: {exc}")
     conditions = sorted({c for scored in found.values() for c in scored})
-    pairs = FIXED_COMPARISONS + [(HYPERFITTED, c) for c in conditions if TEMPERATURE.match(c)]
+    pairs = FIXED_COMPARISONS + [(HYPERFITTED, c) for c in conditions if TEMPERATURE.match(c) or c in MECHANISM]
     corpora = sorted({corpus for _, corpus in found})
     rows = comparisons(table, corpora, pairs, args.reps)
     record = {"command": " ".join(shlex.quote(a) for a in ["python", "scripts/text_claim_stats.py",

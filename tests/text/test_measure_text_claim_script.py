@@ -1,0 +1,67 @@
+"""scripts/measure_text_claim.sh end to end on a tiny model (1 seed, 1 corpus, 4 prompts): the four conditions on the
+same prompts, then with MECHANISM=1 the layer analysis, the static logit bias, the ranks and the three mechanism
+conditions appended to the same (seed, corpus); a rerun skips what is done."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from .conftest import synthetic_documents
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "scripts" / "measure_text_claim.sh"
+
+
+def long_documents(count: int, seed: int) -> str:
+    """Documents of ~400 words (ten synthetic ones joined), so 32 + 256-token spans fit."""
+    docs = synthetic_documents(count * 10, seed=seed)
+    return "\n\n".join(" ".join(docs[i:i + 10]) for i in range(0, len(docs), 10)) + "\n"
+
+
+def run_script(cwd: Path, base: Path, **env) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), "BASE": str(base), "NUM_TRAIN": "4", "EPOCHS": "1",
+                   "PROMPTS": "4", "CORPORA": "news", "THREADS": "1", **env}
+    return subprocess.run(["bash", str(SCRIPT), "0", "claim"], cwd=cwd, env=environment, capture_output=True,
+                          text=True, timeout=900)  # a hang guard: about a minute on two cores
+
+
+def test_the_claim_script_and_its_mechanism_conditions_share_the_prompts(tiny_llama_dir, tmp_path):
+    (tmp_path / "data" / "text").mkdir(parents=True)
+    (tmp_path / "data" / "text" / "wikipedia.txt").write_text(long_documents(12, seed=3))
+    (tmp_path / "data" / "text" / "news.txt").write_text(long_documents(6, seed=4))
+    done = tmp_path / "claim" / "s0" / "gen-news" / "done.txt"
+
+    first = run_script(tmp_path, tiny_llama_dir)
+    assert first.returncode == 0, first.stderr + (tmp_path / "claim" / "s0" / "train.log").read_text()[-2000:]
+    assert [line.split()[0] for line in done.read_text().splitlines()] == [
+        "hyperfitted-greedy", "base-greedy", "base-top-p", "hyperfitted-greedy-blocked5"]
+    assert not (tmp_path / "claim" / "s0" / "mechanism").exists()
+
+    second = run_script(tmp_path, tiny_llama_dir, MECHANISM="1")
+    assert second.returncode == 0, second.stderr
+    lines = done.read_text().splitlines()
+    names = [line.split()[0] for line in lines]
+    assert names[:4] == ["hyperfitted-greedy", "base-greedy", "base-top-p", "hyperfitted-greedy-blocked5"]
+    assert names[4:] == ["base-logit-bias", "swap-last1", "swap-last2"]  # the four were not generated again
+
+    mechanism = tmp_path / "claim" / "s0" / "mechanism"
+    assert (mechanism / "logit_bias.safetensors").is_file()
+    (layers,) = mechanism.glob("analyze/*/layers.json")
+    assert json.loads(layers.read_text())
+    (ranks,) = mechanism.glob("ranks-news/*/ranks.json")
+    assert json.loads(ranks.read_text())
+    for k in (1, 2):
+        config = json.loads((mechanism / f"swap-last{k}" / "config.json").read_text())
+        assert config["num_hidden_layers"] == 2
+
+    # every condition continued the same 4 prompts, so the stats script can pair them
+    from safetensors.numpy import load_file
+    import numpy as np
+    contexts = [load_file(str(next((tmp_path / line.split(maxsplit=1)[1]).glob("*.generations.safetensors"))))["contexts"]
+                for line in lines]
+    assert all(c.shape[0] == 4 and np.array_equal(c, contexts[0]) for c in contexts)
+
+    third = run_script(tmp_path, tiny_llama_dir, MECHANISM="1")
+    assert third.returncode == 0 and done.read_text().splitlines() == lines
