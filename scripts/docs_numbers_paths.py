@@ -12,6 +12,7 @@ import json
 import re
 import statistics
 import sys
+from pathlib import Path
 
 from hyperfit_core.metric_registry import find_key
 
@@ -139,8 +140,11 @@ def expected_parts(spec: str, sources: dict, row_key: str | None) -> list[tuple[
 if __name__ == "__main__":
     if len(sys.argv) != 3:
         sys.exit(__doc__)
-    from hyperfit_core.formats import read_jsonl
+    from check_docs_numbers import _load_sources  # the checker's reading: a .jsonl file's rows, a glob's files
+    from docs_numbers_paths import SpecError as ImportedSpecError  # the checker's (this file is __main__ here)
 
-    with open(sys.argv[1]) as f:
-        rows = read_jsonl(sys.argv[1]) if sys.argv[1].endswith(".jsonl") else json.load(f)
-    print(expected_parts(sys.argv[2], {"": rows}, None)[0][2])
+    try:
+        sources = _load_sources(Path.cwd(), [sys.argv[1]])
+        print(expected_parts(sys.argv[2], sources, None)[0][2])
+    except (SpecError, ImportedSpecError, ValueError, OSError) as exc:
+        sys.exit(f"error: {exc}")

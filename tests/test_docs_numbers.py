@@ -123,3 +123,19 @@ def test_prefix_groups_counts_images_sharing_their_prefix():
     tokens = torch.tensor([[0, 0, 5], [0, 0, 6], [0, 0, 7], [1, 2, 3], [1, 2, 4], [3, 3, 3]])
     groups = prefixes["prefix_groups"](tokens, prefix_len=2)
     assert groups == {"images": 6, "unique": 1, "shared": 5, "group_sizes": [3, 2], "largest_group_one_colour": True}
+
+
+def test_the_paths_helper_reads_as_the_checker_and_fails_in_one_line(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    for seed, value in ((0, 0.5), (1, 0.75)):
+        (tmp_path / f"s{seed}.json").write_text(json.dumps({"t": value}))
+    (tmp_path / "rows.jsonl").write_text('{"event": "a", "v": 1}\n{"event": "b", "v": 2}\n')
+    helper = [sys.executable, str(ROOT / "scripts" / "docs_numbers_paths.py")]
+    run = lambda *args: subprocess.run([*helper, *args], cwd=tmp_path, capture_output=True, text=True)
+    assert run("s*.json", "each */t").stdout.strip() == "[0.5, 0.75]"
+    assert run("rows.jsonl", "[event=b]/v").stdout.strip() == "2"
+    missing = run("gone.json", "t")
+    assert missing.returncode == 1 and missing.stderr.strip() == "error: gone.json does not exist"
