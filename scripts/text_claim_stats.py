@@ -212,12 +212,40 @@ def set_level(table: dict, corpora: list[str]) -> dict:
     return out
 
 
+def pooled_mauve(found: dict, corpora: list[str], settings) -> dict:
+    """{scope: {condition: MAUVE record}}: MAUVE of one condition's continuations over every seed (and, pooled, every
+    corpus) at once against the human continuations of the same prompts. At 40 texts a set MAUVE swings with the
+    prompts drawn; pooling the sets gives it more texts and clusters (features come from the evaluations' cache)."""
+    from hyperfit_text.evaluate import find_generation_files, load_generations
+    from hyperfit_text.mauve_score import mauve_score
+    from hyperfit_text.quality import load_quality_model, scored_texts
+    from hyperfit_text.text_features import cached_text_features
+
+    text_model = load_quality_model(settings.quality_model, settings.device)
+    out: dict = {}
+    for scope in [*corpora, POOLED] if len(corpora) > 1 else corpora:
+        names = sorted({c for (seed, corpus), runs in found.items() if scope in (corpus, POOLED) for c in runs})
+        for name in names:
+            generated, human, cells = [], [], []
+            for (seed, corpus), runs in sorted(found.items()):
+                if scope in (corpus, POOLED) and name in runs:
+                    (gens,) = load_generations(find_generation_files([str(runs[name])]))
+                    generated += scored_texts(gens.texts, "continuation")
+                    human += scored_texts(gens.texts, "reference")
+                    cells.append(f"s{seed}/{corpus}")
+            record = mauve_score(cached_text_features(text_model, generated, settings.quality_cache),
+                                 cached_text_features(text_model, human, settings.quality_cache),
+                                 num_buckets=settings.mauve_clusters)
+            out.setdefault(scope, {})[name] = {**record, "cells": cells}
+    return out
+
+
 def _mean(values) -> float | None:
     kept = [v for v in values if v is not None]
     return float(np.mean(kept)) if kept else None
 
 
-def markdown(rows: list[dict], corpora: list[str]) -> str:
+def markdown(rows: list[dict], corpora: list[str], mauve_pooled: dict | None = None) -> str:
     scopes = [*corpora, POOLED]
     lines = []
     for a, b in dict.fromkeys((r["a"], r["b"]) for r in rows):
@@ -236,6 +264,14 @@ def markdown(rows: list[dict], corpora: list[str]) -> str:
     lines += ["A minus B: mean difference, 95% two-stage bootstrap interval (seeds, then prompts), exact sign-test "
               "p, n pairs (MAUVE: one per seed and corpus). Fluency: distance to the human value, below 0 = A "
               "closer. Condition and human means are in the JSON."]
+    if mauve_pooled:
+        scopes = list(mauve_pooled)
+        lines += ["", "### MAUVE over the pooled texts", "", "| condition | " + " | ".join(scopes) + " |",
+                  "|---" * (1 + len(scopes)) + "|"]
+        for name in dict.fromkeys(n for by_name in mauve_pooled.values() for n in by_name):
+            cells = [f"{r['mauve']:.3f} ({r['mauve_texts']} texts, {r['mauve_clusters']} clusters)"
+                     if (r := mauve_pooled[scope].get(name)) else "-" for scope in scopes]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -271,21 +307,23 @@ def main(argv=None) -> dict:
             evaluation = evaluation_for(conditions, args.out / f"s{seed}" / f"gen-{corpus}", settings)
             evaluations[f"s{seed}/{corpus}"] = str(evaluation)
             table[(seed, corpus)] = scores(evaluation, conditions)
+        corpora = sorted({corpus for _, corpus in found})
+        mauve_pooled = pooled_mauve(found, corpora, settings) if scorer else None
     except HyperfitError as exc:
         sys.exit(f"error: {exc}")
     conditions = sorted({c for scored in found.values() for c in scored})
     pairs = FIXED_COMPARISONS + [(HYPERFITTED, c) for c in conditions if TEMPERATURE.match(c) or c in MECHANISM]
-    corpora = sorted({corpus for _, corpus in found})
     rows = comparisons(table, corpora, pairs, args.reps)
     record = {"command": " ".join(shlex.quote(a) for a in ["python", "scripts/text_claim_stats.py",
                                                            *(sys.argv[1:] if argv is None else argv)]),
               "root": str(args.root), "seeds": sorted({s for s, _ in found}), "corpora": corpora,
               "conditions": conditions, "evaluations": evaluations,
               "quality": {"model": scorer, "why_not": skipped}, "reps": args.reps, "comparisons": rows,
-              "set_level": set_level(table, corpora)}
+              "set_level": set_level(table, corpora),
+              "pooled_mauve": mauve_pooled}
     write_json(args.json or args.out / "text_claim_stats.json", record)
-    write_text(args.md or args.out / "text_claim_stats.md", markdown(rows, corpora))
-    print(markdown(rows, corpora))
+    write_text(args.md or args.out / "text_claim_stats.md", markdown(rows, corpora, mauve_pooled))
+    print(markdown(rows, corpora, mauve_pooled))
     return record
 
 

@@ -125,6 +125,27 @@ def test_paired_statistics_are_those_of_the_per_prompt_values(claim_tree, tiny_g
     temperature = record["set_level"]["a"]["base-temperature-T0.8"]["type_token_ratio"]
     assert temperature["seeds"] == [0] and temperature["sd"] is None
 
+    # MAUVE over the pooled texts: one condition's continuations of every seed at once against the human ones,
+    # on the same features mauve-text gets when called directly
+    from hyperfit_text.evaluate import find_generation_files, load_generations
+    from hyperfit_text.mauve_score import mauve_score
+    from hyperfit_text.quality import load_quality_model, scored_texts
+    from hyperfit_text.text_features import text_features
+
+    generated, human = [], []
+    for seed in (0, 1):
+        done = (claim_tree / f"s{seed}" / "gen-a" / "done.txt").read_text().splitlines()
+        (run,) = [line.split()[1] for line in done if line.split()[0] == "hyperfitted-greedy"]
+        (gens,) = load_generations(find_generation_files([run]))
+        generated += scored_texts(gens.texts, "continuation")
+        human += scored_texts(gens.texts, "reference")
+    scorer = load_quality_model(str(tiny_gpt2_text_dir), "auto")
+    direct = mauve_score(text_features(scorer, generated), text_features(scorer, human))
+    pooled = record["pooled_mauve"]["a"]["hyperfitted-greedy"]
+    assert pooled["mauve"] == pytest.approx(direct["mauve"], abs=1e-6) and pooled["mauve_texts"] == 8
+    assert pooled["cells"] == ["s0/a", "s1/a"] and record["pooled_mauve"]["pooled"]["base-greedy"]["mauve_texts"] == 16
+    assert "### MAUVE over the pooled texts" in table
+
     # a second call reuses the four evaluations instead of scoring again
     again = script["main"](argv)
     assert again["evaluations"] == record["evaluations"]
