@@ -8,8 +8,8 @@
 # With MECHANISM=1 (issue 24, part 2, on the same models and prompts): the layer-by-layer analysis and the static
 # logit bias (hyperfitted minus base mean log-probability shift over the train run's held-out contexts), then per
 # corpus the ranks of hyperfitted greedy's tokens under the base and three more conditions: base greedy + that
-# bias (base-logit-bias), and the base with its last 1 / 2 blocks taken from the hyperfitted model (swap-last1,
-# swap-last2), decoded greedily.
+# bias (base-logit-bias), and the base with its last 1 / 2 / all blocks taken from the hyperfitted model
+# (swap-last1, swap-last2, swap-lastall: every block, the base's embeddings and final norm), decoded greedily.
 #
 # Usage: scripts/measure_text_claim.sh SEED [OUT_ROOT]   (default OUT_ROOT=runs/text-claim)
 # Environment: BASE (default data/text/smollm2-hf, the SmolLM2 GGUF converted once to an HF folder, see
@@ -77,7 +77,7 @@ if [[ ! -f "$M/logit_bias.safetensors" ]]; then
     --layers --write-logit-bias "$M/logit_bias.safetensors" --device cpu --out "$M/analyze" > "$M/analyze.log" 2>&1
   stamp "mechanism layers + logit bias done"
 fi
-for K in 1 2; do
+for K in 1 2 all; do
   [[ -f "$M/swap-last$K/config.json" ]] && continue
   $H text swap-blocks --base "$BASE" --donor "$RUN/model" --last "$K" --out "$M/swap-last$K" > "$M/swap-last$K.log" 2>&1
 done
@@ -92,5 +92,6 @@ for corpus in $CORPORA; do
   gen "$corpus" base-logit-bias --model "$BASE" --logit-bias "$M/logit_bias.safetensors"
   gen "$corpus" swap-last1 --model "$M/swap-last1"
   gen "$corpus" swap-last2 --model "$M/swap-last2"
+  gen "$corpus" swap-lastall --model "$M/swap-lastall"
 done
 stamp "mechanism done"

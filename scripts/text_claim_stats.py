@@ -7,7 +7,7 @@ over all its conditions (reused when an evaluation of exactly those generations 
 --out), so every metric is computed on the same prompts, and per_item.json gives each prompt's value in order.
 
 Comparisons, A minus B, prompt by prompt: hyperfitted-greedy minus base-top-p, minus base-greedy and minus every
-base-temperature[-T*] or mechanism condition (base-logit-bias, swap-last1/2) present, and
+base-temperature[-T*] or mechanism condition (base-logit-bias, swap-last1/2/all) present, and
 hyperfitted-greedy-blocked5 minus hyperfitted-greedy; for TTR, word TTR, seq-rep-4 (values as they are: closer to
 the human value is better, which the human means beside them say), fluency as its distance to the human value (|ln
 PPL - ln PPL of the human continuation of the same prompt|: below 0 means A is closer) and MAUVE (a set-level
@@ -44,7 +44,7 @@ FIXED_COMPARISONS = [(HYPERFITTED, "base-top-p"), (HYPERFITTED, "base-greedy"), 
 # scripts/measure_text_claim_temperature.sh names it base-temperature; older runs carried the T in the name
 TEMPERATURE = re.compile(r"base-temperature(-T[\d.]+)?\Z")
 # issue 24 part 2 (measure_text_claim.sh with MECHANISM=1): compared with hyperfitted greedy when present
-MECHANISM = ["base-logit-bias", "swap-last1", "swap-last2"]
+MECHANISM = ["base-logit-bias", "swap-last1", "swap-last2", "swap-lastall"]
 # (label, registered metric, how a prompt's value is read): "value", the metric itself; "human distance", its
 # log distance to the human continuation of the same prompt; "set", a set-level value
 METRICS = [("TTR", "type_token_ratio", "value"), ("word TTR", "word_type_token_ratio", "value"),

@@ -44,7 +44,7 @@ def test_the_claim_script_and_its_mechanism_conditions_share_the_prompts(tiny_ll
     lines = done.read_text().splitlines()
     names = [line.split()[0] for line in lines]
     assert names[:4] == ["hyperfitted-greedy", "base-greedy", "base-top-p", "hyperfitted-greedy-blocked5"]
-    assert names[4:] == ["base-logit-bias", "swap-last1", "swap-last2"]  # the four were not generated again
+    assert names[4:] == ["base-logit-bias", "swap-last1", "swap-last2", "swap-lastall"]  # the four were not generated again
 
     mechanism = tmp_path / "claim" / "s0" / "mechanism"
     assert (mechanism / "logit_bias.safetensors").is_file()
@@ -52,7 +52,7 @@ def test_the_claim_script_and_its_mechanism_conditions_share_the_prompts(tiny_ll
     assert json.loads(layers.read_text())
     (ranks,) = mechanism.glob("ranks-news/*/ranks.json")
     assert json.loads(ranks.read_text())
-    for k in (1, 2):
+    for k in (1, 2, "all"):
         config = json.loads((mechanism / f"swap-last{k}" / "config.json").read_text())
         assert config["num_hidden_layers"] == 2
 
