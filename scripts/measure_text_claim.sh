@@ -7,7 +7,7 @@
 #
 # With MECHANISM=1 (issue 24, part 2, on the same models and prompts): the layer-by-layer analysis and the static
 # logit bias (hyperfitted minus base mean log-probability shift over the train run's held-out contexts), then per
-# corpus the ranks of hyperfitted greedy's tokens under the base and three more conditions: base greedy + that
+# corpus the ranks of hyperfitted greedy's tokens under the base and four more conditions: base greedy + that
 # bias (base-logit-bias), and the base with its last 1 / 2 / all blocks taken from the hyperfitted model
 # (swap-last1, swap-last2, swap-lastall: every block, the base's embeddings and final norm), decoded greedily.
 #
@@ -19,22 +19,14 @@
 set -euo pipefail
 S=${1:?usage: measure_text_claim.sh SEED [OUT_ROOT]}
 ROOT=${2:-runs/text-claim}
-BASE=${BASE:-data/text/smollm2-hf}
 NUM_TRAIN=${NUM_TRAIN:-16}
 EPOCHS=${EPOCHS:-16}
 LR=${LR:-2e-4}
 TARGET=${TARGET:-0.05}
-PROMPTS=${PROMPTS:-40}
-CORPORA=${CORPORA:-wikipedia news fiction}
-THREADS=${THREADS:-2}
-export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
-H="python3 -m hyperfit_core.cli"
-OUT=$ROOT/s$S
+source "$(dirname "$0")/text_claim_common.sh"
 mkdir -p "$OUT"
-T=$OUT/timings.txt
-stamp() { echo "$(date -u +%FT%H:%M:%S) $* load=$(cut -d' ' -f1 /proc/loadavg)" >> "$T"; }
 
-RUN=$(ls -d $OUT/train/*/model 2>/dev/null | head -1 | xargs -r dirname || true)
+RUN=$(train_run)
 if [[ -z "$RUN" ]]; then
   stamp "train start"
   rm -rf "$OUT/train"
@@ -42,25 +34,12 @@ if [[ -z "$RUN" ]]; then
     --num-eval "$PROMPTS" --context 32 --reference 256 --epochs "$EPOCHS" --lr "$LR" --batch-size 8 \
     --target-loss "$TARGET" --seed "$S" --data-seed "$S" --order-seed "$S" --save-every 1000 --device cpu \
     --out "$OUT/train" > "$OUT/train.log" 2>&1
-  RUN=$(ls -d $OUT/train/*/model | head -1 | xargs dirname)
+  RUN=$(train_run)
+  [[ -n "$RUN" ]] || { echo "error: the train run under $OUT/train saved no model (see $OUT/train.log)" >&2; exit 2; }
   stamp "train done $RUN"
 fi
 
-gen() {  # corpus name extra-args...
-  local corpus=$1 name=$2; shift 2
-  local dest=$OUT/gen-$corpus
-  grep -qs "^$name " "$dest/done.txt" && return
-  stamp "gen $corpus $name start"
-  local path
-  path=$($H text generate --train-run "$RUN" --prompts-from "data/text/$corpus.txt" --prompt-seed "$S" \
-    --num-eval "$PROMPTS" --context 32 --max-new-tokens 256 --batch-size "$PROMPTS" --device cpu --name "$name" \
-    --out "$dest" "$@" 2> "$OUT/gen-$corpus-$name.log" | tail -1)
-  echo "$name $path" >> "$dest/done.txt"
-  stamp "gen $corpus $name done"
-}
-
 for corpus in $CORPORA; do
-  mkdir -p "$OUT/gen-$corpus"
   gen "$corpus" hyperfitted-greedy --model "$RUN/model"
   gen "$corpus" base-greedy --model "$BASE"
   gen "$corpus" base-top-p --model "$BASE" --decoding top-p --decode-seed "$S"

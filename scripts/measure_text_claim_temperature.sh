@@ -11,16 +11,8 @@
 set -euo pipefail
 S=${1:?usage: measure_text_claim_temperature.sh SEED [OUT_ROOT]}
 ROOT=${2:-runs/text-claim}
-BASE=${BASE:-data/text/smollm2-hf}
-PROMPTS=${PROMPTS:-40}
-CORPORA=${CORPORA:-wikipedia news fiction}
-THREADS=${THREADS:-2}
-export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
-H="python3 -m hyperfit_core.cli"
-OUT=$ROOT/s$S
-T_FILE=$OUT/timings.txt
-stamp() { echo "$(date -u +%FT%H:%M:%S) $* load=$(cut -d' ' -f1 /proc/loadavg)" >> "$T_FILE"; }
-RUN=$(ls -d $OUT/train/*/model 2>/dev/null | head -1 | xargs -r dirname || true)
+source "$(dirname "$0")/text_claim_common.sh"
+RUN=$(train_run)
 [[ -n "$RUN" ]] || { echo "error: no train run under $OUT/train: run scripts/measure_text_claim.sh $S first" >&2; exit 2; }
 
 if ! ls $OUT/entropy/*/entropy_match.json > /dev/null 2>&1; then
@@ -30,17 +22,9 @@ if ! ls $OUT/entropy/*/entropy_match.json > /dev/null 2>&1; then
   stamp "entropy match done"
 fi
 TEMP=$(python3 -c "import glob, json; print(round(json.load(open(glob.glob('$OUT/entropy/*/entropy_match.json')[0]))['temperature'], 4))")
+stamp "temperature T=$TEMP"
 
 for corpus in $CORPORA; do
-  dest=$OUT/gen-$corpus
-  mkdir -p "$dest"
-  grep -qs "^base-temperature " "$dest/done.txt" && continue
-  stamp "gen $corpus base-temperature T=$TEMP start"
-  path=$($H text generate --train-run "$RUN" --prompts-from "data/text/$corpus.txt" --prompt-seed "$S" \
-    --num-eval "$PROMPTS" --context 32 --max-new-tokens 256 --batch-size "$PROMPTS" --device cpu \
-    --name base-temperature --model "$BASE" --decoding sample --temperature "$TEMP" --decode-seed "$S" \
-    --out "$dest" 2> "$OUT/gen-$corpus-base-temperature.log" | tail -1)
-  echo "base-temperature $path" >> "$dest/done.txt"
-  stamp "gen $corpus base-temperature done"
+  gen "$corpus" base-temperature --model "$BASE" --decoding sample --temperature "$TEMP" --decode-seed "$S"
 done
 stamp "temperature done"

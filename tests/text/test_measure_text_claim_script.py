@@ -1,6 +1,7 @@
 """scripts/measure_text_claim.sh end to end on a tiny model (1 seed, 1 corpus, 4 prompts): the four conditions on the
-same prompts, then with MECHANISM=1 the layer analysis, the static logit bias, the ranks and the three mechanism
-conditions appended to the same (seed, corpus); a rerun skips what is done."""
+same prompts, scripts/measure_text_claim_temperature.sh's entropy-matched condition, then with MECHANISM=1 the layer
+analysis, the static logit bias, the ranks and the four mechanism conditions appended to the same (seed, corpus); a
+rerun skips what is done."""
 
 import json
 import os
@@ -20,10 +21,10 @@ def long_documents(count: int, seed: int) -> str:
     return "\n\n".join(" ".join(docs[i:i + 10]) for i in range(0, len(docs), 10)) + "\n"
 
 
-def run_script(cwd: Path, base: Path, **env) -> subprocess.CompletedProcess:
+def run_script(cwd: Path, base: Path, script: Path = SCRIPT, **env) -> subprocess.CompletedProcess:
     environment = {**os.environ, "PYTHONPATH": str(ROOT), "BASE": str(base), "NUM_TRAIN": "4", "EPOCHS": "1",
                    "PROMPTS": "4", "CORPORA": "news", "THREADS": "1", **env}
-    return subprocess.run(["bash", str(SCRIPT), "0", "claim"], cwd=cwd, env=environment, capture_output=True,
+    return subprocess.run(["bash", str(script), "0", "claim"], cwd=cwd, env=environment, capture_output=True,
                           text=True, timeout=900)  # a hang guard: about a minute on two cores
 
 
@@ -39,12 +40,19 @@ def test_the_claim_script_and_its_mechanism_conditions_share_the_prompts(tiny_ll
         "hyperfitted-greedy", "base-greedy", "base-top-p", "hyperfitted-greedy-blocked5"]
     assert not (tmp_path / "claim" / "s0" / "mechanism").exists()
 
+    temperature = run_script(tmp_path, tiny_llama_dir, SCRIPT.with_name("measure_text_claim_temperature.sh"))
+    assert temperature.returncode == 0, temperature.stderr
+    (match,) = (tmp_path / "claim" / "s0" / "entropy").glob("*/entropy_match.json")
+    assert json.loads(match.read_text())["temperature"] > 0
+    assert [line.split()[0] for line in done.read_text().splitlines()][4:] == ["base-temperature"]
+
     second = run_script(tmp_path, tiny_llama_dir, MECHANISM="1")
     assert second.returncode == 0, second.stderr
     lines = done.read_text().splitlines()
     names = [line.split()[0] for line in lines]
-    assert names[:4] == ["hyperfitted-greedy", "base-greedy", "base-top-p", "hyperfitted-greedy-blocked5"]
-    assert names[4:] == ["base-logit-bias", "swap-last1", "swap-last2", "swap-lastall"]  # the four were not generated again
+    assert names[:5] == ["hyperfitted-greedy", "base-greedy", "base-top-p", "hyperfitted-greedy-blocked5",
+                         "base-temperature"]
+    assert names[5:] == ["base-logit-bias", "swap-last1", "swap-last2", "swap-lastall"]  # the five were not generated again
 
     mechanism = tmp_path / "claim" / "s0" / "mechanism"
     assert (mechanism / "logit_bias.safetensors").is_file()
