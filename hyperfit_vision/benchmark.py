@@ -76,7 +76,7 @@ def run_benchmark(models: dict[str, ImageModel], images: LabelledImages, conditi
     real_reference = next(iter(results.values()))["repetition"]
     results["real"] = {"repetition": {k: {"generated": v["real"], "real": v["real"]} for k, v in real_reference.items()}}
     if fid:
-        scorer = ImageFid(fid_weights)
+        scorer = ImageFid(fid_weights, device=device)
         for name, path in files.items():
             results[name].update(scorer(path))
     for name, blob in results.items():

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from hyperfit_core.device import resolve_device
 from hyperfit_core.errors import HyperfitError
 
 INCEPTION_SIZE = 299
@@ -98,7 +99,8 @@ class InceptionFeatures(nn.Module):
         self.batch_size = batch_size
         self.weights_path = resolve_weights(weights)
         self.net = self._load_torchscript(self.weights_path) if self.weights_path else self._load_torchmetrics()
-        self.net.to(torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")))
+        # the device the command was given (a --device string or torch.device); "auto" / None: CUDA when present
+        self.net.to(resolve_device(str(device or "auto")))
         self.eval()
 
     @staticmethod

@@ -84,10 +84,10 @@ class ImageFid:
     the real features are extracted once), features cached as <condition>.inception.safetensors and
     real.inception.safetensors beside the files."""
 
-    def __init__(self, weights: str | None = None, extractor=None):
+    def __init__(self, weights: str | None = None, extractor=None, device: str | None = None):
         from hyperfit_vision.fid import InceptionFeatures
 
-        self.extractor = extractor or InceptionFeatures(weights)
+        self.extractor = extractor or InceptionFeatures(weights, device=device)
         self.real_features = None
 
     def __call__(self, path: Path, keep: torch.Tensor | None = None) -> dict:

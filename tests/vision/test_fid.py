@@ -208,6 +208,20 @@ def test_missing_weights_point_at_the_fetch_script(tmp_path, monkeypatch):
         InceptionFeatures(tmp_path / "garbage.pt")
 
 
+def test_features_run_on_the_device_asked_for(weights, monkeypatch):
+    # on a GPU machine `--device cpu` must still mean CPU for the Inception network (it used to take CUDA whenever
+    # CUDA was present); "auto" is resolved like every other --device, and an unknown device is one clear error
+    from hyperfit_vision.scoring import ImageFid
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert next(InceptionFeatures(weights, device="cpu").net.parameters()).device.type == "cpu"
+    assert next(ImageFid(weights, device="cpu").extractor.net.parameters()).device.type == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert next(InceptionFeatures(weights, device="auto").net.parameters()).device.type == "cpu"
+    with pytest.raises(HyperfitError, match="unknown --device"):
+        InceptionFeatures(weights, device="tpu")
+
+
 def test_weight_resolution_order(tmp_path, monkeypatch, weights):
     monkeypatch.setenv("HYPERFIT_INCEPTION", str(weights))
     assert resolve_weights() == weights  # env var
