@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import platform
+import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -28,7 +29,24 @@ def library_versions() -> dict:
         versions["cuda_device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     except Exception:  # a broken CUDA install must not stop a CPU run from being recorded
         versions["cuda_device"] = None
+    versions["source"] = source_revision()
     return versions
+
+
+def source_revision(root: Path = Path(__file__).resolve().parents[1]) -> dict | None:
+    """The git commit of the hyperfit checkout this code runs from, and whether tracked files differ from it
+    (an editable install's version number says nothing about which code ran); None outside a git checkout."""
+    if not (root / ".git").exists():
+        return None
+    try:
+        def git(*args: str) -> str:
+            return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10,
+                                  check=True).stdout.strip()
+
+        return {"commit": git("rev-parse", "HEAD"),
+                "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    except (OSError, subprocess.SubprocessError):  # no git, or a broken checkout: the run is still recorded
+        return None
 
 
 def process_rank() -> int:

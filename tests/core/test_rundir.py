@@ -1,0 +1,25 @@
+import json
+import subprocess
+from pathlib import Path
+
+from hyperfit_core.rundir import RunDir, source_revision
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_run_config_records_the_commit_the_code_ran_from(tmp_path):
+    # an editable install's version number says nothing about which code ran: the run dir names the commit
+    run = RunDir(tmp_path / "run")
+    config = json.loads(run.write_config({"a": 1}, seed=3, command="test").read_text())
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    assert config["versions"]["source"]["commit"] == head
+    assert isinstance(config["versions"]["source"]["dirty"], bool)
+
+
+def test_no_git_checkout_records_no_commit(tmp_path, monkeypatch):
+    assert source_revision(tmp_path) is None  # installed from a wheel: nothing to record, and no error
+    (tmp_path / ".git").mkdir()  # a broken checkout (git fails) still lets the run be recorded
+    assert source_revision(tmp_path) is None
+    monkeypatch.setenv("PATH", str(tmp_path))  # no git at all
+    assert source_revision(ROOT) is None
