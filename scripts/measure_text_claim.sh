@@ -11,6 +11,13 @@
 # bias (base-logit-bias), and the base with its last 1 / 2 / all blocks taken from the hyperfitted model
 # (swap-last1, swap-last2, swap-lastall: every block, the base's embeddings and final norm), decoded greedily.
 #
+# With LORA=1 (issue 24, part 2, late-stage training, on the same windows and prompts): for each K of LORA_LAYERS
+# ("1 2 5 all"), LoRA adapters of rank LORA_RANK (16) on the last K blocks only (`--lora R --train-layers last:K`;
+# K = all: on every block) trained with the full run's data, seeds, epochs and target loss at LORA_LR (2e-3: adapters
+# start at zero and need a larger step than full fine-tuning), merged, then decoded greedily on each corpus as
+# lora-lastK; and one `text analyze` of the base, the hyperfitted and every LoRA model on the train run's held-out
+# contexts (entropy, perplexity of the true continuation), in lora/analyze.
+#
 # Usage: scripts/measure_text_claim.sh SEED [OUT_ROOT]   (default OUT_ROOT=runs/text-claim)
 # Environment: BASE (default data/text/smollm2-hf, the SmolLM2 GGUF converted once to an HF folder, see
 #   scripts/measure_text_length.sh), NUM_TRAIN (16), EPOCHS (16), LR (2e-4), TARGET (0.05), PROMPTS (40),
@@ -47,30 +54,65 @@ for corpus in $CORPORA; do
 done
 stamp "seed done"
 
-[[ "${MECHANISM:-0}" == 1 ]] || exit 0
-M=$OUT/mechanism
-mkdir -p "$M"
-if [[ ! -f "$M/logit_bias.safetensors" ]]; then
-  stamp "mechanism layers + logit bias start"
-  $H text analyze --model "base=$BASE" --model "hyperfitted=$RUN/model" --train-run "$RUN" --num-eval "$PROMPTS" \
-    --layers --write-logit-bias "$M/logit_bias.safetensors" --device cpu --out "$M/analyze" > "$M/analyze.log" 2>&1
-  stamp "mechanism layers + logit bias done"
-fi
-for K in 1 2 all; do
-  [[ -f "$M/swap-last$K/config.json" ]] && continue
-  $H text swap-blocks --base "$BASE" --donor "$RUN/model" --last "$K" --out "$M/swap-last$K" > "$M/swap-last$K.log" 2>&1
-done
-for corpus in $CORPORA; do
-  if ! ls "$M"/ranks-"$corpus"/*/ranks.json > /dev/null 2>&1; then
-    stamp "ranks $corpus start"
+if [[ "${MECHANISM:-0}" == 1 ]]; then
+  M=$OUT/mechanism
+  mkdir -p "$M"
+  if [[ ! -f "$M/logit_bias.safetensors" ]]; then
+    stamp "mechanism layers + logit bias start"
     $H text analyze --model "base=$BASE" --model "hyperfitted=$RUN/model" --train-run "$RUN" --num-eval "$PROMPTS" \
-      --ranks "$(grep '^hyperfitted-greedy ' "$OUT/gen-$corpus/done.txt" | tail -1 | cut -d' ' -f2)" --device cpu \
-      --out "$M/ranks-$corpus" > "$M/ranks-$corpus.log" 2>&1
-    stamp "ranks $corpus done"
+      --layers --write-logit-bias "$M/logit_bias.safetensors" --device cpu --out "$M/analyze" > "$M/analyze.log" 2>&1
+    stamp "mechanism layers + logit bias done"
   fi
-  gen "$corpus" base-logit-bias --model "$BASE" --logit-bias "$M/logit_bias.safetensors"
-  gen "$corpus" swap-last1 --model "$M/swap-last1"
-  gen "$corpus" swap-last2 --model "$M/swap-last2"
-  gen "$corpus" swap-lastall --model "$M/swap-lastall"
+  for K in 1 2 all; do
+    [[ -f "$M/swap-last$K/config.json" ]] && continue
+    $H text swap-blocks --base "$BASE" --donor "$RUN/model" --last "$K" --out "$M/swap-last$K" > "$M/swap-last$K.log" 2>&1
+  done
+  for corpus in $CORPORA; do
+    if ! ls "$M"/ranks-"$corpus"/*/ranks.json > /dev/null 2>&1; then
+      stamp "ranks $corpus start"
+      $H text analyze --model "base=$BASE" --model "hyperfitted=$RUN/model" --train-run "$RUN" --num-eval "$PROMPTS" \
+        --ranks "$(grep '^hyperfitted-greedy ' "$OUT/gen-$corpus/done.txt" | tail -1 | cut -d' ' -f2)" --device cpu \
+        --out "$M/ranks-$corpus" > "$M/ranks-$corpus.log" 2>&1
+      stamp "ranks $corpus done"
+    fi
+    gen "$corpus" base-logit-bias --model "$BASE" --logit-bias "$M/logit_bias.safetensors"
+    gen "$corpus" swap-last1 --model "$M/swap-last1"
+    gen "$corpus" swap-last2 --model "$M/swap-last2"
+    gen "$corpus" swap-lastall --model "$M/swap-lastall"
+  done
+  stamp "mechanism done"
+fi
+
+[[ "${LORA:-0}" == 1 ]] || exit 0
+L=$OUT/lora
+mkdir -p "$L"
+LORA_RANK=${LORA_RANK:-16}
+LORA_LR=${LORA_LR:-2e-3}
+MODELS=(--model "base=$BASE" --model "hyperfitted=$RUN/model")
+for K in ${LORA_LAYERS:-1 2 5 all}; do
+  name=lora-last$K
+  layers=(--train-layers "last:$K"); [[ "$K" == all ]] && layers=()
+  LRUN=$(ls -d $L/$name/train/*/model 2>/dev/null | head -1 | xargs -r dirname || true)
+  if [[ -z "$LRUN" ]]; then
+    stamp "train $name start"
+    rm -rf "$L/$name"
+    $H text train --model "$BASE" --data data/text/wikipedia.txt --num-train "$NUM_TRAIN" --window 256 \
+      --num-eval "$PROMPTS" --context 32 --reference 256 --epochs "$EPOCHS" --lr "$LORA_LR" --batch-size 8 \
+      --target-loss "$TARGET" --seed "$S" --data-seed "$S" --order-seed "$S" --save-every 1000 --device cpu \
+      --lora "$LORA_RANK" "${layers[@]}" --out "$L/$name/train" > "$L/$name.log" 2>&1
+    LRUN=$(ls -d $L/$name/train/*/model 2>/dev/null | head -1 | xargs -r dirname || true)
+    [[ -n "$LRUN" ]] || { echo "error: the $name train run saved no model (see $L/$name.log)" >&2; exit 2; }
+    stamp "train $name done $LRUN"
+  fi
+  MODELS+=(--model "$name=$LRUN/model")
+  for corpus in $CORPORA; do
+    gen "$corpus" "$name" --model "$LRUN/model"
+  done
 done
-stamp "mechanism done"
+if ! ls "$L"/analyze/*/analysis.json > /dev/null 2>&1; then
+  stamp "lora analyze start"
+  $H text analyze "${MODELS[@]}" --train-run "$RUN" --num-eval "$PROMPTS" --device cpu --out "$L/analyze" \
+    > "$L/analyze.log" 2>&1
+  stamp "lora analyze done"
+fi
+stamp "lora done"

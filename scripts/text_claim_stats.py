@@ -7,7 +7,8 @@ over all its conditions (reused when an evaluation of exactly those generations 
 --out), so every metric is computed on the same prompts, and per_item.json gives each prompt's value in order.
 
 Comparisons, A minus B, prompt by prompt: hyperfitted-greedy minus base-top-p, minus base-greedy and minus every
-base-temperature[-T*] or mechanism condition (base-logit-bias, swap-last1/2/all) present, and
+base-temperature[-T*], mechanism condition (base-logit-bias, swap-last1/2/all) or LoRA condition (lora-lastK)
+present, and
 hyperfitted-greedy-blocked5 minus hyperfitted-greedy; for TTR, word TTR, seq-rep-4 (values as they are: closer to
 the human value is better, which the human means beside them say), fluency as its distance to the human value (|ln
 PPL - ln PPL of the human continuation of the same prompt|: below 0 means A is closer) and MAUVE (a set-level
@@ -45,6 +46,8 @@ FIXED_COMPARISONS = [(HYPERFITTED, "base-top-p"), (HYPERFITTED, "base-greedy"), 
 TEMPERATURE = re.compile(r"base-temperature(-T[\d.]+)?\Z")
 # issue 24 part 2 (measure_text_claim.sh with MECHANISM=1): compared with hyperfitted greedy when present
 MECHANISM = ["base-logit-bias", "swap-last1", "swap-last2", "swap-lastall"]
+# ... and with LORA=1: LoRA on the last K blocks (K a number, or all)
+LORA = re.compile(r"lora-last(\d+|all)\Z")
 # (label, registered metric, how a prompt's value is read): "value", the metric itself; "human distance", its
 # log distance to the human continuation of the same prompt; "set", a set-level value
 METRICS = [("TTR", "type_token_ratio", "value"), ("word TTR", "word_type_token_ratio", "value"),
@@ -159,6 +162,13 @@ def prompt_values(scored: dict, condition: str, metric: str, kind: str, key: str
             return None
         values = [abs(math.log(v) - math.log(h)) for v, h in zip(values, human)]
     return values
+
+
+def comparison_pairs(conditions: list[str]) -> list[tuple[str, str]]:
+    """(A, B) pairs to compare, A minus B: the claim's fixed three, then hyperfitted greedy minus every control
+    present (entropy-matched temperature, mechanism conditions, LoRA on the last K blocks)."""
+    return FIXED_COMPARISONS + [(HYPERFITTED, c) for c in conditions
+                                if TEMPERATURE.match(c) or c in MECHANISM or LORA.match(c)]
 
 
 def comparisons(table: dict, corpora: list[str], pairs, reps: int) -> list[dict]:
@@ -312,8 +322,7 @@ def main(argv=None) -> dict:
     except HyperfitError as exc:
         sys.exit(f"error: {exc}")
     conditions = sorted({c for scored in found.values() for c in scored})
-    pairs = FIXED_COMPARISONS + [(HYPERFITTED, c) for c in conditions if TEMPERATURE.match(c) or c in MECHANISM]
-    rows = comparisons(table, corpora, pairs, args.reps)
+    rows = comparisons(table, corpora, comparison_pairs(conditions), args.reps)
     record = {"command": " ".join(shlex.quote(a) for a in ["python", "scripts/text_claim_stats.py",
                                                            *(sys.argv[1:] if argv is None else argv)]),
               "root": str(args.root), "seeds": sorted({s for s, _ in found}), "corpora": corpora,

@@ -1,7 +1,8 @@
 """scripts/measure_text_claim.sh end to end on a tiny model (1 seed, 1 corpus, 4 prompts): the four conditions on the
 same prompts, scripts/measure_text_claim_temperature.sh's entropy-matched condition, then with MECHANISM=1 the layer
-analysis, the static logit bias, the ranks and the four mechanism conditions appended to the same (seed, corpus); a
-rerun skips what is done."""
+analysis, the static logit bias, the ranks and the four mechanism conditions appended to the same (seed, corpus), and
+with LORA=1 LoRA runs on the last K blocks, their conditions and one analysis of every model; a rerun skips what is
+done."""
 
 import json
 import os
@@ -73,3 +74,23 @@ def test_the_claim_script_and_its_mechanism_conditions_share_the_prompts(tiny_ll
 
     third = run_script(tmp_path, tiny_llama_dir, MECHANISM="1")
     assert third.returncode == 0 and done.read_text().splitlines() == lines
+
+    # LORA=1: LoRA on the last block and on every block, trained on the same windows, each decoded on the same prompts
+    lora = run_script(tmp_path, tiny_llama_dir, LORA="1", LORA_LAYERS="1 all", LORA_LR="1e-2")
+    assert lora.returncode == 0, lora.stderr
+    lora_lines = done.read_text().splitlines()
+    assert lora_lines[:9] == lines and [line.split()[0] for line in lora_lines[9:]] == ["lora-last1", "lora-lastall"]
+    runs = {k: next((tmp_path / "claim" / "s0" / "lora" / f"lora-last{k}" / "train").glob("*/config.json"))
+            for k in (1, "all")}
+    full = json.loads(next((tmp_path / "claim" / "s0" / "train").glob("*/config.json")).read_text())["config"]["cli"]
+    for k, path in runs.items():
+        cli = json.loads(path.read_text())["config"]["cli"]
+        assert cli["lora_rank"] == 16 and cli["train_layers"] == ("last:1" if k == 1 else None)
+        assert (cli["data_seed"], cli["num_train"], cli["epochs"]) == (full["data_seed"], full["num_train"], full["epochs"])
+    (analysis,) = (tmp_path / "claim" / "s0" / "lora" / "analyze").glob("*/analysis.json")
+    assert set(json.loads(analysis.read_text())) >= {"base", "hyperfitted", "lora-last1", "lora-lastall"}
+    lora_contexts = [load_file(str(next((tmp_path / line.split(maxsplit=1)[1]).glob("*.generations.safetensors"))))
+                     ["contexts"] for line in lora_lines[9:]]
+    assert all(np.array_equal(c, contexts[0]) for c in lora_contexts)
+    again = run_script(tmp_path, tiny_llama_dir, LORA="1", LORA_LAYERS="1 all", LORA_LR="1e-2")
+    assert again.returncode == 0 and done.read_text().splitlines() == lora_lines

@@ -152,6 +152,15 @@ def test_paired_statistics_are_those_of_the_per_prompt_values(claim_tree, tiny_g
     assert len(list(out.glob("s*/gen-*/*-text-evaluate"))) == 4
 
 
+def test_every_control_present_is_compared_with_hyperfitted_greedy():
+    stats = runpy.run_path(str(SCRIPT))
+    found = ["base-greedy", "base-top-p", "base-temperature", "base-temperature-T0.7", "swap-last1", "lora-last1",
+             "lora-last12", "lora-lastall", "lora-last", "lora-lastx", "hyperfitted-greedy", "other"]
+    extra = stats["comparison_pairs"](found)[len(stats["FIXED_COMPARISONS"]):]
+    assert extra == [("hyperfitted-greedy", c) for c in ["base-temperature", "base-temperature-T0.7", "swap-last1",
+                                                         "lora-last1", "lora-last12", "lora-lastall"]]
+
+
 def test_a_listed_run_that_is_not_there_is_one_error_line(claim_tree, tmp_path, capsys):
     script = runpy.run_path(str(SCRIPT), run_name="imported_by_test")
     root = tmp_path / "tree"
