@@ -16,7 +16,8 @@
 # K = all: on every block) trained with the full run's data, seeds, epochs and target loss at LORA_LR (2e-3: adapters
 # start at zero and need a larger step than full fine-tuning), merged, then decoded greedily on each corpus as
 # lora-lastK; and one `text analyze` of the base, the hyperfitted and every LoRA model on the train run's held-out
-# contexts (entropy, perplexity of the true continuation), in lora/analyze.
+# contexts (entropy, perplexity of the true continuation), in lora/analyze-K1-K2-... (one folder per set of K, so a
+# pilot with fewer K does not stand in for the sweep).
 #
 # Usage: scripts/measure_text_claim.sh SEED [OUT_ROOT]   (default OUT_ROOT=runs/text-claim)
 # Environment: BASE (default data/text/smollm2-hf, the SmolLM2 GGUF converted once to an HF folder, see
@@ -89,7 +90,8 @@ mkdir -p "$L"
 LORA_RANK=${LORA_RANK:-16}
 LORA_LR=${LORA_LR:-2e-3}
 MODELS=(--model "base=$BASE" --model "hyperfitted=$RUN/model")
-for K in ${LORA_LAYERS:-1 2 5 all}; do
+LORA_LAYERS=${LORA_LAYERS:-1 2 5 all}
+for K in $LORA_LAYERS; do
   name=lora-last$K
   layers=(--train-layers "last:$K"); [[ "$K" == all ]] && layers=()
   LRUN=$(ls -d $L/$name/train/*/model 2>/dev/null | head -1 | xargs -r dirname || true)
@@ -109,10 +111,10 @@ for K in ${LORA_LAYERS:-1 2 5 all}; do
     gen "$corpus" "$name" --model "$LRUN/model"
   done
 done
-if ! ls "$L"/analyze/*/analysis.json > /dev/null 2>&1; then
+A=$L/analyze-$(echo $LORA_LAYERS | tr ' ' -)
+if ! ls "$A"/*/analysis.json > /dev/null 2>&1; then
   stamp "lora analyze start"
-  $H text analyze "${MODELS[@]}" --train-run "$RUN" --num-eval "$PROMPTS" --device cpu --out "$L/analyze" \
-    > "$L/analyze.log" 2>&1
+  $H text analyze "${MODELS[@]}" --train-run "$RUN" --num-eval "$PROMPTS" --device cpu --out "$A" > "$A.log" 2>&1
   stamp "lora analyze done"
 fi
 stamp "lora done"

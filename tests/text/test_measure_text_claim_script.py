@@ -87,7 +87,7 @@ def test_the_claim_script_and_its_mechanism_conditions_share_the_prompts(tiny_ll
         cli = json.loads(path.read_text())["config"]["cli"]
         assert cli["lora_rank"] == 16 and cli["train_layers"] == ("last:1" if k == 1 else None)
         assert (cli["data_seed"], cli["num_train"], cli["epochs"]) == (full["data_seed"], full["num_train"], full["epochs"])
-    (analysis,) = (tmp_path / "claim" / "s0" / "lora" / "analyze").glob("*/analysis.json")
+    (analysis,) = (tmp_path / "claim" / "s0" / "lora" / "analyze-1-all").glob("*/analysis.json")
     assert set(json.loads(analysis.read_text())) >= {"base", "hyperfitted", "lora-last1", "lora-lastall"}
     lora_contexts = [load_file(str(next((tmp_path / line.split(maxsplit=1)[1]).glob("*.generations.safetensors"))))
                      ["contexts"] for line in lora_lines[9:]]
