@@ -32,6 +32,12 @@ EPOCHS=${EPOCHS:-16}
 LR=${LR:-2e-4}
 TARGET=${TARGET:-0.05}
 source "$(dirname "$0")/text_claim_common.sh"
+LORA_LAYERS=${LORA_LAYERS:-1 2 5 all}
+if [[ "${LORA:-0}" == 1 ]]; then  # a bad K is refused before the seed's hour of work, not after it
+  for K in $LORA_LAYERS; do
+    [[ "$K" =~ ^([1-9][0-9]*|all)$ ]] || { echo "error: LORA_LAYERS takes block counts >= 1 or all, got '$K'" >&2; exit 2; }
+  done
+fi
 mkdir -p "$OUT"
 
 RUN=$(train_run)
@@ -90,7 +96,6 @@ mkdir -p "$L"
 LORA_RANK=${LORA_RANK:-16}
 LORA_LR=${LORA_LR:-2e-3}
 MODELS=(--model "base=$BASE" --model "hyperfitted=$RUN/model")
-LORA_LAYERS=${LORA_LAYERS:-1 2 5 all}
 for K in $LORA_LAYERS; do
   name=lora-last$K
   layers=(--train-layers "last:$K"); [[ "$K" == all ]] && layers=()

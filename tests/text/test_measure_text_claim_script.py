@@ -35,6 +35,10 @@ def test_the_claim_script_and_its_mechanism_conditions_share_the_prompts(tiny_ll
     (tmp_path / "data" / "text" / "news.txt").write_text(long_documents(6, seed=4))
     done = tmp_path / "claim" / "s0" / "gen-news" / "done.txt"
 
+    refused = run_script(tmp_path, tiny_llama_dir, LORA="1", LORA_LAYERS="1 0")  # before anything is written
+    assert refused.returncode == 2 and refused.stderr.strip() == "error: LORA_LAYERS takes block counts >= 1 or all, got '0'"
+    assert not (tmp_path / "claim").exists()
+
     first = run_script(tmp_path, tiny_llama_dir)
     assert first.returncode == 0, first.stderr + (tmp_path / "claim" / "s0" / "train.log").read_text()[-2000:]
     assert [line.split()[0] for line in done.read_text().splitlines()] == [
