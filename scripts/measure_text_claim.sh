@@ -39,15 +39,18 @@ if [[ "${LORA:-0}" == 1 ]]; then  # a bad K is refused before the seed's hour of
   done
 fi
 mkdir -p "$OUT"
+hyperfit_seed() {  # DEST LOG extra-args...: the seed's windows, seeds, epochs and target, so every variant sees the same data
+  local dest=$1 log=$2; shift 2
+  $H text train --model "$BASE" --data data/text/wikipedia.txt --num-train "$NUM_TRAIN" --window 256 \
+    --num-eval "$PROMPTS" --context 32 --reference 256 --epochs "$EPOCHS" --batch-size 8 --target-loss "$TARGET" \
+    --seed "$S" --data-seed "$S" --order-seed "$S" --save-every 1000 --device cpu --out "$dest" "$@" > "$log" 2>&1
+}
 
 RUN=$(train_run)
 if [[ -z "$RUN" ]]; then
   stamp "train start"
   rm -rf "$OUT/train"
-  $H text train --model "$BASE" --data data/text/wikipedia.txt --num-train "$NUM_TRAIN" --window 256 \
-    --num-eval "$PROMPTS" --context 32 --reference 256 --epochs "$EPOCHS" --lr "$LR" --batch-size 8 \
-    --target-loss "$TARGET" --seed "$S" --data-seed "$S" --order-seed "$S" --save-every 1000 --device cpu \
-    --out "$OUT/train" > "$OUT/train.log" 2>&1
+  hyperfit_seed "$OUT/train" "$OUT/train.log" --lr "$LR"
   RUN=$(train_run)
   [[ -n "$RUN" ]] || { echo "error: the train run under $OUT/train saved no model (see $OUT/train.log)" >&2; exit 2; }
   stamp "train done $RUN"
@@ -99,15 +102,12 @@ MODELS=(--model "base=$BASE" --model "hyperfitted=$RUN/model")
 for K in $LORA_LAYERS; do
   name=lora-last$K
   layers=(--train-layers "last:$K"); [[ "$K" == all ]] && layers=()
-  LRUN=$(ls -d $L/$name/train/*/model 2>/dev/null | head -1 | xargs -r dirname || true)
+  LRUN=$(train_run "$L/$name/train")
   if [[ -z "$LRUN" ]]; then
     stamp "train $name start"
     rm -rf "$L/$name"
-    $H text train --model "$BASE" --data data/text/wikipedia.txt --num-train "$NUM_TRAIN" --window 256 \
-      --num-eval "$PROMPTS" --context 32 --reference 256 --epochs "$EPOCHS" --lr "$LORA_LR" --batch-size 8 \
-      --target-loss "$TARGET" --seed "$S" --data-seed "$S" --order-seed "$S" --save-every 1000 --device cpu \
-      --lora "$LORA_RANK" "${layers[@]}" --out "$L/$name/train" > "$L/$name.log" 2>&1
-    LRUN=$(ls -d $L/$name/train/*/model 2>/dev/null | head -1 | xargs -r dirname || true)
+    hyperfit_seed "$L/$name/train" "$L/$name.log" --lr "$LORA_LR" --lora "$LORA_RANK" "${layers[@]}"
+    LRUN=$(train_run "$L/$name/train")
     [[ -n "$LRUN" ]] || { echo "error: the $name train run saved no model (see $L/$name.log)" >&2; exit 2; }
     stamp "train $name done $LRUN"
   fi

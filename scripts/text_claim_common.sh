@@ -10,7 +10,7 @@ H="python3 -m hyperfit_core.cli"
 OUT=$ROOT/s$S
 T=$OUT/timings.txt
 stamp() { echo "$(date -u +%FT%H:%M:%S) $* load=$(cut -d' ' -f1 /proc/loadavg)" >> "$T"; }
-train_run() { ls -d $OUT/train/*/model 2>/dev/null | head -1 | xargs -r dirname || true; }
+train_run() { ls -d ${1:-$OUT/train}/*/model 2>/dev/null | head -1 | xargs -r dirname || true; }  # [DIR]: a run that saved its model
 
 gen() {  # corpus name extra-args...: one condition on the corpus's PROMPTS prompts (skipped when done.txt lists it)
   local corpus=$1 name=$2; shift 2
