@@ -39,22 +39,24 @@ if [[ "${LORA:-0}" == 1 ]]; then  # a bad K is refused before the seed's hour of
   done
 fi
 mkdir -p "$OUT"
-hyperfit_seed() {  # DEST LOG extra-args...: the seed's windows, seeds, epochs and target, so every variant sees the same data
-  local dest=$1 log=$2; shift 2
-  $H text train --model "$BASE" --data data/text/wikipedia.txt --num-train "$NUM_TRAIN" --window 256 \
-    --num-eval "$PROMPTS" --context 32 --reference 256 --epochs "$EPOCHS" --batch-size 8 --target-loss "$TARGET" \
-    --seed "$S" --data-seed "$S" --order-seed "$S" --save-every 1000 --device cpu --out "$dest" "$@" > "$log" 2>&1
+trained() {  # LABEL DIR LOG extra-args...: the run under DIR that saved its model, hyperfitted first when there is
+  # none, on the seed's windows, seeds, epochs and target, so every variant (full, LoRA) sees the same data
+  local label=$1 dir=$2 log=$3 run; shift 3
+  run=$(train_run "$dir")
+  if [[ -z "$run" ]]; then
+    stamp "$label start"
+    rm -rf "$dir"
+    $H text train --model "$BASE" --data data/text/wikipedia.txt --num-train "$NUM_TRAIN" --window 256 \
+      --num-eval "$PROMPTS" --context 32 --reference 256 --epochs "$EPOCHS" --batch-size 8 --target-loss "$TARGET" \
+      --seed "$S" --data-seed "$S" --order-seed "$S" --save-every 1000 --device cpu --out "$dir" "$@" > "$log" 2>&1
+    run=$(train_run "$dir")
+    [[ -n "$run" ]] || { echo "error: the train run under $dir saved no model (see $log)" >&2; return 2; }
+    stamp "$label done $run"
+  fi
+  echo "$run"
 }
 
-RUN=$(train_run)
-if [[ -z "$RUN" ]]; then
-  stamp "train start"
-  rm -rf "$OUT/train"
-  hyperfit_seed "$OUT/train" "$OUT/train.log" --lr "$LR"
-  RUN=$(train_run)
-  [[ -n "$RUN" ]] || { echo "error: the train run under $OUT/train saved no model (see $OUT/train.log)" >&2; exit 2; }
-  stamp "train done $RUN"
-fi
+RUN=$(trained train "$OUT/train" "$OUT/train.log" --lr "$LR")
 
 for corpus in $CORPORA; do
   gen "$corpus" hyperfitted-greedy --model "$RUN/model"
@@ -102,15 +104,7 @@ MODELS=(--model "base=$BASE" --model "hyperfitted=$RUN/model")
 for K in $LORA_LAYERS; do
   name=lora-last$K
   layers=(--train-layers "last:$K"); [[ "$K" == all ]] && layers=()
-  LRUN=$(train_run "$L/$name/train")
-  if [[ -z "$LRUN" ]]; then
-    stamp "train $name start"
-    rm -rf "$L/$name"
-    hyperfit_seed "$L/$name/train" "$L/$name.log" --lr "$LORA_LR" --lora "$LORA_RANK" "${layers[@]}"
-    LRUN=$(train_run "$L/$name/train")
-    [[ -n "$LRUN" ]] || { echo "error: the $name train run saved no model (see $L/$name.log)" >&2; exit 2; }
-    stamp "train $name done $LRUN"
-  fi
+  LRUN=$(trained "train $name" "$L/$name/train" "$L/$name.log" --lr "$LORA_LR" --lora "$LORA_RANK" "${layers[@]}")
   MODELS+=(--model "$name=$LRUN/model")
   for corpus in $CORPORA; do
     gen "$corpus" "$name" --model "$LRUN/model"

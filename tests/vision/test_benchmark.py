@@ -63,11 +63,11 @@ def test_benchmark_scores_every_condition_and_resumes(tiny_imagegpt_dir, image_f
     for name in ("base-greedy", "hyperfit-blocked"):
         assert cached[name]["fid"] == results[name]["fid"]
     # --device reaches the Inception network too: on a machine with CUDA, device="cpu" keeps it on the CPU
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    on_cpu = run_benchmark({"base": base, "hyperfit": fitted}, held_out, paper_conditions(), run,
-                           train_tokens=train, blocker_n=8, fid=True, device="cpu")
+    with monkeypatch.context() as cuda_present:
+        cuda_present.setattr(torch.cuda, "is_available", lambda: True)
+        on_cpu = run_benchmark({"base": base, "hyperfit": fitted}, held_out, paper_conditions(), run,
+                               train_tokens=train, blocker_n=8, fid=True, device="cpu")
     assert on_cpu["base-greedy"]["fid"] == results["base-greedy"]["fid"]
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     written = json.loads((run / "results.json").read_text())
     assert written["real"]["repetition"]
     # every key written is a registered metric or field (hyperfit_core/metric_list.py)
