@@ -7,11 +7,14 @@ each process works on its own part, and `gather` hands every process the parts i
 they are the items in their original order, each exactly once. The run dir is made once by the main process and
 its path broadcast (`shared_run`); only the main process writes (RunDir.writer). Processes talk through
 accelerate's PartialState (gloo on CPU, NCCL on CUDA, each process on its LOCAL_RANK GPU), the group training
-uses. Alone (no launcher), everything here is a no-op: one part holding every item.
+uses. Failures are shared: work that raises on one process (`map_items`, `map_dict`, `on_main`) is told to the
+others in the collective they wait in, so every process leaves with one error instead of waiting for a result
+that never comes. Alone (no launcher), everything here is a no-op: one part holding every item.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -63,23 +66,47 @@ def gather(part: T) -> list[T]:
     return parts
 
 
+@dataclass(frozen=True)
+class _Failed:
+    """What a process whose work raised contributes to the gather instead of its part."""
+    message: str
+
+
+def _gathered_parts(count: int, work: Callable[[slice], T]) -> list[T]:
+    """`work` on this process's part of `count` items (none on an empty part), every process's result in rank
+    order, empty parts dropped. Work that raises on a process is raised there as it was (traceback intact) and,
+    on every other process, as a HyperfitError naming the first process that failed."""
+    mine = my_part(count)
+    try:
+        result = work(mine) if mine.stop > mine.start else None
+    except Exception as exc:
+        if processes() > 1:  # the others are waiting in this gather: tell them instead of leaving them there
+            gather(_Failed(f"{type(exc).__name__}: {exc}"))
+        raise
+    parts = gather(result)
+    failed = [(r, p) for r, p in enumerate(parts) if isinstance(p, _Failed)]
+    if failed:
+        r, failure = failed[0]
+        raise HyperfitError(f"process {r} of {len(parts)} failed: {failure.message}")
+    return [p for p in parts if p is not None]
+
+
 def map_items(count: int, work: Callable[[slice], torch.Tensor]) -> torch.Tensor:
     """`work(slice)` on this process's part of `count` items, the parts gathered and concatenated in item order
     (on every process). A process whose part is empty does no work; its part is dropped."""
-    mine = my_part(count)
-    result = work(mine).cpu() if mine.stop > mine.start else None
-    parts = [p for p in gather(result) if p is not None]
-    return torch.cat(parts)
+    return torch.cat(_gathered_parts(count, lambda part: work(part).cpu()))
 
 
 def map_dict(count: int, work: Callable[[slice], dict]) -> dict:
     """As `map_items`, for work returning a dict of tensors (concatenated per key) and other values (the first
     part's, e.g. a class count every part shares)."""
-    mine = my_part(count)
-    result = work(mine) if mine.stop > mine.start else None
-    if isinstance(result, dict):
-        result = {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in result.items()}
-    parts = [p for p in gather(result) if p is not None]
+    def on_cpu(part: slice):
+        result = work(part)
+        if isinstance(result, dict):
+            result = {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in result.items()}
+        return result
+
+    parts = _gathered_parts(count, on_cpu)
     return {key: torch.cat([p[key] for p in parts]) if isinstance(value, torch.Tensor) else value
             for key, value in parts[0].items()}
 

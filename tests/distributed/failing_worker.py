@@ -1,0 +1,44 @@
+"""One process of the failing-work test (launched by tests/distributed/test_eval_failure.py through
+torch.distributed.run): `map_items` and then `map_dict` over 5 items whose work raises on rank 1 only. Each
+process records the exception it left with (type, message, the function its traceback ends in) to
+OUT/outcome-rankR.json and exits 0, so the test reads what every process saw."""
+
+import json
+import sys
+import traceback
+from pathlib import Path
+
+import torch
+
+torch.set_num_threads(1)
+
+from hyperfit_core import distributed_eval  # noqa: E402
+
+
+def work_failing_on_rank1(part: slice):
+    if distributed_eval.rank() == 1:
+        raise ValueError(f"no item {part.start} on rank 1")
+    return torch.arange(part.start, part.stop)
+
+
+def outcome(call) -> dict:
+    try:
+        call()
+    except Exception as exc:  # noqa: BLE001  (recorded for the test to judge)
+        return {"type": type(exc).__name__, "message": str(exc),
+                "raised_in": traceback.extract_tb(exc.__traceback__)[-1].name}
+    return {"type": None}
+
+
+def main_worker():
+    out = Path(json.loads(Path(sys.argv[1]).read_text())["out"])
+    distributed_eval.start("cpu")
+    seen = {
+        "map_items": outcome(lambda: distributed_eval.map_items(5, work_failing_on_rank1)),
+        "map_dict": outcome(lambda: distributed_eval.map_dict(5, lambda part: {"items": work_failing_on_rank1(part)})),
+    }
+    (out / f"outcome-rank{distributed_eval.rank()}.json").write_text(json.dumps(seen))
+
+
+if __name__ == "__main__":
+    main_worker()
