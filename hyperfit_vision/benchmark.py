@@ -49,8 +49,9 @@ def paper_conditions(seed: int = 0) -> list[Condition]:
 def run_benchmark(models: dict[str, ImageModel], images: LabelledImages, conditions: list[Condition], run: RunDir,
                   train_tokens: TokenSequences | None = None, prefix_fraction: float = 0.25,
                   blocker_n: int | None = None, fid: bool = True, fid_weights: str | None = None,
-                  batch_size: int | None = None, device: str = "auto") -> dict:
-    """Complete `images` under each condition (cached), score everything, write results.{json,md}, plots, grid."""
+                  batch_size: int | None = None, device: str = "auto", scorer: ImageFid | None = None) -> dict:
+    """Complete `images` under each condition (cached), score everything, write results.{json,md}, plots, grid.
+    `scorer`: FID / KID's network, loaded already (a command loads it before it makes its run dir)."""
     for condition in conditions:
         if condition.model not in models:
             raise HyperfitError(f"condition {condition.name} needs a {condition.model!r} model")
@@ -66,6 +67,16 @@ def run_benchmark(models: dict[str, ImageModel], images: LabelledImages, conditi
                          batch_size=batch_size, device=device)
         files[condition.name] = path
     distributed_eval.gather(None)  # under torchrun: wait until the main process has written every condition
+    if fid and scorer is None:
+        scorer = ImageFid(fid_weights, device=device)
+    return score_conditions(files, run, train_tokens, scorer if fid else None)
+
+
+def score_conditions(files: dict[str, Path], run: RunDir, train_tokens: TokenSequences | None = None,
+                     scorer: ImageFid | None = None) -> dict:
+    """Score completions files of the same held-out images ({condition: NAME.completions.safetensors in `run`}):
+    repetition beside the real images' own, copying of `train_tokens` when given, FID / KID with `scorer`; writes
+    results.{json,md,png}, per_item.json and grid.png. `vision benchmark` and `vision evaluate` both end here."""
     train_pixels = train_tokens.ids[:, 1:] if train_tokens is not None else None
     results, per_item = {}, {}
     for name, path in files.items():
@@ -73,14 +84,14 @@ def run_benchmark(models: dict[str, ImageModel], images: LabelledImages, conditi
         sides = score_images(data, train_pixels)
         results[name] = benchmark_record(sides, len(data["tokens"]))
         per_item[name] = {side: scores.per_item for side, scores in sides.items()}
+    images = next(iter(results.values()))["count"]
     real_reference = next(iter(results.values()))["repetition"]
     results["real"] = {"repetition": {k: {"generated": v["real"], "real": v["real"]} for k, v in real_reference.items()}}
-    if fid:
-        scorer = ImageFid(fid_weights, device=device)
+    if scorer is not None:
         for name, path in files.items():
             results[name].update(scorer(path))
     for name, blob in results.items():
-        blob["images"] = len(images)
+        blob["images"] = images
         run.log({"event": "scored", "condition": name, **_flat(blob)})
     if not run.writer:  # every process scored the same (FID features computed where the images are); one writes
         return results
@@ -104,7 +115,10 @@ def scoring_note(results: dict) -> str:
     note = f"{count} held-out images scored per condition." if count is not None else ""
     if count is not None and count < INCEPTION_DIMS and any(b.get("fid") is not None for b in results.values()):
         note += (f" FID rests on {count} < {INCEPTION_DIMS} images (Inception's feature dimension): its covariance "
-                 "is rank-deficient and the value biased upward; compare conditions by KID ± its std.")
+                 "is rank-deficient and the value biased upward; compare conditions by KID.")
+    if count is not None and any(b.get("kid_subset_size") == count for b in results.values()):
+        note += (f" KID's ± is 0: its subsets hold min(1000, {count}) images, so every subset is the whole set "
+                 "(score more than 1000 images for a spread).")
     return note
 
 

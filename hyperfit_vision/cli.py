@@ -1,4 +1,4 @@
-"""`hyperfit vision ...`: train, complete, grid, benchmark, analyze, demo. Option names are the core's
+"""`hyperfit vision ...`: train, complete, grid, benchmark, evaluate, analyze, demo. Option names are the core's
 (hyperfit_core.cli_options); only image-specific ones live here."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from hyperfit_core.cli_options import (DECODING_OPTION_NAMES, POSITIVE, Decoding
                                        resume_option, stack, swap_blocks_options,
                                        train_config_from, train_options, train_run_option)
 from hyperfit_core.errors import HyperfitError
+from hyperfit_core.formats import TRAIN_TOKENS
 from hyperfit_core.options import click_options, declared, pop_declared
 from hyperfit_core.recipe import TrainSpec
 from hyperfit_core.train_config import TrainConfig
@@ -220,10 +221,12 @@ def benchmark(base, hyperfitted, train_run, num_eval, prefix_fraction, blocker_n
     from hyperfit_core.recipe import load_train_tokens
     from hyperfit_core.rundir import RunDir
     from hyperfit_vision.benchmark import paper_conditions, run_benchmark
+    from hyperfit_vision.scoring import ImageFid
     from hyperfit_vision.completion import prefix_rows_for
     from hyperfit_vision.model import load_imagegpt
 
     distributed_eval.start(device)  # under torchrun: join the group before the models are loaded
+    scorer = ImageFid(fid_weights, device=device) if fid else None  # missing weights: refused before any work
     models = {"base": load_imagegpt(base)[0], "hyperfit": load_imagegpt(hyperfitted)[0]}
     images = _image_source(options).load().first(num_eval)
     prefix_rows_for(prefix_fraction, models["base"].side)
@@ -236,7 +239,43 @@ def benchmark(base, hyperfitted, train_run, num_eval, prefix_fraction, blocker_n
                           "train_run": train_run}, seed=decode_seed, command="vision benchmark")
     run_benchmark(models, images, paper_conditions(decode_seed), run, train_tokens=tokens,
                   prefix_fraction=prefix_fraction, blocker_n=blocker_n, fid=fid, fid_weights=fid_weights,
-                  batch_size=batch_size, device=device)
+                  batch_size=batch_size, device=device, scorer=scorer)
+    if run.writer:
+        click.echo((run / "results.md").read_text(), err=True)
+        click.echo(str(run.path))
+
+
+@vision.command()
+@click.argument("completions", nargs=-1, required=True)
+@click.option("--train-run", default=None, type=click.Path(exists=True),
+              help=f"Train run (dir, its model/ folder or {TRAIN_TOKENS}) whose hyperfitting data the overlap is "
+                   "measured against. Default: the data the runs' models were hyperfitted on.")
+@click.option("--fid/--no-fid", default=True, show_default=True, help="FID/KID with the Inception weights.")
+@click.option("--fid-weights", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="Inception weights file (default: $HYPERFIT_INCEPTION, then ~/.cache/hyperfit).")
+@device_option
+@out_option
+def evaluate(completions, train_run, fid, fid_weights, device, out):
+    """Score `complete` runs (or NAME.completions.safetensors files; NAME=PATH renames a one-condition path) side by
+    side, as `benchmark` scores its own: FID, KID, patch repetition beside the real images' own, overlap with the
+    hyperfitting data. Every condition must complete the same images from the same prefix."""
+    from hyperfit_core import distributed_eval
+    from hyperfit_core.recipe import load_train_tokens
+    from hyperfit_vision.benchmark import score_conditions
+    from hyperfit_vision.evaluate import collect_conditions, copy_into, default_train_tokens
+    from hyperfit_vision.scoring import ImageFid
+
+    distributed_eval.start(device)
+    files = collect_conditions(list(completions))
+    tokens = load_train_tokens(train_run) if train_run else default_train_tokens(files)
+    if tokens is None:
+        click.echo("overlap with the hyperfitting data not scored: no run's model came from a train run "
+                   "(pass --train-run)", err=True)
+    scorer = ImageFid(fid_weights, device=device) if fid else None  # missing weights: refused before the run dir
+    run = distributed_eval.shared_run(out, "vision-evaluate")
+    run.write_config({**distributed_eval.describe(), "completions": {k: str(v) for k, v in files.items()},
+                      "train_run": train_run, "overlap": tokens is not None, "fid": fid}, command="vision evaluate")
+    score_conditions(copy_into(run, files), run, tokens, scorer)
     if run.writer:
         click.echo((run / "results.md").read_text(), err=True)
         click.echo(str(run.path))
