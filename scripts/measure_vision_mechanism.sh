@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# The follow-up's controls on images (issue 24, part 2; docs/mechanism.md), one seed: hyperfit an ImageGPT, then
+# on the same NUM_TEST held-out images (their top 25% kept) complete under
+#   hyperfitted-greedy, hyperfitted-greedy-blocked, base-greedy, base-top-p (the paper's conditions);
+#   base-temperature-dD: the base sampled (no top-k / top-p) at the entropy-matched temperature T, for each decode
+#     seed D of SAMPLE_SEEDS (T: the base's mean predictive entropy on NUM_ANALYZE held-out images equals the
+#     hyperfitted model's, by bisection; `analyze --match-entropy`);
+#   base-logit-bias: base greedy plus the static per-pixel-value bias (hyperfitted minus base mean log-probability);
+#   swap-lastK: the base with its last K blocks from the hyperfitted model (K of SWAP_LAYERS), greedy;
+#   lora-lastK: LoRA adapters of rank LORA_RANK on the last K blocks (K of LORA_LAYERS; all = every block) trained
+#     on the same images, seeds and epochs at LORA_LR, merged, greedy;
+# and score them all side by side (`vision evaluate`: repetition beside the real images', copying, FID / KID when
+# FID=1), plus the layer-by-layer analysis, the ranks of hyperfitted greedy's pixels under the base, and one
+# `vision analyze` of base, hyperfitted and every LoRA model (entropy, perplexity of the true pixels).
+#
+# Usage: scripts/measure_vision_mechanism.sh SEED [OUT_ROOT]   (default OUT_ROOT=runs/vision-mechanism)
+# Environment (defaults: setting B of docs/results.md, 64 Fashion-MNIST images on assets/fashion-base):
+#   BASE, DATA (fashion-mnist), DATA_ROOT (data), NUM_TRAIN (64), EPOCHS (60), LR (1e-3), TRAIN_ARGS (extra
+#   `vision train` options, e.g. setting C's "--lr-schedule linear --warmup-steps 200 --target-loss 0.25"),
+#   NUM_TEST (1000), NUM_ANALYZE (500), SAMPLE_SEEDS ("0 1 2"), SWAP_LAYERS ("1 2 all"), LORA_LAYERS ("1 2 all"),
+#   LORA_RANK (16), LORA_LR (1e-2), FID (1), THREADS (1).
+# Finished steps are skipped on a rerun, so an interrupted seed continues.
+set -euo pipefail
+S=${1:?usage: measure_vision_mechanism.sh SEED [OUT_ROOT]}
+ROOT=${2:-runs/vision-mechanism}
+BASE=${BASE:-assets/fashion-base}
+DATA=${DATA:-fashion-mnist}
+DATA_ROOT=${DATA_ROOT:-data}
+NUM_TRAIN=${NUM_TRAIN:-64}
+EPOCHS=${EPOCHS:-60}
+LR=${LR:-1e-3}
+read -r -a TRAIN_ARGS <<< "${TRAIN_ARGS:-}"
+NUM_TEST=${NUM_TEST:-1000}
+NUM_ANALYZE=${NUM_ANALYZE:-500}
+SAMPLE_SEEDS=${SAMPLE_SEEDS:-0 1 2}
+SWAP_LAYERS=${SWAP_LAYERS:-1 2 all}
+LORA_LAYERS=${LORA_LAYERS:-1 2 all}
+LORA_RANK=${LORA_RANK:-16}
+LORA_LR=${LORA_LR:-1e-2}
+FID=${FID:-1}
+THREADS=${THREADS:-1}
+# every count is refused before the seed's work starts, not after it
+[[ "$S" =~ ^[0-9]+$ ]] || { echo "error: SEED must be a whole number >= 0, got '$S'" >&2; exit 2; }
+for K in $SWAP_LAYERS $LORA_LAYERS; do
+  [[ "$K" =~ ^([1-9][0-9]*|all)$ ]] || { echo "error: SWAP_LAYERS / LORA_LAYERS take block counts >= 1 or all, got '$K'" >&2; exit 2; }
+done
+for D in $SAMPLE_SEEDS; do
+  [[ "$D" =~ ^[0-9]+$ ]] || { echo "error: SAMPLE_SEEDS takes whole numbers >= 0, got '$D'" >&2; exit 2; }
+done
+[[ "$FID" == 0 || "$FID" == 1 ]] || { echo "error: FID is 0 or 1, got '$FID'" >&2; exit 2; }
+export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
+H="python3 -m hyperfit_core.cli vision"
+DATA_ARGS=(--data "$DATA" --data-root "$DATA_ROOT")
+OUT=$ROOT/s$S
+T=$OUT/timings.txt
+mkdir -p "$OUT/complete"
+stamp() { echo "$(date -u +%FT%H:%M:%S) $* load=$(cut -d' ' -f1 /proc/loadavg)" >> "$T"; }
+run_in() { ls -d "$1"/*/ 2>/dev/null | head -1 | sed 's:/$::' || true; }  # the run dir a command made in DIR
+
+trained() {  # LABEL DIR extra-args...: the train run under DIR that saved its model, hyperfitted first when none
+  local label=$1 dir=$2 run; shift 2
+  run=$(ls -d "$dir"/*/model 2>/dev/null | head -1 | xargs -r dirname || true)
+  if [[ -z "$run" ]]; then
+    stamp "$label start"
+    rm -rf "$dir"
+    $H train --model "$BASE" "${DATA_ARGS[@]}" --num-train "$NUM_TRAIN" --epochs "$EPOCHS" --batch-size 8 \
+      --seed "$S" --data-seed "$S" --order-seed "$S" --device cpu --out "$dir" "${TRAIN_ARGS[@]}" "$@" \
+      > "$dir.log" 2>&1 || { echo "error: training $label failed (see $dir.log)" >&2; return 2; }
+    run=$(ls -d "$dir"/*/model 2>/dev/null | head -1 | xargs -r dirname || true)
+    [[ -n "$run" ]] || { echo "error: the train run under $dir saved no model (see $dir.log)" >&2; return 2; }
+    stamp "$label done $run"
+  fi
+  echo "$run"
+}
+
+complete() {  # NAME extra-args...: one condition on the NUM_TEST images (skipped when done.txt lists it)
+  local name=$1; shift
+  grep -qs "^$name " "$OUT/complete/done.txt" && return
+  stamp "complete $name start"
+  rm -rf "$OUT/complete/$name"
+  $H complete "${DATA_ARGS[@]}" --num-eval "$NUM_TEST" --device cpu --name "$name" --out "$OUT/complete/$name" "$@" \
+    > "$OUT/complete/$name.log" 2>&1 || { echo "error: completing $name failed (see $OUT/complete/$name.log)" >&2; return 2; }
+  echo "$name $(run_in "$OUT/complete/$name")" >> "$OUT/complete/done.txt"
+  stamp "complete $name done"
+}
+completed() { grep "^$1 " "$OUT/complete/done.txt" | tail -1 | cut -d' ' -f2; }
+
+analyze() {  # DIR args...: one `vision analyze` into DIR (skipped when it finished)
+  local dir=$1; shift
+  [[ -n "$(run_in "$dir")" && -f "$(run_in "$dir")/analysis.json" ]] && return
+  stamp "analyze $(basename "$dir") start"
+  rm -rf "$dir"
+  $H analyze "${DATA_ARGS[@]}" --num-eval "$NUM_ANALYZE" --device cpu --out "$dir" "$@" > "$dir.log" 2>&1 \
+    || { echo "error: analyze $(basename "$dir") failed (see $dir.log)" >&2; return 2; }
+  stamp "analyze $(basename "$dir") done"
+}
+
+RUN=$(trained train "$OUT/train" --lr "$LR")
+MODELS=(--model "base=$BASE" --model "hyperfitted=$RUN/model")
+
+analyze "$OUT/controls" "${MODELS[@]}" --match-entropy --layers --write-logit-bias "$OUT/logit_bias.safetensors"
+TEMP=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['temperature'])" \
+  "$(run_in "$OUT/controls")/entropy_match.json")
+
+complete hyperfitted-greedy --model "$RUN/model"
+complete hyperfitted-greedy-blocked --model "$RUN/model" --blocker
+complete base-greedy --model "$BASE"
+complete base-top-p --model "$BASE" --decoding top-p --decode-seed "$S"
+for D in $SAMPLE_SEEDS; do
+  complete "base-temperature-d$D" --model "$BASE" --decoding sample --temperature "$TEMP" --decode-seed "$D"
+done
+complete base-logit-bias --model "$BASE" --logit-bias "$OUT/logit_bias.safetensors"
+for K in $SWAP_LAYERS; do
+  [[ -f "$OUT/swap-last$K/config.json" ]] || $H swap-blocks --base "$BASE" --donor "$RUN/model" --last "$K" \
+    --out "$OUT/swap-last$K" > "$OUT/swap-last$K.log" 2>&1
+  complete "swap-last$K" --model "$OUT/swap-last$K"
+done
+for K in $LORA_LAYERS; do
+  layers=(--train-layers "last:$K"); [[ "$K" == all ]] && layers=()
+  LRUN=$(trained "train lora-last$K" "$OUT/lora-last$K" --lr "$LORA_LR" --lora "$LORA_RANK" "${layers[@]}")
+  MODELS+=(--model "lora-last$K=$LRUN/model")
+  complete "lora-last$K" --model "$LRUN/model"
+done
+
+analyze "$OUT/ranks" --model "base=$BASE" --model "hyperfitted=$RUN/model" --ranks "$(completed hyperfitted-greedy)"
+analyze "$OUT/lora-analyze-$(echo $LORA_LAYERS | tr ' ' -)" "${MODELS[@]}"
+
+if [[ -z "$(run_in "$OUT/evaluate")" || ! -f "$(run_in "$OUT/evaluate")/results.json" ]]; then
+  stamp "evaluate start"
+  rm -rf "$OUT/evaluate"
+  named=()
+  while read -r name path; do named+=("$name=$path"); done < "$OUT/complete/done.txt"
+  fid=(); [[ "$FID" == 1 ]] || fid=(--no-fid)
+  $H evaluate "${named[@]}" --train-run "$RUN" --device cpu --out "$OUT/evaluate" "${fid[@]}" > "$OUT/evaluate.log" 2>&1 \
+    || { echo "error: evaluate failed (see $OUT/evaluate.log)" >&2; exit 2; }
+  stamp "evaluate done"
+fi
+stamp "seed done"
+echo "$(run_in "$OUT/evaluate")"
