@@ -1,6 +1,7 @@
 """Every evaluation command under two CPU processes (gloo) against the same command in one process: the same
-command line, only the launcher differs. Counts of 5 do not divide by 2 (parts of 3 and 2): every item exactly
-once, in order; greedy tokens identical, metrics within float tolerance; one run dir, written once. The quality
+command line, only the launcher differs (vision evaluate scores the one-process benchmark run in both). Counts of 5
+do not divide by 2 (parts of 3 and 2): every item exactly once, in order; greedy tokens identical, metrics within
+float tolerance; one run dir, written once. The quality
 metrics' scoring model (MAUVE features, fluency perplexities) and the benchmark's Inception network (FID / KID)
 score each text or image once over the processes."""
 
@@ -80,6 +81,9 @@ def eval_runs(tiny_llama_dir, corpus_txt, tiny_imagegpt_dir, image_folder_8px, t
     for name, argv in commands.items():
         if name != "generate":
             main(_with_out(argv, one / name))
+    # vision evaluate scores the one-process benchmark's completions (its Inception features copied, not rerun)
+    commands["vision-evaluate"] = ["vision", "evaluate", str(_run_dir(one / "benchmark")), "--device", "cpu"]
+    main(_with_out(commands["vision-evaluate"], one / "vision-evaluate"))
     spec = root / "spec.json"
     spec.write_text(json.dumps({"out": str(root), "record_scored": True, "commands": [_with_out(argv, two / name)
                                                                for name, argv in commands.items()]}))
@@ -164,6 +168,14 @@ def test_benchmark_two_processes_same_results(eval_runs):
     a, b = (json.loads((run / "results.json").read_text()) for run in (one, two))
     a.pop("base-top-p"), b.pop("base-top-p")
     _close(a, b)
+
+
+def test_vision_evaluate_two_processes_same_results_as_one_and_as_the_benchmark(eval_runs):
+    one, two = eval_runs["vision-evaluate"]
+    a, b = (json.loads((run / "results.json").read_text()) for run in (one, two))
+    _close(a, b)
+    _close(json.loads((eval_runs["benchmark"][0] / "results.json").read_text()), a)
+    assert json.loads((two / "config.json").read_text())["config"]["processes"] == 2
 
 
 def _inception_features(path: Path) -> tuple[torch.Tensor, str]:

@@ -1,0 +1,104 @@
+"""Summarise scripts/measure_vision_mechanism.sh over seeds into one JSON (docs/mechanism.md's image tables).
+
+    python scripts/vision_mechanism_stats.py runs/vision-mechanism --out docs/measurements/mechanism/vision_stats.json
+
+For every seed folder sN that finished (its `vision evaluate` run has results.json): each condition's repetition
+metrics (generated side, and the real images'); the paired per-image differences hyperfitted greedy minus every
+other condition, and minus base-temperature-mean (per image, the mean over the entropy-matched samples), with a
+two-stage bootstrap over seeds and images and an exact sign test (hyperfit_core.paired, as for text); the
+entropy-matched temperature; the ranks of hyperfitted greedy's pixels under the base; the layer-by-layer analysis;
+held-out entropy / perplexity of every model; the last epoch's mean training loss of the full and each LoRA run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+from hyperfit_core.atomic import write_json
+from hyperfit_core.formats import METRICS, PER_ITEM, RESULTS, read_jsonl
+from hyperfit_core.paired import compare
+
+METRICS_COMPARED = ("seq_rep_4", "type_token_ratio", "row_repetition", "patch_duplication",
+                    "compression_ratio_vs_real", "overlap_mean_span")
+REFERENCE = "hyperfitted-greedy"
+POOLED = "base-temperature-mean"  # per image, the mean over the decode seeds of the entropy-matched samples
+ANALYSIS_KEYS = ("entropy_mean", "perplexity", "top1_accuracy", "top1_prob_mean")
+
+
+def only(folder: Path, pattern: str) -> Path:
+    found = sorted(folder.glob(pattern))
+    if len(found) != 1:
+        sys.exit(f"error: expected one {pattern} in {folder}, found {len(found)}")
+    return found[0]
+
+
+def last_epoch_loss(train_dir: Path) -> dict:
+    run = only(train_dir, f"*/{METRICS}").parent
+    epochs = [r for r in read_jsonl(run / METRICS) if r.get("event") == "epoch"]
+    return {"epochs": len(epochs), "mean_loss": epochs[-1]["mean_loss"] if epochs else None}
+
+
+def seed_summary(seed: Path) -> tuple[dict, dict]:
+    """(the seed's summary, its per-image values {condition: {metric: [...]}})."""
+    evaluate = only(seed / "evaluate", f"*/{RESULTS}").parent
+    results = json.loads((evaluate / RESULTS).read_text())
+    per_item = json.loads((evaluate / PER_ITEM).read_text())
+    conditions = {}
+    for name, blob in results.items():
+        values = {k: v["generated"] for k, v in blob.get("repetition", {}).items()}
+        values.update({k: v for k, v in blob.items() if k.startswith("overlap") or k in ("fid", "kid_mean")})
+        conditions[name] = values
+    real = {k: v["real"] for k, v in next(iter(results.values()))["repetition"].items()}
+    lora = sorted(p.name for p in seed.glob("lora-last*") if p.is_dir())
+    analysis = json.loads(only(seed, "lora-analyze-*/*/analysis.json").read_text())
+    summary = {
+        "images": next(iter(results.values()))["images"],
+        "conditions": conditions, "real": real,
+        "entropy_match": json.loads(only(seed / "controls", "*/entropy_match.json").read_text()),
+        "ranks": json.loads(only(seed / "ranks", "*/ranks.json").read_text())["conditions"][REFERENCE],
+        "layers": json.loads(only(seed / "controls", "*/layers.json").read_text()),
+        "analysis": {model: {k: blob[k] for k in ANALYSIS_KEYS} for model, blob in analysis.items()
+                     if isinstance(blob, dict) and "entropy_mean" in blob},
+        "train": {"hyperfitted": last_epoch_loss(seed / "train"),
+                  **{name: last_epoch_loss(seed / name) for name in lora}},
+    }
+    return summary, {name: blob["generated"] for name, blob in per_item.items()}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("root", type=Path, help="OUT_ROOT of measure_vision_mechanism.sh (holds s0, s1, ...)")
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args()
+    seeds = sorted((d for d in args.root.glob("s*") if re.fullmatch(r"s\d+", d.name)
+                    and list(d.glob(f"evaluate/*/{RESULTS}"))), key=lambda d: int(d.name[1:]))
+    if not seeds:
+        sys.exit(f"error: no finished seed (sN/evaluate/*/{RESULTS}) under {args.root}")
+    summaries, items = {}, {}
+    for seed in seeds:
+        summaries[seed.name], items[seed.name] = seed_summary(seed)
+    for values in items.values():  # the temperature samples' per-image mean, one condition beside the others
+        samples = [values[n] for n in sorted(values) if re.fullmatch(r"base-temperature-d\d+", n)]
+        if samples:
+            values[POOLED] = {metric: [sum(v) / len(v) for v in zip(*(s[metric] for s in samples))]
+                              for metric in samples[0]}
+    names = [n for n in summaries[seeds[0].name]["conditions"] if n != "real"] + [POOLED]
+    comparisons = []
+    for other in names:
+        if other == REFERENCE:
+            continue
+        for metric in METRICS_COMPARED:
+            if all(metric in items[s][REFERENCE] and metric in items[s].get(other, {}) for s in items):
+                result = compare([items[s][REFERENCE][metric] for s in items], [items[s][other][metric] for s in items])
+                comparisons.append({"a": REFERENCE, "b": other, "metric": metric, "result": result.to_dict()})
+    write_json(args.out, {"command": " ".join(["python", *sys.argv]), "seeds": [s.name for s in seeds],
+                          "per_seed": summaries, "comparisons": comparisons})
+    print(args.out)
+
+
+if __name__ == "__main__":
+    main()

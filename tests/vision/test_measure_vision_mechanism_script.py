@@ -1,0 +1,80 @@
+"""scripts/measure_vision_mechanism.sh end to end on a tiny ImageGPT (1 seed, 3 held-out images): every condition
+completes the same images and is scored side by side by `vision evaluate`; the temperature condition decodes at the
+entropy-matched T; the swap-in, LoRA, ranks and analyses are made; a bad count is refused before anything is
+written; a rerun skips what is done."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "scripts" / "measure_vision_mechanism.sh"
+CONDITIONS = ["hyperfitted-greedy", "hyperfitted-greedy-blocked", "base-greedy", "base-top-p", "base-temperature-d0",
+              "base-temperature-d1", "base-logit-bias", "swap-last1", "swap-lastall", "lora-last1"]
+
+
+def run_script(cwd: Path, base: Path, images: Path, **env) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), "BASE": str(base), "DATA": str(images), "NUM_TRAIN": "4",
+                   "EPOCHS": "1", "LR": "1e-2", "NUM_TEST": "3", "NUM_ANALYZE": "2", "SAMPLE_SEEDS": "0 1",
+                   "SWAP_LAYERS": "1 all", "LORA_LAYERS": "1", "FID": "0", **env}
+    return subprocess.run(["bash", str(SCRIPT), "0", "mech"], cwd=cwd, env=environment, capture_output=True,
+                          text=True, timeout=1800)  # a hang guard: ~16 CLI calls, 4-5 minutes on two idle cores
+
+
+def only(folder: Path, pattern: str) -> Path:
+    (found,) = folder.glob(pattern)
+    return found
+
+
+def test_every_control_completes_the_same_images_and_is_scored_side_by_side(tiny_imagegpt_dir, image_folder_8px,
+                                                                            tmp_path):
+    refused = run_script(tmp_path, tiny_imagegpt_dir, image_folder_8px, LORA_LAYERS="1 0")
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == "error: SWAP_LAYERS / LORA_LAYERS take block counts >= 1 or all, got '0'"
+    assert not (tmp_path / "mech").exists()
+
+    first = run_script(tmp_path, tiny_imagegpt_dir, image_folder_8px)
+    seed = tmp_path / "mech" / "s0"
+    assert first.returncode == 0, first.stderr
+    evaluate = tmp_path / first.stdout.strip().splitlines()[-1]  # the script prints it under OUT_ROOT, "mech"
+    results = json.loads((evaluate / "results.json").read_text())
+    assert set(results) == {*CONDITIONS, "real"}
+    assert all(results[name]["images"] == 3 for name in CONDITIONS)
+    assert "overlap_max_span" in results["base-greedy"]  # measured against the seed's hyperfitting images
+
+    match = json.loads(only(seed / "controls", "*/entropy_match.json").read_text())
+    for d in (0, 1):
+        config = json.loads(only(seed / "complete" / f"base-temperature-d{d}", "*/config.json").read_text())
+        decoding = config["config"]["decoding"]
+        assert decoding["temperature"] == match["temperature"] and decoding["seed"] == d
+        assert decoding["top_k"] is None and decoding["top_p"] is None
+    assert only(seed / "controls", "*/layers.json").is_file() and (seed / "logit_bias.safetensors").is_file()
+    assert only(seed / "ranks", "*/ranks.json").is_file()
+    lora = json.loads(only(seed / "lora-analyze-1", "*/analysis.json").read_text())
+    assert {"base", "hyperfitted", "lora-last1"} <= set(json.dumps(lora).split('"'))
+    lora_config = json.loads(only(seed / "lora-last1", "*/config.json").read_text())
+    assert "last:1" in json.dumps(lora_config) and '"lora_rank": 16' in json.dumps(lora_config)
+
+    timings = (seed / "timings.txt").read_text()
+    again = run_script(tmp_path, tiny_imagegpt_dir, image_folder_8px)
+    assert again.returncode == 0, again.stderr
+    assert tmp_path / again.stdout.strip().splitlines()[-1] == evaluate
+    added = (seed / "timings.txt").read_text()[len(timings):]
+    assert " start " not in added and "seed done" in added  # nothing trained, completed or scored again
+
+    # the seed summarised: every other condition paired image by image with hyperfitted greedy
+    stats = subprocess.run([sys.executable, str(ROOT / "scripts" / "vision_mechanism_stats.py"), "mech", "--out",
+                            "stats.json"], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                           capture_output=True, text=True, timeout=300)
+    assert stats.returncode == 0, stats.stderr
+    summary = json.loads((tmp_path / "stats.json").read_text())
+    assert summary["seeds"] == ["s0"]
+    paired = {(c["b"], c["metric"]): c["result"] for c in summary["comparisons"]}
+    assert {b for b, _ in paired} == set(CONDITIONS) - {"hyperfitted-greedy"} | {"base-temperature-mean"}
+    assert all(r["prompts"] == 3 and r["seeds"] == 1 for r in paired.values())
+    seed = summary["per_seed"]["s0"]
+    assert seed["entropy_match"]["temperature"] == match["temperature"]
+    assert set(seed["train"]) == {"hyperfitted", "lora-last1"} and seed["train"]["lora-last1"]["epochs"] == 1
+    assert set(seed["analysis"]) == {"base", "hyperfitted", "lora-last1"}
