@@ -24,3 +24,13 @@ def assert_outcome(args: list[str], good: bool, out: Path, capsys) -> None:
     else:
         assert code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("error: "), err
         assert run_dirs(out) == []
+
+
+def ok_run(args: list[str], capsys) -> Path:
+    """A good CLI call: it exits 0 (or returns), and the last line it prints is the run dir it made."""
+    capsys.readouterr()
+    try:
+        main(args)
+    except SystemExit as exc:  # click may exit 0 explicitly
+        assert exc.code in (0, None), capsys.readouterr().err
+    return Path(capsys.readouterr().out.strip().splitlines()[-1])

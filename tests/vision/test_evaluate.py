@@ -7,16 +7,7 @@ from pathlib import Path
 import pytest
 
 from hyperfit_core.cli import main
-from tests.cli_outcome import assert_outcome, run_dirs
-
-
-def ok_cli(args, capsys) -> Path:
-    capsys.readouterr()
-    try:
-        main(args)
-    except SystemExit as exc:
-        assert exc.code in (0, None), capsys.readouterr().err
-    return Path(capsys.readouterr().out.strip().splitlines()[-1])
+from tests.cli_outcome import assert_outcome, ok_run, run_dirs
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +47,7 @@ def test_evaluating_a_benchmark_run_gives_its_numbers_without_running_inception(
 
     monkeypatch.setattr(fid.InceptionFeatures, "forward", no_network)
     before = _listing(runs["bench"])
-    run = ok_cli(["vision", "evaluate", str(runs["bench"]), "--device", "cpu", "--out", str(tmp_path)], capsys)
+    run = ok_run(["vision", "evaluate", str(runs["bench"]), "--device", "cpu", "--out", str(tmp_path)], capsys)
     assert json.loads((run / "results.json").read_text()) == json.loads((runs["bench"] / "results.json").read_text())
     assert _listing(runs["bench"]) == before  # the input run is only read
     assert "KID's ± is 0: its subsets hold min(1000, 4) images" in (run / "results.md").read_text()
@@ -68,7 +59,7 @@ def test_evaluating_a_benchmark_run_gives_its_numbers_without_running_inception(
 
 
 def test_complete_runs_scored_side_by_side_as_the_benchmark_scores_them(runs, tmp_path, capsys):
-    run = ok_cli(["vision", "evaluate", f"base-greedy={runs['base']}", f"hyperfit-greedy={runs['fit-greedy']}",
+    run = ok_run(["vision", "evaluate", f"base-greedy={runs['base']}", f"hyperfit-greedy={runs['fit-greedy']}",
                   "--no-fid", "--out", str(tmp_path)], capsys)
     results = json.loads((run / "results.json").read_text())
     bench = json.loads((runs["bench"] / "results.json").read_text())
@@ -104,7 +95,7 @@ def test_incomparable_inputs_are_refused_before_anything_is_written(runs, case, 
 
 
 def test_train_run_settles_whose_data_the_overlap_is_measured_against(runs, tmp_path, capsys):
-    run = ok_cli(["vision", "evaluate", f"a={runs['fit-greedy']}", f"b={runs['other-greedy']}", "--train-run",
+    run = ok_run(["vision", "evaluate", f"a={runs['fit-greedy']}", f"b={runs['other-greedy']}", "--train-run",
                   str(runs["other"]), "--no-fid", "--out", str(tmp_path)], capsys)
     results = json.loads((run / "results.json").read_text())
     assert "overlap_max_span" in results["a"] and "overlap_max_span" in results["b"]

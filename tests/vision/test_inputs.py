@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from hyperfit_core.cli import main
+from tests.cli_outcome import ok_run
 from hyperfit_vision.data import ImageSource, load_image_folder
 
 
@@ -16,14 +17,6 @@ def run_cli(args, capsys):
         main(args)
     captured = capsys.readouterr()
     return exit_info.value.code, captured.out, captured.err
-
-
-def ok_cli(args, capsys) -> Path:
-    try:
-        main(args)
-    except SystemExit as exc:
-        assert exc.code in (0, None), capsys.readouterr().err
-    return Path(capsys.readouterr().out.strip().splitlines()[-1])
 
 
 def assert_one_line_error(code, err, message):
@@ -124,7 +117,7 @@ def test_more_held_out_images_than_exist_names_both_counts(tiny_imagegpt_dir, im
     code, _, err = run_cli([*base, "--num-eval", "0"], capsys)
     assert_one_line_error(code, err, "must be at least 1")
     assert not (tmp_path / "runs").exists()
-    run = ok_cli([*base, "--num-eval", "all"], capsys)
+    run = ok_run([*base, "--num-eval", "all"], capsys)
     assert json.loads((run / "config.json").read_text())["config"]["num_eval"] == 12
 
 
@@ -134,7 +127,7 @@ def test_resume_refuses_conflicting_options_and_reloads_saved_tokens(tiny_imageg
 
     images = tmp_path / "images"
     shutil.copytree(image_folder_8px, images)
-    run = ok_cli(["vision", "train", "--model", str(tiny_imagegpt_dir), "--data", str(images),
+    run = ok_run(["vision", "train", "--model", str(tiny_imagegpt_dir), "--data", str(images),
                   "--num-train", "4", "--epochs", "1", "--lr", "1e-3", "--out", str(tmp_path / "runs")], capsys)
     code, _, err = run_cli(["vision", "train", "--resume", str(run), "--lr", "1e-2", "--batch-size", "2"], capsys)
     assert_one_line_error(code, err, "--lr 0.01 (the run has 0.001)")
@@ -142,7 +135,7 @@ def test_resume_refuses_conflicting_options_and_reloads_saved_tokens(tiny_imageg
     # the same value as saved is no conflict, --device may change, and the saved tokens are used: the images
     # need not exist any more
     shutil.rmtree(images)
-    assert ok_cli(["vision", "train", "--resume", str(run), "--lr", "1e-3", "--device", "cpu"], capsys) == run
+    assert ok_run(["vision", "train", "--resume", str(run), "--lr", "1e-3", "--device", "cpu"], capsys) == run
 
 
 def test_resume_with_a_larger_max_steps_lengthens_a_run_stopped_by_its_budget(tiny_imagegpt_dir, image_folder_8px,
@@ -150,10 +143,10 @@ def test_resume_with_a_larger_max_steps_lengthens_a_run_stopped_by_its_budget(ti
     from hyperfit_core.recipe import read_spec
     from hyperfit_core.rundir import RunDir
 
-    run = ok_cli(["vision", "train", "--model", str(tiny_imagegpt_dir), "--data", str(image_folder_8px),
+    run = ok_run(["vision", "train", "--model", str(tiny_imagegpt_dir), "--data", str(image_folder_8px),
                   "--num-train", "8", "--batch-size", "2", "--epochs", "2", "--lr", "1e-3", "--max-steps", "1",
                   "--out", str(tmp_path / "runs")], capsys)
-    assert ok_cli(["vision", "train", "--resume", str(run), "--max-steps", "3"], capsys) == run
+    assert ok_run(["vision", "train", "--resume", str(run), "--max-steps", "3"], capsys) == run
     assert [r["step"] for r in RunDir(run).read_metrics() if r["event"] == "step"] == [1, 2, 3]
     spec, record = read_spec(run)
     assert spec.train.max_steps == 3 and record["config"]["cli"]["max_steps"] == 3
@@ -202,7 +195,7 @@ def test_schedule_and_clipping_options_reach_the_loop_and_the_run_record(tiny_im
     from hyperfit_core.recipe import read_spec
     from hyperfit_core.rundir import RunDir
 
-    run = ok_cli(["vision", "train", "--model", str(tiny_imagegpt_dir), "--data", str(image_folder_8px),
+    run = ok_run(["vision", "train", "--model", str(tiny_imagegpt_dir), "--data", str(image_folder_8px),
                   "--num-train", "8", "--batch-size", "2", "--epochs", "2", "--lr", "1e-3", "--lr-schedule", "cosine",
                   "--warmup-steps", "2", "--grad-clip", "1.0", "--out", str(tmp_path / "runs")], capsys)
     train = read_spec(run)[0].train
