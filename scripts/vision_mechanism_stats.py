@@ -7,7 +7,8 @@ metrics (generated side, and the real images'); the paired per-image differences
 other condition, and minus base-temperature-mean (per image, the mean over the entropy-matched samples), with a
 two-stage bootstrap over seeds and images and an exact sign test (hyperfit_core.paired, as for text); the
 entropy-matched temperature; the ranks of hyperfitted greedy's pixels under the base; the layer-by-layer analysis;
-held-out entropy / perplexity of every model; the last epoch's mean training loss of the full and each LoRA run.
+held-out entropy / perplexity of every model; the last epoch's mean training loss of the full and each LoRA run;
+the seed's wall minutes (timings.txt).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import argparse
 import json
 import re
 import sys
+from datetime import datetime
 from pathlib import Path
 
 from hyperfit_core.atomic import write_json
@@ -42,6 +44,16 @@ def last_epoch_loss(train_dir: Path) -> dict:
     return {"epochs": len(epochs), "mean_loss": epochs[-1]["mean_loss"] if epochs else None}
 
 
+def wall_minutes(seed: Path) -> float | None:
+    """Minutes from the seed's first to its last stamp in timings.txt (a rerun's stamps count: wall time spent)."""
+    stamps = [line.split()[0] for line in (seed / "timings.txt").read_text().splitlines() if line.strip()] \
+        if (seed / "timings.txt").is_file() else []
+    if len(stamps) < 2:
+        return None
+    first, last = (datetime.fromisoformat(stamp) for stamp in (stamps[0], stamps[-1]))
+    return (last - first).total_seconds() / 60
+
+
 def seed_summary(seed: Path) -> tuple[dict, dict]:
     """(the seed's summary, its per-image values {condition: {metric: [...]}})."""
     evaluate = only(seed / "evaluate", f"*/{RESULTS}").parent
@@ -57,6 +69,7 @@ def seed_summary(seed: Path) -> tuple[dict, dict]:
     analysis = json.loads(only(seed, "lora-analyze-*/*/analysis.json").read_text())
     summary = {
         "images": next(iter(results.values()))["images"],
+        "wall_minutes": wall_minutes(seed),
         "conditions": conditions, "real": real,
         "entropy_match": json.loads(only(seed / "controls", "*/entropy_match.json").read_text()),
         "ranks": json.loads(only(seed / "ranks", "*/ranks.json").read_text())["conditions"][REFERENCE],

@@ -78,3 +78,4 @@ def test_every_control_completes_the_same_images_and_is_scored_side_by_side(tiny
     assert seed["entropy_match"]["temperature"] == match["temperature"]
     assert set(seed["train"]) == {"hyperfitted", "lora-last1"} and seed["train"]["lora-last1"]["epochs"] == 1
     assert set(seed["analysis"]) == {"base", "hyperfitted", "lora-last1"}
+    assert seed["wall_minutes"] > 0  # from the seed's first to its last stamp
