@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 
 from hyperfit_core.atomic import write_json
-from hyperfit_core.formats import METRICS, PER_ITEM, RESULTS, read_jsonl
+from hyperfit_core.formats import ENTROPY_MATCH, LAYERS, METRICS, PER_ITEM, RANKS, RESULTS, read_jsonl
 from hyperfit_core.paired import compare
 
 METRICS_COMPARED = ("seq_rep_4", "type_token_ratio", "row_repetition", "patch_duplication",
@@ -71,9 +71,9 @@ def seed_summary(seed: Path) -> tuple[dict, dict]:
         "images": next(iter(results.values()))["images"],
         "wall_minutes": wall_minutes(seed),
         "conditions": conditions, "real": real,
-        "entropy_match": json.loads(only(seed / "controls", "*/entropy_match.json").read_text()),
-        "ranks": json.loads(only(seed / "ranks", "*/ranks.json").read_text())["conditions"][REFERENCE],
-        "layers": json.loads(only(seed / "controls", "*/layers.json").read_text()),
+        "entropy_match": json.loads(only(seed / "controls", f"*/{ENTROPY_MATCH}").read_text()),
+        "ranks": json.loads(only(seed / "ranks", f"*/{RANKS}").read_text())["conditions"][REFERENCE],
+        "layers": json.loads(only(seed / "controls", f"*/{LAYERS}").read_text()),
         "analysis": {model: {k: blob[k] for k in ANALYSIS_KEYS} for model, blob in analysis.items()
                      if isinstance(blob, dict) and "entropy_mean" in blob},
         "train": {"hyperfitted": last_epoch_loss(seed / "train"),
