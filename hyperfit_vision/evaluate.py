@@ -21,11 +21,10 @@ from hyperfit_core import distributed_eval
 from hyperfit_core.atomic import atomic_path
 from hyperfit_core.errors import HyperfitError
 from hyperfit_core.formats import (COMPLETIONS, FEATURES, RUN_CONFIG, condition_file, condition_files_of,
-                                   read_completions)
+                                   condition_name, read_completions)
 from hyperfit_core.recipe import load_train_tokens
 from hyperfit_core.sequences import TokenSequences
-
-REAL_FEATURES = f"real.{FEATURES}"
+from hyperfit_vision.scoring import REAL_FEATURES
 
 
 def collect_conditions(sources: list[str]) -> dict[str, Path]:
@@ -69,8 +68,8 @@ def default_train_tokens(files: dict[str, Path]) -> TokenSequences | None:
     """The hyperfitting data of the runs' models (each complete run's config: its --train-run, else its model's
     train run) when they agree; None when no model came from a train run; refused when they differ."""
     found: list[tuple[str, TokenSequences]] = []
-    for file in files.values():
-        config_path = file.parent / RUN_CONFIG
+    for folder in dict.fromkeys(file.parent for file in files.values()):  # a run's conditions share its config
+        config_path = folder / RUN_CONFIG
         if not config_path.is_file():
             continue
         config = json.loads(config_path.read_text()).get("config", {})
@@ -99,7 +98,7 @@ def copy_into(run, files: dict[str, Path]) -> dict[str, Path]:
     if run.writer:
         for name, file in files.items():
             _copy(file, copies[name])
-            cache = file.with_name(file.name[:-len(COMPLETIONS)] + FEATURES)
+            cache = condition_file(file.parent, condition_name(file, COMPLETIONS), FEATURES)
             if cache.is_file():
                 _copy(cache, condition_file(run.path, name, FEATURES))
             real = file.with_name(REAL_FEATURES)

@@ -25,6 +25,8 @@ from hyperfit_vision.completion import load_completions
 from hyperfit_vision.repetition import ImageSettings, score_sides
 from hyperfit_vision.tokens import tokens_to_images
 
+REAL_FEATURES = f"real.{FEATURES}"  # the real images' Inception features, beside their completions files
+
 # the columns of benchmark tables (results.md, scripts/measure_hyperfitting.py), in order
 TABLE = ("fid", "kid_mean", registry.key("seq_rep_{n}", n=4), "type_token_ratio", "row_repetition",
          "patch_duplication", "compression_ratio_vs_real", "overlap_mean_span")
@@ -100,7 +102,7 @@ class ImageFid:
         side = int(data["real_tokens"].shape[1] ** 0.5)
         if self.real_features is None:
             real = check_images(tokens_to_images(data["real_tokens"], data["palette"], side), "real images", 2)
-            self.real_features = cached_features(self.extractor, real, path.with_name(f"real.{FEATURES}"))
+            self.real_features = cached_features(self.extractor, real, path.with_name(REAL_FEATURES))
         fake = check_images(tokens_to_images(data["tokens"], data["palette"], side), "generated images", 2)
         name = path.name[:-len(f".{COMPLETIONS}")]
         fake_features = cached_features(self.extractor, fake, path.with_name(f"{name}.{FEATURES}"))
