@@ -23,7 +23,9 @@
 # Environment: BASE (default data/text/smollm2-hf, the SmolLM2 GGUF converted once to an HF folder, see
 #   scripts/measure_text_length.sh), NUM_TRAIN (16), EPOCHS (16), LR (2e-4), TARGET (0.05), PROMPTS (40),
 #   CORPORA ("wikipedia news fiction", files data/text/NAME.txt), THREADS (2).
-# Finished steps are skipped on a rerun (a run dir whose output exists), so an interrupted seed continues.
+# Finished steps are skipped on a rerun (a run dir whose output exists), so an interrupted seed continues; a rerun
+# asking for other settings than the seed folder's runs were made with (its settings.txt, lora/settings.txt) is
+# refused before any work.
 set -euo pipefail
 S=${1:?usage: measure_text_claim.sh SEED [OUT_ROOT]}
 ROOT=${2:-runs/text-claim}
@@ -33,12 +35,16 @@ LR=${LR:-2e-4}
 TARGET=${TARGET:-0.05}
 source "$(dirname "$0")/text_claim_common.sh"
 LORA_LAYERS=${LORA_LAYERS:-1 2 5 all}
+LORA_RANK=${LORA_RANK:-16}
+LORA_LR=${LORA_LR:-2e-3}
 if [[ "${LORA:-0}" == 1 ]]; then  # a bad K is refused before the seed's hour of work, not after it
   for K in $LORA_LAYERS; do
     [[ "$K" =~ ^([1-9][0-9]*|all)$ ]] || { echo "error: LORA_LAYERS takes block counts >= 1 or all, got '$K'" >&2; exit 2; }
   done
 fi
-mkdir -p "$OUT"
+same_settings "$OUT/settings.txt" "BASE=$BASE" "PROMPTS=$PROMPTS" "NUM_TRAIN=$NUM_TRAIN" "EPOCHS=$EPOCHS" "LR=$LR" \
+  "TARGET=$TARGET"
+[[ "${LORA:-0}" != 1 ]] || same_settings "$OUT/lora/settings.txt" "LORA_RANK=$LORA_RANK" "LORA_LR=$LORA_LR"
 trained() {  # LABEL DIR LOG extra-args...: the run under DIR that saved its model, hyperfitted first when there is
   # none, on the seed's windows, seeds, epochs and target, so every variant (full, LoRA) sees the same data
   local label=$1 dir=$2 log=$3 run; shift 3
@@ -98,8 +104,6 @@ fi
 [[ "${LORA:-0}" == 1 ]] || exit 0
 L=$OUT/lora
 mkdir -p "$L"
-LORA_RANK=${LORA_RANK:-16}
-LORA_LR=${LORA_LR:-2e-3}
 MODELS=(--model "base=$BASE" --model "hyperfitted=$RUN/model")
 for K in $LORA_LAYERS; do
   name=lora-last$K

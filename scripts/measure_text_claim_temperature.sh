@@ -14,6 +14,7 @@ ROOT=${2:-runs/text-claim}
 source "$(dirname "$0")/text_claim_common.sh"
 RUN=$(train_run)
 [[ -n "$RUN" ]] || { echo "error: no train run under $OUT/train: run scripts/measure_text_claim.sh $S first" >&2; exit 2; }
+same_settings "$OUT/settings.txt" "BASE=$BASE" "PROMPTS=$PROMPTS"
 
 if ! ls $OUT/entropy/*/entropy_match.json > /dev/null 2>&1; then
   stamp "entropy match start"

@@ -19,7 +19,9 @@
 #   `vision train` options, e.g. setting C's "--lr-schedule linear --warmup-steps 200 --target-loss 0.25"),
 #   NUM_TEST (1000), NUM_ANALYZE (500), SAMPLE_SEEDS ("0 1 2"), SWAP_LAYERS ("1 2 all"), LORA_LAYERS ("1 2 all"),
 #   LORA_RANK (16), LORA_LR (1e-2), FID (1), THREADS (1).
-# Finished steps are skipped on a rerun, so an interrupted seed continues.
+# Finished steps are skipped on a rerun, so an interrupted seed continues; a rerun asking for other settings than
+# the seed folder's runs were made with (its settings.txt) is refused before any work, and the scoring is redone
+# when the conditions or FID changed.
 set -euo pipefail
 S=${1:?usage: measure_vision_mechanism.sh SEED [OUT_ROOT]}
 ROOT=${2:-runs/vision-mechanism}
@@ -50,9 +52,12 @@ done
 [[ "$FID" == 0 || "$FID" == 1 ]] || { echo "error: FID is 0 or 1, got '$FID'" >&2; exit 2; }
 export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
 H="python3 -m hyperfit_core.cli vision"
+source "$(dirname "$0")/run_settings.sh"
 DATA_ARGS=(--data "$DATA" --data-root "$DATA_ROOT")
 OUT=$ROOT/s$S
 T=$OUT/timings.txt
+same_settings "$OUT/settings.txt" "BASE=$BASE" "DATA=$DATA" "NUM_TRAIN=$NUM_TRAIN" "EPOCHS=$EPOCHS" "LR=$LR" \
+  "TRAIN_ARGS=${TRAIN_ARGS[*]}" "NUM_TEST=$NUM_TEST" "NUM_ANALYZE=$NUM_ANALYZE" "LORA_RANK=$LORA_RANK" "LORA_LR=$LORA_LR"
 mkdir -p "$OUT/complete"
 stamp() { echo "$(date -u +%FT%H:%M:%S) $* load=$(cut -d' ' -f1 /proc/loadavg)" >> "$T"; }
 run_in() { ls -d "$1"/*/ 2>/dev/null | head -1 | sed 's:/$::' || true; }  # the run dir a command made in DIR
@@ -125,14 +130,19 @@ done
 analyze "$OUT/ranks" --model "base=$BASE" --model "hyperfitted=$RUN/model" --ranks "$(completed hyperfitted-greedy)"
 analyze "$OUT/lora-analyze-$(echo $LORA_LAYERS | tr ' ' -)" "${MODELS[@]}"
 
-if [[ -z "$(run_in "$OUT/evaluate")" || ! -f "$(run_in "$OUT/evaluate")/results.json" ]]; then
+# the scoring is redone when it scored other conditions or another FID setting than this run asks for (a rerun that
+# added SAMPLE_SEEDS or LORA_LAYERS, or FID=1 after FID=0)
+scored="$(cat "$OUT/complete/done.txt") FID=$FID"
+if [[ -z "$(run_in "$OUT/evaluate")" || ! -f "$(run_in "$OUT/evaluate")/results.json" \
+      || "$(cat "$OUT/evaluate.scored" 2>/dev/null)" != "$scored" ]]; then
   stamp "evaluate start"
-  rm -rf "$OUT/evaluate"
+  rm -rf "$OUT/evaluate" "$OUT/evaluate.scored"
   named=()
   while read -r name path; do named+=("$name=$path"); done < "$OUT/complete/done.txt"
   fid=(); [[ "$FID" == 1 ]] || fid=(--no-fid)
   $H evaluate "${named[@]}" --train-run "$RUN" --device cpu --out "$OUT/evaluate" "${fid[@]}" > "$OUT/evaluate.log" 2>&1 \
     || { echo "error: evaluate failed (see $OUT/evaluate.log)" >&2; exit 2; }
+  echo "$scored" > "$OUT/evaluate.scored.tmp" && mv "$OUT/evaluate.scored.tmp" "$OUT/evaluate.scored"
   stamp "evaluate done"
 fi
 stamp "seed done"

@@ -1,0 +1,19 @@
+# Sourced by the measure_*.sh scripts. same_settings FILE KEY=VALUE...: the settings a folder's runs were made with,
+# recorded in FILE on the first run; a rerun that asks for another value of a recorded key is refused in one line
+# before any work, because finished steps are skipped on a rerun and would otherwise stand in silently for runs made
+# with other settings. Keys not yet in FILE are added, so a later step may record its own.
+same_settings() {
+  local file=$1 pair key old; shift
+  for pair in "$@"; do
+    key=${pair%%=*}
+    old=$(grep -m1 "^$key=" "$file" 2>/dev/null || true)
+    if [[ -n "$old" && "$old" != "$pair" ]]; then
+      echo "error: $(dirname "$file") was made with $old, not $pair; use another output folder or remove it" >&2
+      exit 2
+    fi
+  done
+  mkdir -p "$(dirname "$file")"
+  { cat "$file" 2>/dev/null || true
+    for pair in "$@"; do grep -qxF "$pair" "$file" 2>/dev/null || echo "$pair"; done; } > "$file.tmp"
+  mv "$file.tmp" "$file"
+}
