@@ -17,6 +17,7 @@ from hyperfit_core.atomic import write_json
 from hyperfit_core.decoding import model_max_positions
 from hyperfit_core.device_map import input_device
 from hyperfit_core.errors import HyperfitError
+from hyperfit_core.formats import ANALYSIS
 from hyperfit_core.plots import save_png
 
 TOP_K = (1, 3, 5)
@@ -186,7 +187,7 @@ def save_analysis(folder, summaries: dict, agreement: tuple[str, str, float] | N
     from pathlib import Path
 
     folder = Path(folder)
-    write_report(summaries, folder / "analysis.json")
+    write_report(summaries, folder / ANALYSIS)
     plot_analysis(summaries, folder / "analysis.png")
     lines = []
     if agreement is not None:

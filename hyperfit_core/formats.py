@@ -56,6 +56,7 @@ GENERATION_TEXTS = "generations.jsonl"
 FEATURES = "inception.safetensors"
 # analyze's mechanism options (hyperfit_core.mechanism)
 ENTROPY_MATCH = "entropy_match.json"
+ANALYSIS = "analysis.json"  # held-out entropy / perplexity of each model (`analyze`, `evaluate --analysis`)
 RANKS = "ranks.json"
 RANKS_PLOT = "ranks.png"
 LAYERS = "layers.json"
@@ -153,6 +154,25 @@ def read_run_config(run_dir: str | os.PathLike) -> dict:
     if not isinstance(record, dict):
         raise HyperfitError(f"cannot read {path}: not a JSON object")
     return record
+
+
+def last_epoch_loss(run_dir: str | os.PathLike) -> dict:
+    """{"epochs": epochs run, "mean_loss": the last one's mean loss (None before the first)} from a train run's
+    metrics.jsonl: the loss a run reached, whether or not it reached its target."""
+    epochs = [r for r in read_jsonl(Path(run_dir) / METRICS) if isinstance(r, dict) and r.get("event") == "epoch"]
+    return {"epochs": len(epochs), "mean_loss": epochs[-1]["mean_loss"] if epochs else None}
+
+
+
+ANALYSIS_SUMMARY = ("entropy_mean", "perplexity", "top1_accuracy", "top1_prob_mean")
+
+
+def read_analysis_summary(path: str | os.PathLike) -> dict:
+    """{model: {entropy_mean, perplexity, top1_accuracy, top1_prob_mean}} from an analysis.json: the held-out numbers
+    the stats scripts put beside each model (the histograms and positions stay in the run)."""
+    record = json.loads(Path(path).read_text(encoding="utf-8"))
+    return {model: {k: blob[k] for k in ANALYSIS_SUMMARY} for model, blob in record.items()
+            if isinstance(blob, dict) and "entropy_mean" in blob}
 
 
 # ---------------------------------------------------------------- image completions ---------------------------

@@ -15,7 +15,8 @@ PPL - ln PPL of the human continuation of the same prompt|: below 0 means A is c
 number: one difference per seed and corpus). Intervals and p-values come from hyperfit_core.paired: the two-stage
 bootstrap over seeds, then prompts (MAUVE: over seeds, and over corpora within a seed when pooled), and the exact
 sign test. Per corpus and pooled over corpora (pooled: a seed's prompts of every corpus form one group, since a
-seed's models are shared by its corpora).
+seed's models are shared by its corpora). With LoRA runs (LORA=1), the loss each reached and the held-out entropy /
+perplexity of every model, per seed ("lora" in the JSON, a table in the markdown).
 
     nice -n 10 python scripts/text_claim_stats.py runs/text-claim --out /tmp/claim-stats --device cpu \
         --json docs/measurements/text_claim_stats.json --md /tmp/claim-stats/text_claim_stats.md
@@ -36,7 +37,8 @@ import numpy as np
 from hyperfit_core import metric_registry as registry
 from hyperfit_core.atomic import write_json, write_text
 from hyperfit_core.errors import HyperfitError
-from hyperfit_core.formats import GENERATIONS, PER_ITEM, RESULTS, read_run_config
+from hyperfit_core.formats import (ANALYSIS, GENERATIONS, PER_ITEM, RESULTS, last_epoch_loss,
+                                   read_analysis_summary, read_run_config)
 from hyperfit_core.paired import compare
 
 DONE = "done.txt"
@@ -250,12 +252,40 @@ def pooled_mauve(found: dict, corpora: list[str], settings) -> dict:
     return out
 
 
+def lora_summary(root: Path, seeds: list[int]) -> dict:
+    """{sSEED: {"train": {run: {"epochs", "mean_loss"}}, "analysis": {model: held-out numbers}}} for every seed with
+    LoRA runs (measure_text_claim.sh LORA=1): the loss each LoRA run and the full run reached (last epoch's mean)
+    and the held-out entropy / perplexity of the base, the hyperfitted and every LoRA model (the analyses of every
+    set of K merged: base and hyperfitted are the same models in each)."""
+    out = {}
+    for seed in seeds:
+        lora = root / f"s{seed}" / "lora"
+        runs = {d.name: only_run(d / "train") for d in sorted(lora.glob("lora-last*")) if LORA.match(d.name)}
+        runs = {name: run for name, run in runs.items() if run is not None}
+        if not runs:
+            continue
+        analysis: dict = {}
+        for path in sorted(lora.glob(f"analyze-*/*/{ANALYSIS}")):
+            analysis.update(read_analysis_summary(path))
+        full = only_run(root / f"s{seed}" / "train")
+        out[f"s{seed}"] = {"train": {**({"hyperfitted": last_epoch_loss(full)} if full else {}),
+                                     **{name: last_epoch_loss(run) for name, run in runs.items()}},
+                           "analysis": analysis}
+    return out
+
+
+def only_run(folder: Path) -> Path | None:
+    """The train run under folder that saved its model (the script's runs), None when there is none yet."""
+    found = sorted(p.parent for p in folder.glob("*/model"))
+    return found[0] if found else None
+
+
 def _mean(values) -> float | None:
     kept = [v for v in values if v is not None]
     return float(np.mean(kept)) if kept else None
 
 
-def markdown(rows: list[dict], corpora: list[str], mauve_pooled: dict | None = None) -> str:
+def markdown(rows: list[dict], corpora: list[str], mauve_pooled: dict | None = None, lora: dict | None = None) -> str:
     scopes = [*corpora, POOLED]
     lines = []
     for a, b in dict.fromkeys((r["a"], r["b"]) for r in rows):
@@ -282,6 +312,17 @@ def markdown(rows: list[dict], corpora: list[str], mauve_pooled: dict | None = N
             cells = [f"{r['mauve']:.3f} ({r['mauve_texts']} texts, {r['mauve_clusters']} clusters)"
                      if (r := mauve_pooled[scope].get(name)) else "-" for scope in scopes]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if lora:
+        lines += ["", "### LoRA on the last K blocks: loss reached and held-out numbers", "",
+                  "| seed | model | epochs | last epoch's mean loss | held-out perplexity | held-out entropy |",
+                  "|---|---|---|---|---|---|"]
+        for seed, record in lora.items():
+            for name in dict.fromkeys([*record["analysis"], *record["train"]]):
+                train, held_out = record["train"].get(name, {}), record["analysis"].get(name, {})
+                cells = [train.get("epochs"), train.get("mean_loss"), held_out.get("perplexity"),
+                         held_out.get("entropy_mean")]
+                lines.append(f"| {seed} | {name} | " + " | ".join(
+                    "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v)) for v in cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -329,10 +370,12 @@ def main(argv=None) -> dict:
               "conditions": conditions, "evaluations": evaluations,
               "quality": {"model": scorer, "why_not": skipped}, "reps": args.reps, "comparisons": rows,
               "set_level": set_level(table, corpora),
-              "pooled_mauve": mauve_pooled}
+              "pooled_mauve": mauve_pooled,
+              "lora": lora_summary(args.root, sorted({s for s, _ in found}))}
+    report = markdown(rows, corpora, mauve_pooled, record["lora"])
     write_json(args.json or args.out / "text_claim_stats.json", record)
-    write_text(args.md or args.out / "text_claim_stats.md", markdown(rows, corpora, mauve_pooled))
-    print(markdown(rows, corpora, mauve_pooled))
+    write_text(args.md or args.out / "text_claim_stats.md", report)
+    print(report)
     return record
 
 

@@ -21,14 +21,14 @@ from datetime import datetime
 from pathlib import Path
 
 from hyperfit_core.atomic import write_json
-from hyperfit_core.formats import ENTROPY_MATCH, LAYERS, METRICS, PER_ITEM, RANKS, RESULTS, read_jsonl
+from hyperfit_core.formats import (ANALYSIS, ENTROPY_MATCH, LAYERS, METRICS, PER_ITEM, RANKS, RESULTS,
+                                   last_epoch_loss, read_analysis_summary)
 from hyperfit_core.paired import compare
 
 METRICS_COMPARED = ("seq_rep_4", "type_token_ratio", "row_repetition", "patch_duplication",
                     "compression_ratio_vs_real", "overlap_mean_span")
 REFERENCE = "hyperfitted-greedy"
 POOLED = "base-temperature-mean"  # per image, the mean over the decode seeds of the entropy-matched samples
-ANALYSIS_KEYS = ("entropy_mean", "perplexity", "top1_accuracy", "top1_prob_mean")
 
 
 def only(folder: Path, pattern: str) -> Path:
@@ -38,10 +38,8 @@ def only(folder: Path, pattern: str) -> Path:
     return found[0]
 
 
-def last_epoch_loss(train_dir: Path) -> dict:
-    run = only(train_dir, f"*/{METRICS}").parent
-    epochs = [r for r in read_jsonl(run / METRICS) if r.get("event") == "epoch"]
-    return {"epochs": len(epochs), "mean_loss": epochs[-1]["mean_loss"] if epochs else None}
+def train_loss(train_dir: Path) -> dict:
+    return last_epoch_loss(only(train_dir, f"*/{METRICS}").parent)
 
 
 def wall_minutes(seed: Path) -> float | None:
@@ -66,7 +64,6 @@ def seed_summary(seed: Path) -> tuple[dict, dict]:
         conditions[name] = values
     real = {k: v["real"] for k, v in next(iter(results.values()))["repetition"].items()}
     lora = sorted(p.name for p in seed.glob("lora-last*") if p.is_dir())
-    analysis = json.loads(only(seed, "lora-analyze-*/*/analysis.json").read_text())
     summary = {
         "images": next(iter(results.values()))["images"],
         "wall_minutes": wall_minutes(seed),
@@ -74,10 +71,8 @@ def seed_summary(seed: Path) -> tuple[dict, dict]:
         "entropy_match": json.loads(only(seed / "controls", f"*/{ENTROPY_MATCH}").read_text()),
         "ranks": json.loads(only(seed / "ranks", f"*/{RANKS}").read_text())["conditions"][REFERENCE],
         "layers": json.loads(only(seed / "controls", f"*/{LAYERS}").read_text()),
-        "analysis": {model: {k: blob[k] for k in ANALYSIS_KEYS} for model, blob in analysis.items()
-                     if isinstance(blob, dict) and "entropy_mean" in blob},
-        "train": {"hyperfitted": last_epoch_loss(seed / "train"),
-                  **{name: last_epoch_loss(seed / name) for name in lora}},
+        "analysis": read_analysis_summary(only(seed, f"lora-analyze-*/*/{ANALYSIS}")),
+        "train": {"hyperfitted": train_loss(seed / "train"), **{name: train_loss(seed / name) for name in lora}},
     }
     return summary, {name: blob["generated"] for name, blob in per_item.items()}
 

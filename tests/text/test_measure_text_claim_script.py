@@ -98,3 +98,28 @@ def test_the_claim_script_and_its_mechanism_conditions_share_the_prompts(tiny_ll
     assert all(np.array_equal(c, contexts[0]) for c in lora_contexts)
     again = run_script(tmp_path, tiny_llama_dir, LORA="1", LORA_LAYERS="1 all", LORA_LR="1e-2")
     assert again.returncode == 0 and done.read_text().splitlines() == lora_lines
+
+    # a rerun asking for other settings than the seed's runs were made with would reuse those runs: refused instead
+    timings = (tmp_path / "claim" / "s0" / "timings.txt").read_text()
+    for env, told in [({"LR": "1e-3"}, "LR=2e-4, not LR=1e-3"),
+                      ({"LORA": "1", "LORA_LAYERS": "1", "LORA_LR": "2e-3"}, "LORA_LR=1e-2, not LORA_LR=2e-3")]:
+        other = run_script(tmp_path, tiny_llama_dir, **env)
+        assert other.returncode == 2 and told in other.stderr and len(other.stderr.strip().splitlines()) == 1
+    assert (tmp_path / "claim" / "s0" / "timings.txt").read_text() == timings
+
+    # the stats script pairs the LoRA conditions with hyperfitted greedy and reports the loss each run reached
+    stats = subprocess.run([sys.executable, str(ROOT / "scripts" / "text_claim_stats.py"), "claim", "--out", "stats",
+                            "--quality-model", "none", "--device", "cpu", "--reps", "200"], cwd=tmp_path,
+                           env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=600)
+    assert stats.returncode == 0, stats.stderr
+    record = json.loads((tmp_path / "stats" / "text_claim_stats.json").read_text())
+    assert {r["b"] for r in record["comparisons"] if r["b"].startswith("lora")} == {"lora-last1", "lora-lastall"}
+    (seed,) = record["lora"].values()
+    events = [json.loads(line) for run in (tmp_path / "claim" / "s0" / "lora").glob("lora-last*/train/*")
+              for line in (run / "metrics.jsonl").read_text().splitlines()]
+    losses = {e["mean_loss"] for e in events if e.get("event") == "epoch"}
+    assert set(seed["train"]) == {"hyperfitted", "lora-last1", "lora-lastall"}
+    assert {seed["train"][k]["mean_loss"] for k in ("lora-last1", "lora-lastall")} == losses  # one epoch each
+    assert set(seed["analysis"]) == {"base", "hyperfitted", "lora-last1", "lora-lastall"}
+    assert all(v["perplexity"] > 1 for v in seed["analysis"].values())
+    assert "| s0 | lora-lastall | 1 |" in (tmp_path / "stats" / "text_claim_stats.md").read_text()
