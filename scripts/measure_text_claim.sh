@@ -38,7 +38,13 @@ source "$(dirname "$0")/text_claim_common.sh"
 LORA_LAYERS=${LORA_LAYERS:-1 5 all}
 LORA_RANK=${LORA_RANK:-16}
 LORA_LR=${LORA_LR:-1e-2}
+count NUM_TRAIN "$NUM_TRAIN" 1
+count EPOCHS "$EPOCHS" 1
+positive LR "$LR"
+positive TARGET "$TARGET"
 if [[ "${LORA:-0}" == 1 ]]; then  # a bad K is refused before the seed's hour of work, not after it
+  count LORA_RANK "$LORA_RANK" 1
+  positive LORA_LR "$LORA_LR"
   for K in $LORA_LAYERS; do
     [[ "$K" =~ ^([1-9][0-9]*|all)$ ]] || { echo "error: LORA_LAYERS takes block counts >= 1 or all, got '$K'" >&2; exit 2; }
   done

@@ -41,8 +41,12 @@ LORA_RANK=${LORA_RANK:-16}
 LORA_LR=${LORA_LR:-1e-2}
 FID=${FID:-1}
 THREADS=${THREADS:-1}
+source "$(dirname "$0")/run_settings.sh"
 # every count is refused before the seed's work starts, not after it
-[[ "$S" =~ ^[0-9]+$ ]] || { echo "error: SEED must be a whole number >= 0, got '$S'" >&2; exit 2; }
+count SEED "$S" 0
+for setting in NUM_TRAIN EPOCHS NUM_TEST NUM_ANALYZE LORA_RANK THREADS; do count "$setting" "${!setting}" 1; done
+positive LR "$LR"
+positive LORA_LR "$LORA_LR"
 for K in $SWAP_LAYERS $LORA_LAYERS; do
   [[ "$K" =~ ^([1-9][0-9]*|all)$ ]] || { echo "error: SWAP_LAYERS / LORA_LAYERS take block counts >= 1 or all, got '$K'" >&2; exit 2; }
 done
@@ -52,7 +56,6 @@ done
 [[ "$FID" == 0 || "$FID" == 1 ]] || { echo "error: FID is 0 or 1, got '$FID'" >&2; exit 2; }
 export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
 H="python3 -m hyperfit_core.cli vision"
-source "$(dirname "$0")/run_settings.sh"
 DATA_ARGS=(--data "$DATA" --data-root "$DATA_ROOT")
 OUT=$ROOT/s$S
 T=$OUT/timings.txt

@@ -17,3 +17,14 @@ same_settings() {
     for pair in "$@"; do grep -qxF "$pair" "$file" 2>/dev/null || echo "$pair"; done; } > "$file.tmp"
   mv "$file.tmp" "$file"
 }
+
+# count NAME VALUE MIN / positive NAME VALUE: a setting that is not a whole number >= MIN / a number > 0 is refused
+# in one line before the script writes anything (the CLI would refuse it too, but only after the seed folder exists
+# and with the reason in a log).
+count() {
+  [[ "$2" =~ ^[0-9]+$ ]] && (( 10#$2 >= $3 )) || { echo "error: $1 must be a whole number >= $3, got '$2'" >&2; exit 2; }
+}
+positive() {
+  [[ "$2" =~ ^([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$ ]] && awk "BEGIN { exit !($2 > 0) }" \
+    || { echo "error: $1 must be a number > 0, got '$2'" >&2; exit 2; }
+}

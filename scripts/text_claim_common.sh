@@ -8,6 +8,9 @@ THREADS=${THREADS:-2}
 export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
 H="python3 -m hyperfit_core.cli"
 source "$(dirname "${BASH_SOURCE[0]}")/run_settings.sh"
+count SEED "$S" 0
+count PROMPTS "$PROMPTS" 1
+count THREADS "$THREADS" 1
 OUT=$ROOT/s$S
 T=$OUT/timings.txt
 stamp() { echo "$(date -u +%FT%H:%M:%S) $* load=$(cut -d' ' -f1 /proc/loadavg)" >> "$T"; }
