@@ -57,6 +57,7 @@ FEATURES = "inception.safetensors"
 # analyze's mechanism options (hyperfit_core.mechanism)
 ENTROPY_MATCH = "entropy_match.json"
 ANALYSIS = "analysis.json"  # held-out entropy / perplexity of each model (`analyze`, `evaluate --analysis`)
+ANALYSIS_SUMMARY = ("entropy_mean", "perplexity", "top1_accuracy", "top1_prob_mean")  # what stats scripts keep of it
 RANKS = "ranks.json"
 RANKS_PLOT = "ranks.png"
 LAYERS = "layers.json"
@@ -161,10 +162,6 @@ def last_epoch_loss(run_dir: str | os.PathLike) -> dict:
     metrics.jsonl: the loss a run reached, whether or not it reached its target."""
     epochs = [r for r in read_jsonl(Path(run_dir) / METRICS) if isinstance(r, dict) and r.get("event") == "epoch"]
     return {"epochs": len(epochs), "mean_loss": epochs[-1]["mean_loss"] if epochs else None}
-
-
-
-ANALYSIS_SUMMARY = ("entropy_mean", "perplexity", "top1_accuracy", "top1_prob_mean")
 
 
 def read_analysis_summary(path: str | os.PathLike) -> dict:
