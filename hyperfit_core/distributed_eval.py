@@ -146,11 +146,11 @@ def summed_counts(stats: dict | None) -> dict | None:
 
 
 def shared_run(out: str | Path, name: str):
-    """One new run dir for all processes: the main process makes it, the others learn its path."""
-    from hyperfit_core.rundir import RunDir, broadcast_from_main, is_main_process
+    """One new run dir for all processes: the main process makes it, the others learn its path (or, when it
+    cannot be made, leave with the main process's error instead of waiting for a path)."""
+    from hyperfit_core.rundir import RunDir
 
-    path = str(RunDir.create(out, name).path) if is_main_process() else None
-    return RunDir(broadcast_from_main(path), create=False)
+    return RunDir(on_main(lambda: str(RunDir.create(out, name).path)), create=False)
 
 
 def describe() -> dict:

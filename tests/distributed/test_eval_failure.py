@@ -12,9 +12,10 @@ from hyperfit_core.errors import HyperfitError
 from tests.distributed.common import run_launcher
 
 
-def test_failing_work_on_one_process_raises_on_every_process(tmp_path):
+def test_failing_work_on_one_process_raises_on_every_process(tmp_path):  # and a run dir main cannot make
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps({"out": str(tmp_path)}))
+    (tmp_path / "not-a-folder").write_text("a file where the run dirs would go\n")
     run_launcher(2, "failing_worker.py", spec, tmp_path, timeout=120)  # the old code: rank 0 waits, times out
     rank0, rank1 = (json.loads((tmp_path / f"outcome-rank{r}.json").read_text()) for r in (0, 1))
     for function in ("map_items", "map_dict"):
@@ -24,6 +25,10 @@ def test_failing_work_on_one_process_raises_on_every_process(tmp_path):
         # rank 0 left with one line naming the failed process and what it said
         assert rank0[function]["type"] == "HyperfitError", function
         assert rank0[function]["message"] == "process 1 of 2 failed: ValueError: no item 3 on rank 1", function
+    # the run dir the main process could not make: its own error there, the same line on the other process
+    told = f"cannot write to output directory {tmp_path / 'not-a-folder'}: File exists"
+    assert (rank0["shared_run"]["type"], rank0["shared_run"]["message"]) == ("HyperfitError", told)
+    assert (rank1["shared_run"]["type"], rank1["shared_run"]["message"]) == ("HyperfitError", told)
 
 
 @pytest.mark.parametrize("gathered", [
