@@ -344,6 +344,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--json", type=Path, default=None, help="default OUT/text_claim_stats.json")
     parser.add_argument("--md", type=Path, default=None, help="default OUT/text_claim_stats.md")
     args = parser.parse_args(argv)
+    for option, value in (("--reps", args.reps), ("--ttr-last", args.ttr_last)):
+        if value < 1:  # refused before any evaluation runs, not by the bootstrap after all of them
+            sys.exit(f"error: {option} must be at least 1, got {value}")
     try:
         found = selected(discover(args.root), args.seeds, args.corpora)
         scorer, skipped = choose_quality_model(args.quality_model)

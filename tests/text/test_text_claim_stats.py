@@ -184,4 +184,7 @@ def test_seeds_and_corpora_select_the_cells_evaluated(claim_tree, tmp_path, caps
         script["main"]([str(claim_tree), "--out", str(tmp_path / "x"), "--corpora", "c"])
     with pytest.raises(SystemExit, match=r"^error: --seeds takes comma-separated seed numbers, got .x.$"):
         script["main"]([str(claim_tree), "--out", str(tmp_path / "x"), "--seeds", "x"])
+    for option in ("--reps", "--ttr-last"):  # before any evaluation, not from the bootstrap after all of them
+        with pytest.raises(SystemExit, match=rf"^error: {option} must be at least 1, got 0$"):
+            script["main"]([str(claim_tree), "--out", str(tmp_path / "x"), option, "0"])
     assert not (tmp_path / "x").exists()
