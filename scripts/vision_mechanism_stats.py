@@ -17,6 +17,7 @@ import argparse
 import json
 import re
 import sys
+import tempfile
 from datetime import datetime
 from pathlib import Path
 
@@ -82,6 +83,11 @@ def main() -> None:
     p.add_argument("root", type=Path, help="OUT_ROOT of measure_vision_mechanism.sh (holds s0, s1, ...)")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
+    try:  # an --out that cannot be written is refused before the seeds are read, not after
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=args.out.parent).close()
+    except OSError as exc:
+        sys.exit(f"error: cannot write {args.out}: {exc.strerror}")
     seeds = sorted((d for d in args.root.glob("s*") if re.fullmatch(r"s\d+", d.name)
                     and list(d.glob(f"evaluate/*/{RESULTS}"))), key=lambda d: int(d.name[1:]))
     if not seeds:
