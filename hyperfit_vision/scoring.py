@@ -20,7 +20,7 @@ from hyperfit_core import metric_registry as registry
 from hyperfit_core.atomic import atomic_path
 from hyperfit_core.rundir import is_main_process
 from hyperfit_core.scoring import Scores
-from hyperfit_core.formats import COMPLETIONS, FEATURES
+from hyperfit_core.formats import COMPLETIONS, FEATURES, condition_file, condition_name
 from hyperfit_vision.completion import load_completions
 from hyperfit_vision.repetition import ImageSettings, score_sides
 from hyperfit_vision.tokens import tokens_to_images
@@ -104,7 +104,7 @@ class ImageFid:
             real = check_images(tokens_to_images(data["real_tokens"], data["palette"], side), "real images", 2)
             self.real_features = cached_features(self.extractor, real, path.with_name(REAL_FEATURES))
         fake = check_images(tokens_to_images(data["tokens"], data["palette"], side), "generated images", 2)
-        name = path.name[:-len(f".{COMPLETIONS}")]
-        fake_features = cached_features(self.extractor, fake, path.with_name(f"{name}.{FEATURES}"))
+        cache = condition_file(path.parent, condition_name(path, COMPLETIONS), FEATURES)  # as evaluate's copy_into
+        fake_features = cached_features(self.extractor, fake, cache)
         keep = slice(None) if keep is None else keep
         return fid_kid_from_features(self.real_features[keep], fake_features[keep])
