@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Callable
 
 import click
@@ -27,10 +29,39 @@ PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def auto_precision(precision: str, device_type: str) -> str:
-    """The one rule for precision "auto" (training and decoding alike): bf16 on CUDA, fp32 elsewhere."""
+    """The one rule for precision "auto" (training and decoding alike): bf16 on CUDA, fp32 elsewhere. An explicit
+    bf16 on a CPU without bf16 instructions is honoured with one warning (it is emulated there, several times
+    slower than fp32: see native_cpu_bf16)."""
     if precision == "auto":
         return "bf16" if device_type == "cuda" else "fp32"
+    if precision == "bf16" and device_type == "cpu" and native_cpu_bf16() is False:
+        _warn_once("bf16 on this CPU is emulated (it has no avx512_bf16 / amx_bf16 / bf16 instructions): it runs "
+                   "several times slower than --precision fp32")
     return precision
+
+
+def native_cpu_bf16(cpuinfo: str | None = None) -> bool | None:
+    """Whether the CPU computes bf16 natively (x86 avx512_bf16 or amx_bf16, Arm bf16), from /proc/cpuinfo's flags;
+    None where that cannot be told (no /proc/cpuinfo, e.g. macOS), so no warning is given on a guess."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+                cpuinfo = handle.read()
+        except OSError:
+            return None
+    flags = set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            flags.update(value.split())
+    if not flags:
+        return None
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+@lru_cache(maxsize=None)
+def _warn_once(message: str) -> None:
+    sys.stderr.write(f"warning: {message}\n")
 
 
 _KIND_WORDS = {int: "a whole number", float: "a number", str: "text", bool: "true or false"}

@@ -53,7 +53,7 @@ from transformers import ImageGPTConfig, ImageGPTForCausalImageModeling, LlamaCo
 from hyperfit_core import trainable
 from hyperfit_core.atomic import write_json
 from hyperfit_core.decoding import generate_tokens
-from hyperfit_core.options import auto_precision
+from hyperfit_core.options import auto_precision, native_cpu_bf16
 from hyperfit_core.rundir import RunDir
 from hyperfit_core.sequences import TokenSequences
 from hyperfit_core.train import TrainConfig, hyperfit, next_token_loss
@@ -638,6 +638,8 @@ def main(argv=None):
     out = Path(args.out or f"bench/results/speed_{device_slug(device)}.json")
     result = {"device": name,
               "torch": torch.__version__, "transformers": transformers.__version__, "python": platform.python_version(),
+              # imagegpt_train_bf16_cpu's ratio depends on it: bf16 is emulated on a CPU without bf16 instructions
+              "cpu_native_bf16": native_cpu_bf16(),
               "shape": shape, "threads": torch.get_num_threads(), "steps": args.steps, "repeats": args.repeats,
               "warmup_steps": args.warmup_steps, "sequential": sequential(device),
               "ratio_note": "speed-up, higher is better: ours/stock for rates, stock/ours for ms/step",

@@ -10,7 +10,8 @@ from hyperfit_core import engine
 from hyperfit_core.cli_options import DecodingOptions, decoding_options, train_options
 from hyperfit_core.decoding import decode_dtype
 from hyperfit_core.errors import HyperfitError
-from hyperfit_core.options import Opt, auto_precision, cli_names, declarations, typed
+from hyperfit_core import options
+from hyperfit_core.options import Opt, auto_precision, cli_names, declarations, native_cpu_bf16, typed
 from hyperfit_core.recipe import TrainSpec
 from hyperfit_core.train import TrainConfig
 
@@ -103,6 +104,26 @@ def test_one_auto_precision_rule_for_training_and_decoding(monkeypatch):
     assert engine.mixed_precision(TrainConfig(), False) == "bf16"
     assert engine.mixed_precision(TrainConfig(precision="fp32"), False) == "no"
 
+
+
+def test_bf16_on_a_cpu_without_bf16_instructions_is_honoured_with_one_warning(monkeypatch, capsys):
+    assert native_cpu_bf16("processor: 0\nflags\t\t: fpu sse avx2 fma\n") is False
+    assert native_cpu_bf16("flags\t\t: fpu avx2 avx512f avx512_bf16\n") is True
+    assert native_cpu_bf16("flags : fpu amx_tile amx_bf16\n") is True
+    assert native_cpu_bf16("Features\t: fp asimd bf16 i8mm\n") is True  # Arm
+    assert native_cpu_bf16("model name : something\n") is None  # no flags line: cannot tell, no warning
+    options._warn_once.cache_clear()
+    monkeypatch.setattr(options, "native_cpu_bf16", lambda: False)
+    assert auto_precision("bf16", "cpu") == "bf16" and auto_precision("bf16", "cpu") == "bf16"
+    assert engine.mixed_precision(TrainConfig(precision="bf16"), False) == "bf16"  # training: still what was asked
+    err = capsys.readouterr().err
+    assert err.count("warning: bf16 on this CPU is emulated") == 1 and "--precision fp32" in err
+    for precision, device in (("bf16", "cuda"), ("fp32", "cpu"), ("auto", "cpu")):
+        auto_precision(precision, device)
+    monkeypatch.setattr(options, "native_cpu_bf16", lambda: True)
+    options._warn_once.cache_clear()
+    auto_precision("bf16", "cpu")
+    assert capsys.readouterr().err == ""
 
 def test_typed_options_take_dicts_of_any_age_and_refuse_unknown_keys():
     @dataclasses.dataclass
