@@ -13,6 +13,7 @@ Torch-free, so the CLI and the rating app can import it cheaply.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
 import sys
@@ -272,3 +273,29 @@ def typed(cls, value):
     if unknown:
         raise HyperfitError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}")
     return cls(**value)
+
+
+def number_type(kind: type, min: float | None = None, *, min_open: bool = False, max: float | None = None):
+    """argparse's `type=` for a script's count, seed or rate, checked as a declared option's range is: a bad value
+    is argparse's one error line ("argument --num-train: must be at least 1, got 0") and exit status 2, before the
+    script does any work."""
+    declared = Opt(help="", kind=kind, default=0, min=min, min_open=min_open, max=max)
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {_KIND_WORDS[kind]}, got {text!r}") from None
+        problem = declared.problem(value)
+        if problem is not None:
+            raise argparse.ArgumentTypeError(problem.strip())
+        return value
+
+    parse.__name__ = _KIND_WORDS[kind]  # argparse names the type by it in its own messages
+    return parse
+
+
+COUNT = number_type(int, 1)  # a number of items, steps, tokens, epochs, threads, repeats
+NON_NEGATIVE = number_type(int, 0)  # a seed, warm-up steps
+SEED = NON_NEGATIVE
+POSITIVE = number_type(float, 0, min_open=True)  # a learning rate, a loss, minutes

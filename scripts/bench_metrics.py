@@ -30,6 +30,7 @@ from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 
 from hyperfit_core.atomic import write_json
 from hyperfit_core.metrics import dataset_bleu_scores, self_bleu_scores
+from hyperfit_core.options import COUNT, NON_NEGATIVE, SEED
 
 
 def zipf_texts(rng: np.random.Generator, count: int, length: int, vocab: int) -> np.ndarray:
@@ -91,16 +92,16 @@ def bench_dataset_bleu(gens: np.ndarray, train: np.ndarray, checked: int, order:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--texts", type=int, default=1000)
-    parser.add_argument("--length", type=int, default=96)
-    parser.add_argument("--vocab", type=int, default=5000)
-    parser.add_argument("--order", type=int, default=4)
-    parser.add_argument("--nltk-hypotheses", type=int, default=None, help="default: all texts (no scaling)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs of ours; the fastest is reported")
-    parser.add_argument("--train", type=int, default=2000, help="training sequences for dataset BLEU")
-    parser.add_argument("--train-length", type=int, default=256)
-    parser.add_argument("--dataset-check", type=int, default=5, help="generations nltk checks for dataset BLEU")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--texts", type=COUNT, default=1000)
+    parser.add_argument("--length", type=COUNT, default=96)
+    parser.add_argument("--vocab", type=COUNT, default=5000)
+    parser.add_argument("--order", type=COUNT, default=4)
+    parser.add_argument("--nltk-hypotheses", type=COUNT, default=None, help="default: all texts (no scaling)")
+    parser.add_argument("--repeats", type=COUNT, default=3, help="timed runs of ours; the fastest is reported")
+    parser.add_argument("--train", type=COUNT, default=2000, help="training sequences for dataset BLEU")
+    parser.add_argument("--train-length", type=COUNT, default=256)
+    parser.add_argument("--dataset-check", type=NON_NEGATIVE, default=5, help="generations nltk checks for dataset BLEU")
+    parser.add_argument("--seed", type=SEED, default=0)
     parser.add_argument("--out", default="bench/results/metrics_cpu.json")
     args = parser.parse_args(argv)
 

@@ -53,7 +53,7 @@ from transformers import ImageGPTConfig, ImageGPTForCausalImageModeling, LlamaCo
 from hyperfit_core import trainable
 from hyperfit_core.atomic import write_json
 from hyperfit_core.decoding import generate_tokens
-from hyperfit_core.options import auto_precision, native_cpu_bf16
+from hyperfit_core.options import COUNT, NON_NEGATIVE, POSITIVE, auto_precision, native_cpu_bf16
 from hyperfit_core.rundir import RunDir
 from hyperfit_core.sequences import TokenSequences
 from hyperfit_core.train import TrainConfig, hyperfit, next_token_loss
@@ -611,17 +611,17 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", choices=sorted(SHAPES), help="default: real on CUDA, tiny otherwise")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--steps", type=int, default=3, help="training steps per timed window")
-    parser.add_argument("--repeats", type=int, default=4, help="timed runs (windows) per side; the best is kept")
-    parser.add_argument("--warmup-steps", type=int, default=2,
+    parser.add_argument("--steps", type=COUNT, default=3, help="training steps per timed window")
+    parser.add_argument("--repeats", type=COUNT, default=4, help="timed runs (windows) per side; the best is kept")
+    parser.add_argument("--warmup-steps", type=NON_NEGATIVE, default=2,
                         help="CUDA: ours' untimed first training steps (compilation happens in the first)")
     parser.add_argument("--stock-compile", choices=("auto", "on", "off"), default="auto",
                         help="run imagegpt_train_tuned (stock + SDPA + bf16 + torch.compile); auto: on CUDA only")
-    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--threads", type=COUNT, help="torch CPU threads")
     parser.add_argument("--only", choices=("imagegpt", "llama", "data_parallel"),
                         help="run one model family; data_parallel (CPU: `text generate` on 2 processes vs 1) "
                              "replaces its row in an existing JSON and keeps the others")
-    parser.add_argument("--max-load", type=float, default=None,
+    parser.add_argument("--max-load", type=POSITIVE, default=None,
                         help="data_parallel: start each timed run only below this 1-minute load average")
     parser.add_argument("--sequential", action="store_true",
                         help="time the sides one after the other as on CUDA (tests that path on a CPU)")

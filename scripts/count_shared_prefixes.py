@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from hyperfit_core.atomic import write_json
+from hyperfit_core.options import COUNT
 from hyperfit_vision.data import load_torchvision_dataset
 from hyperfit_vision.model import load_imagegpt
 from hyperfit_vision.tokens import images_to_tokens
@@ -35,8 +36,8 @@ def prefix_groups(tokens: torch.Tensor, prefix_len: int) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-root", default="data")
-    p.add_argument("--num-test", type=int, default=1000)
-    p.add_argument("--prefix-rows", type=int, default=4)
+    p.add_argument("--num-test", type=COUNT, default=1000)
+    p.add_argument("--prefix-rows", type=COUNT, default=4)
     p.add_argument("--out", type=Path, default=None, help="JSON file for the counts.")
     args = p.parse_args()
     base, _ = load_imagegpt(str(BASE))

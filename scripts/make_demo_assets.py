@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from hyperfit_core.options import COUNT
 from hyperfit_vision.fashion import lay_out_fashion_mnist
 
 
@@ -21,8 +22,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-root", default="data")
     p.add_argument("--out", default="assets/fashion-mnist-demo")
-    p.add_argument("--num-train", type=int, default=128)
-    p.add_argument("--num-test", type=int, default=16)
+    p.add_argument("--num-train", type=COUNT, default=128)
+    p.add_argument("--num-test", type=COUNT, default=16)
     args = p.parse_args()
     import torchvision.datasets as tvd
 

@@ -22,6 +22,7 @@ import torch
 
 
 from hyperfit_core.atomic import write_json
+from hyperfit_core.options import COUNT, SEED
 from hyperfit_vision.data import ImageSource
 from hyperfit_vision.palette import kmeans_palette
 from hyperfit_vision.tokens import images_to_tokens
@@ -50,11 +51,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="fashion-mnist")
     p.add_argument("--data-root", default="data")
-    p.add_argument("--side", type=int, default=None)
-    p.add_argument("--colors", type=int, default=16)
-    p.add_argument("--num-train", type=int, default=2000)
-    p.add_argument("--num-held-out", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--side", type=COUNT, default=None)
+    p.add_argument("--colors", type=COUNT, default=16)
+    p.add_argument("--num-train", type=COUNT, default=2000)
+    p.add_argument("--num-held-out", type=COUNT, default=1000)
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--out", default=None, help="JSON file for the table.")
     args = p.parse_args()
 

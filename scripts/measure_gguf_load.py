@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from hyperfit_core.options import COUNT
+
 # one repeat: imports first, then the load, each timed on its own
 _ONE_LOAD = """
 import json, sys, time
@@ -42,7 +44,7 @@ def time_loads(gguf: Path, repeats: int) -> list[dict]:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("gguf", type=Path)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=COUNT, default=3)
     parser.add_argument("--json", type=Path, default=None, help="Write the result here as well as to stdout.")
     args = parser.parse_args(argv)
 

@@ -27,7 +27,7 @@ import torch
 
 from hyperfit_core.analysis import mean_token_loss, prediction_stats, summarize
 from hyperfit_core.atomic import atomic_path, write_json, write_text
-from hyperfit_core.options import PRECISIONS
+from hyperfit_core.options import COUNT, NON_NEGATIVE, POSITIVE, PRECISIONS, SEED
 from hyperfit_core.formats import RUN_CONFIG
 from hyperfit_core.recipe import TrainSpec, load_train_tokens
 from hyperfit_core.rundir import RunDir
@@ -88,21 +88,21 @@ def test_pool_images(args):
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-root", default="data")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--lr-sweep", type=float, nargs="*", default=None)
-    p.add_argument("--num-train", type=int, default=2000)
-    p.add_argument("--num-test", type=int, default=1000)
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--seeds", type=SEED, nargs="+", default=[0, 1, 2])
+    p.add_argument("--lr", type=POSITIVE, default=1e-4)
+    p.add_argument("--lr-sweep", type=POSITIVE, nargs="*", default=None)
+    p.add_argument("--num-train", type=COUNT, default=2000)
+    p.add_argument("--num-test", type=COUNT, default=1000)
+    p.add_argument("--epochs", type=COUNT, default=20)
+    p.add_argument("--batch-size", type=COUNT, default=8)
     p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="constant",
                    help="constant (the paper's), or linear / cosine decay to zero at the last epoch.")
-    p.add_argument("--warmup-steps", type=int, default=0, help="Steps of linear warm-up to --lr.")
+    p.add_argument("--warmup-steps", type=NON_NEGATIVE, default=0, help="Steps of linear warm-up to --lr.")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="Training arithmetic: bf16 autocast with fp32 master weights (on CUDA the fast path; on this "
                         "project's CPU no faster than fp32: bench/results/speed_cpu.json); auto = bf16 on CUDA, "
                         "fp32 on CPU.")
-    p.add_argument("--target-loss", type=float, default=None,
+    p.add_argument("--target-loss", type=POSITIVE, default=None,
                    help="Stop hyperfitting once an epoch's mean training loss is below this (--epochs is the cap).")
     p.add_argument("--start-from", default=None, metavar="MODEL_DIR",
                    help="Hyperfit this model instead of the base (e.g. an earlier run's model/, to continue it under "
@@ -112,10 +112,10 @@ def main() -> None:
                    help="Continue an earlier run of the same seed/lr/--out from its last epoch checkpoint up to "
                         "--epochs (or --target-loss); the constant-lr schedule makes this the same as one long run "
                         "(a decaying schedule cannot be lengthened).")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=COUNT, default=None,
                    help="torch CPU threads of this process (default: torch's, one per core); 1 when seeds run side by side.")
-    p.add_argument("--decode-batch", type=int, default=250)
-    p.add_argument("--context", type=int, default=65, help="Prefix tokens (SOS + 4 rows) for prediction stats.")
+    p.add_argument("--decode-batch", type=COUNT, default=250)
+    p.add_argument("--context", type=COUNT, default=65, help="Prefix tokens (SOS + 4 rows) for prediction stats.")
     p.add_argument("--no-fid", action="store_true")
     p.add_argument("--no-completions", action="store_true")
     p.add_argument("--out", default="runs/measure")

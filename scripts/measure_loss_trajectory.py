@@ -21,6 +21,7 @@ import torch
 
 from hyperfit_core.analysis import mean_token_loss, prediction_stats, summarize
 from hyperfit_core.atomic import atomic_path, write_json
+from hyperfit_core.options import COUNT, POSITIVE, SEED
 from hyperfit_core.recipe import TrainSpec
 from hyperfit_core.sequences import TokenSequences
 from hyperfit_core.train import TrainConfig
@@ -86,14 +87,14 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-root", default="data")
-    p.add_argument("--num-train", type=int, default=64)
-    p.add_argument("--num-test", type=int, default=300)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--epochs", type=int, default=60)
-    p.add_argument("--measure-at", type=int, nargs="+", default=[1, 2, 5, 10, 20, 40, 60])
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--context", type=int, default=65, help="Prefix tokens (SOS + 4 rows) for prediction stats.")
+    p.add_argument("--num-train", type=COUNT, default=64)
+    p.add_argument("--num-test", type=COUNT, default=300)
+    p.add_argument("--lr", type=POSITIVE, default=1e-3)
+    p.add_argument("--epochs", type=COUNT, default=60)
+    p.add_argument("--measure-at", type=COUNT, nargs="+", default=[1, 2, 5, 10, 20, 40, 60])
+    p.add_argument("--batch-size", type=COUNT, default=8)
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--context", type=COUNT, default=65, help="Prefix tokens (SOS + 4 rows) for prediction stats.")
     p.add_argument("--out", default="runs/trajectory")
     args = p.parse_args()
     base, _ = load_imagegpt(str(BASE))

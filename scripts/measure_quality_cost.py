@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from hyperfit_core.options import COUNT, POSITIVE
+
 
 def spans(text_model, corpus: Path, count: int, context: int, tokens: int) -> tuple[list[str], list[str]]:
     """(contexts, continuations): consecutive context + continuation spans of the corpus's longest documents."""
@@ -55,10 +57,10 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("corpus", type=Path)
     parser.add_argument("--scorer", default=DEFAULT_SCORER)
-    parser.add_argument("--count", type=int, default=40)
-    parser.add_argument("--context", type=int, default=32)
-    parser.add_argument("--tokens", type=int, default=256)
-    parser.add_argument("--max-load", type=float, default=None,
+    parser.add_argument("--count", type=COUNT, default=40)
+    parser.add_argument("--context", type=COUNT, default=32)
+    parser.add_argument("--tokens", type=COUNT, default=256)
+    parser.add_argument("--max-load", type=POSITIVE, default=None,
                         help="Start each timed step only once the 1-minute load average is below this (waits up to "
                              "an hour per step).")
     parser.add_argument("--json", type=Path, default=None, help="Write the result here as well as to stdout.")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from hyperfit_core.atomic import atomic_path, write_json
 from hyperfit_core.formats import METRICS, read_jsonl
+from hyperfit_core.options import POSITIVE
 
 
 def epochs_of(run: Path) -> list[dict]:
@@ -36,7 +37,7 @@ def main() -> None:
     p.add_argument("runs", nargs="+", type=Path,
                    help=f"Run folders holding {METRICS}; A+B draws run B (started from A's model) after A.")
     p.add_argument("--label", nargs="+", default=None)
-    p.add_argument("--target", type=float, default=None, help="Draw the target training loss.")
+    p.add_argument("--target", type=POSITIVE, default=None, help="Draw the target training loss.")
     p.add_argument("--reference", type=float, default=0.9214, help="Base model's held-out loss (dotted line).")
     p.add_argument("--trajectory", type=Path, default=None,
                    help="Also draw a scripts/measure_loss_trajectory.py JSON (its exact eval-mode training loss).")

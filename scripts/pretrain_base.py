@@ -23,6 +23,7 @@ import torch
 
 from hyperfit_core.analysis import mean_token_loss
 from hyperfit_core.formats import METRICS
+from hyperfit_core.options import COUNT, POSITIVE, SEED
 from hyperfit_core.rundir import RunDir
 from hyperfit_core.train import TrainConfig, hyperfit, next_token_loss
 from hyperfit_vision.data import load_torchvision_dataset
@@ -34,18 +35,18 @@ from hyperfit_vision.training import image_sequences
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-root", default="data")
-    p.add_argument("--side", type=int, default=16)
-    p.add_argument("--colors", type=int, default=16)
-    p.add_argument("--layers", type=int, default=4)
-    p.add_argument("--embd", type=int, default=96)
-    p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--minutes", type=float, default=None, help="Stop after about this long (step budget).")
-    p.add_argument("--max-steps", type=int, default=None, help="Stop after this many optimizer steps.")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--side", type=COUNT, default=16)
+    p.add_argument("--colors", type=COUNT, default=16)
+    p.add_argument("--layers", type=COUNT, default=4)
+    p.add_argument("--embd", type=COUNT, default=96)
+    p.add_argument("--heads", type=COUNT, default=4)
+    p.add_argument("--lr", type=POSITIVE, default=1e-3)
+    p.add_argument("--batch-size", type=COUNT, default=64)
+    p.add_argument("--epochs", type=COUNT, default=3)
+    p.add_argument("--minutes", type=POSITIVE, default=None, help="Stop after about this long (step budget).")
+    p.add_argument("--max-steps", type=COUNT, default=None, help="Stop after this many optimizer steps.")
+    p.add_argument("--threads", type=COUNT, default=None, help="torch CPU threads (default: torch's choice).")
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--out", default="runs")
     p.add_argument("--export", default=None, help="Copy the final model + palette here with a SOURCE note.")
     args = p.parse_args()

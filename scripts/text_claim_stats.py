@@ -39,6 +39,7 @@ from hyperfit_core.atomic import write_json, write_text
 from hyperfit_core.errors import HyperfitError
 from hyperfit_core.formats import (ANALYSIS, GENERATIONS, PER_ITEM, RESULTS, last_epoch_loss,
                                    read_analysis_summary, read_run_config)
+from hyperfit_core.options import COUNT
 from hyperfit_core.paired import compare
 
 DONE = "done.txt"
@@ -335,8 +336,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", type=Path, required=True, help="where the evaluations go (reused when present)")
     parser.add_argument("--quality-model", default=None, help="as `text evaluate --quality-model`")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--ttr-last", type=int, default=96)
-    parser.add_argument("--reps", type=int, default=10000, help="bootstrap replicates")
+    parser.add_argument("--ttr-last", type=COUNT, default=96)
+    parser.add_argument("--reps", type=COUNT, default=10000, help="bootstrap replicates")
     parser.add_argument("--seeds", default=None, help="only these seeds, comma-separated (default: every seed found)")
     parser.add_argument("--corpora", default=None,
                         help="only these corpora, comma-separated (default: every corpus found); e.g. MAUVE and "
@@ -344,9 +345,6 @@ def main(argv=None) -> dict:
     parser.add_argument("--json", type=Path, default=None, help="default OUT/text_claim_stats.json")
     parser.add_argument("--md", type=Path, default=None, help="default OUT/text_claim_stats.md")
     args = parser.parse_args(argv)
-    for option, value in (("--reps", args.reps), ("--ttr-last", args.ttr_last)):
-        if value < 1:  # refused before any evaluation runs, not by the bootstrap after all of them
-            sys.exit(f"error: {option} must be at least 1, got {value}")
     try:
         found = selected(discover(args.root), args.seeds, args.corpora)
         scorer, skipped = choose_quality_model(args.quality_model)
