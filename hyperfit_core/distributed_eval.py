@@ -7,9 +7,9 @@ each process works on its own part, and `gather` hands every process the parts i
 they are the items in their original order, each exactly once. The run dir is made once by the main process and
 its path broadcast (`shared_run`); only the main process writes (RunDir.writer). Processes talk through
 accelerate's PartialState (gloo on CPU, NCCL on CUDA, each process on its LOCAL_RANK GPU), the group training
-uses. Failures are shared: work that raises on one process (`map_items`, `map_dict`, `on_main`) is told to the
-others in the collective they wait in, so every process leaves with one error instead of waiting for a result
-that never comes. Alone (no launcher), everything here is a no-op: one part holding every item.
+uses. Failures are shared: work that raises on one process (`map_items`, `map_dict`, `gather_work`,
+`summed_counts`, `on_main`) is told to the others in the collective they wait in, so every process leaves with
+one error instead of waiting for a result that never comes. Alone (no launcher), everything here is a no-op: one part holding every item.
 """
 
 from __future__ import annotations
@@ -72,13 +72,12 @@ class _Failed:
     message: str
 
 
-def _gathered_parts(count: int, work: Callable[[slice], T]) -> list[T]:
-    """`work` on this process's part of `count` items (none on an empty part), every process's result in rank
-    order, empty parts dropped. Work that raises on a process is raised there as it was (traceback intact) and,
-    on every other process, as a HyperfitError naming the first process that failed."""
-    mine = my_part(count)
+def gather_work(work: Callable[[], T]) -> list[T]:
+    """`work()` on every process, every process's result in rank order, on every process. Work that raises on a
+    process is raised there as it was (traceback intact) and, on every other process, as a HyperfitError naming
+    the first process that failed: none waits in the gather for a result that never comes."""
     try:
-        result = work(mine) if mine.stop > mine.start else None
+        result = work()
     except Exception as exc:
         if processes() > 1:  # the others are waiting in this gather: tell them instead of leaving them there
             gather(_Failed(f"{type(exc).__name__}: {exc}"))
@@ -88,6 +87,14 @@ def _gathered_parts(count: int, work: Callable[[slice], T]) -> list[T]:
     if failed:
         r, failure = failed[0]
         raise HyperfitError(f"process {r} of {len(parts)} failed: {failure.message}")
+    return parts
+
+
+def _gathered_parts(count: int, work: Callable[[slice], T]) -> list[T]:
+    """`work` on this process's part of `count` items (none on an empty part), every process's result in rank
+    order, empty parts dropped; failures shared as gather_work shares them."""
+    mine = my_part(count)
+    parts = gather_work(lambda: work(mine) if mine.stop > mine.start else None)
     return [p for p in parts if p is not None]
 
 
@@ -133,9 +140,10 @@ def on_main(work: Callable[[], T]) -> T:
     return value
 
 
-def summed_counts(stats: dict | None) -> dict | None:
-    """A citation blocker's stats summed over the processes (its rates recomputed from the summed counts)."""
-    parts = [p for p in gather(stats) if p is not None]
+def summed_counts(stats: Callable[[], dict | None]) -> dict | None:
+    """A citation blocker's stats (`stats()`: this process's, or None without a blocker) summed over the
+    processes, its rates recomputed from the summed counts; failures shared as gather_work shares them."""
+    parts = [p for p in gather_work(stats) if p is not None]
     if not parts:
         return None
     from hyperfit_core.blocker import blocker_stats

@@ -174,7 +174,7 @@ def generate_run(spec: GenerateSpec, out: str | Path = "runs") -> RunDir:
     # and docs/scale.md's time estimates read
     record = {"event": "generated", "name": name, "prompts": len(held_out), "new_tokens": spec.max_new_tokens,
               "seconds": round(time.perf_counter() - started, 3), **distributed_eval.describe()}
-    blocker_stats = distributed_eval.summed_counts(citation.stats() if citation is not None else None)
+    blocker_stats = distributed_eval.summed_counts(lambda: citation.stats() if citation is not None else None)
     if blocker_stats is not None:
         record["blocker"] = blocker_stats
     run.log(record)

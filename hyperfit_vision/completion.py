@@ -48,7 +48,7 @@ def complete_run(image_model: ImageModel, images: LabelledImages, prefix_fractio
         mode=mode, precision=precision))
     record = {"event": "completed", "condition": name, "images": len(images), "prefix_rows": prefix_rows,
               "decoding": decoding.to_dict()}
-    blocker_stats = distributed_eval.summed_counts(blocker.stats() if blocker is not None else None)
+    blocker_stats = distributed_eval.summed_counts(lambda: blocker.stats() if blocker is not None else None)
     if blocker_stats is not None:
         record["blocker"] = blocker_stats
     run.log(record)

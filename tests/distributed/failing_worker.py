@@ -1,5 +1,5 @@
 """One process of the failing-work test (launched by tests/distributed/test_eval_failure.py through
-torch.distributed.run): `map_items` and then `map_dict` over 5 items whose work raises on rank 1 only, then
+torch.distributed.run): `map_items`, `map_dict` and `summed_counts` over 5 items whose work raises on rank 1 only, then
 `shared_run` into an --out the main process cannot make a run dir in. Each
 process records the exception it left with (type, message, the function its traceback ends in) to
 OUT/outcome-rankR.json and exits 0, so the test reads what every process saw."""
@@ -37,6 +37,8 @@ def main_worker():
     seen = {
         "map_items": outcome(lambda: distributed_eval.map_items(5, work_failing_on_rank1)),
         "map_dict": outcome(lambda: distributed_eval.map_dict(5, lambda part: {"items": work_failing_on_rank1(part)})),
+        # a blocker's counts that cannot be read on rank 1
+        "summed_counts": outcome(lambda: distributed_eval.summed_counts(lambda: work_failing_on_rank1(slice(3, 5)))),
         # the main process cannot make the run dir (its --out is a file): every process leaves, none waits
         "shared_run": outcome(lambda: distributed_eval.shared_run(out / "not-a-folder", "evaluate")),
     }

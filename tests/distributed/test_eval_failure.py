@@ -18,7 +18,7 @@ def test_failing_work_on_one_process_raises_on_every_process(tmp_path):  # and a
     (tmp_path / "not-a-folder").write_text("a file where the run dirs would go\n")
     run_launcher(2, "failing_worker.py", spec, tmp_path, timeout=120)  # the old code: rank 0 waits, times out
     rank0, rank1 = (json.loads((tmp_path / f"outcome-rank{r}.json").read_text()) for r in (0, 1))
-    for function in ("map_items", "map_dict"):
+    for function in ("map_items", "map_dict", "summed_counts"):
         # rank 1 (parts 3 + 2: its part starts at item 3) left with its own exception, traceback into the work
         assert rank1[function] == {"type": "ValueError", "message": "no item 3 on rank 1",
                                    "raised_in": "work_failing_on_rank1"}, function
