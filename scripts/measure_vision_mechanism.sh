@@ -131,7 +131,10 @@ for K in $LORA_LAYERS; do
 done
 
 analyze "$OUT/ranks" --model "base=$BASE" --model "hyperfitted=$RUN/model" --ranks "$(completed hyperfitted-greedy)"
-analyze "$OUT/lora-analyze-$(echo $LORA_LAYERS | tr ' ' -)" "${MODELS[@]}"
+# one analysis of base, hyperfitted and this run's LoRA models; one made for other LORA_LAYERS is replaced
+models_analyzed="$OUT/lora-analyze-$(echo ${LORA_LAYERS:-none} | tr ' ' -)"
+for old in "$OUT"/lora-analyze-*/; do [[ "${old%/}" == "$models_analyzed" ]] || rm -rf "${old%/}" "${old%/}.log"; done
+analyze "$models_analyzed" "${MODELS[@]}"
 
 # the scoring is redone when it scored other conditions or another FID setting than this run asks for (a rerun that
 # added SAMPLE_SEEDS or LORA_LAYERS, or FID=1 after FID=0)

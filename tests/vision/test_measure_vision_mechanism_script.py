@@ -1,7 +1,8 @@
 """scripts/measure_vision_mechanism.sh end to end on a tiny ImageGPT (1 seed, 3 held-out images): every condition
 completes the same images and is scored side by side by `vision evaluate`; the temperature condition decodes at the
 entropy-matched T; the swap-in, LoRA, ranks and analyses are made; a bad count is refused before anything is
-written; a rerun skips what is done, refuses other settings, and scores again when a condition was added."""
+written; a rerun skips what is done, refuses other settings, and scores (and analyses) again when a condition was
+added."""
 
 import json
 import os
@@ -69,13 +70,17 @@ def test_every_control_completes_the_same_images_and_is_scored_side_by_side(tiny
     assert changed.returncode == 2
     assert changed.stderr == f"error: mech/s0 was made with LR=1e-2, not LR=2e-2; use another output folder or remove it\n"
     assert (seed / "timings.txt").read_text() == timings + added
-    # one more decode seed: only it is completed, and everything is scored again, it included
-    more = run_script(tmp_path, tiny_imagegpt_dir, image_folder_8px, SAMPLE_SEEDS="0 1 2")
+    # one more decode seed and LoRA block count: only they are made, the models' analysis is replaced by one with
+    # the new LoRA model, and everything is scored again, they included
+    more = run_script(tmp_path, tiny_imagegpt_dir, image_folder_8px, SAMPLE_SEEDS="0 1 2", LORA_LAYERS="1 all")
     assert more.returncode == 0, more.stderr
     evaluate = tmp_path / more.stdout.strip().splitlines()[-1]
-    assert set(json.loads((evaluate / "results.json").read_text())) == {*CONDITIONS, "base-temperature-d2", "real"}
+    added = {"base-temperature-d2", "lora-lastall"}
+    assert set(json.loads((evaluate / "results.json").read_text())) == {*CONDITIONS, *added, "real"}
     starts = [line.split()[1:3] for line in (seed / "timings.txt").read_text().splitlines() if " start " in line]
-    assert starts[-2:] == [["complete", "base-temperature-d2"], ["evaluate", "start"]]
+    assert starts[-5:] == [["complete", "base-temperature-d2"], ["train", "lora-lastall"], ["complete", "lora-lastall"],
+                           ["analyze", "lora-analyze-1-all"], ["evaluate", "start"]]
+    assert sorted(p.name for p in seed.glob("lora-analyze-*")) == ["lora-analyze-1-all", "lora-analyze-1-all.log"]
 
     # the seed summarised: every other condition paired image by image with hyperfitted greedy
     stats = subprocess.run([sys.executable, str(ROOT / "scripts" / "vision_mechanism_stats.py"), "mech", "--out",
@@ -85,11 +90,11 @@ def test_every_control_completes_the_same_images_and_is_scored_side_by_side(tiny
     summary = json.loads((tmp_path / "stats.json").read_text())
     assert summary["seeds"] == ["s0"]
     paired = {(c["b"], c["metric"]): c["result"] for c in summary["comparisons"]}
-    assert {b for b, _ in paired} == set(CONDITIONS) - {"hyperfitted-greedy"} | {"base-temperature-d2",
-                                                                                  "base-temperature-mean"}
+    assert {b for b, _ in paired} == set(CONDITIONS) - {"hyperfitted-greedy"} | added | {"base-temperature-mean"}
     assert all(r["prompts"] == 3 and r["seeds"] == 1 for r in paired.values())
     seed = summary["per_seed"]["s0"]
     assert seed["entropy_match"]["temperature"] == match["temperature"]
-    assert set(seed["train"]) == {"hyperfitted", "lora-last1"} and seed["train"]["lora-last1"]["epochs"] == 1
-    assert set(seed["analysis"]) == {"base", "hyperfitted", "lora-last1"}
+    assert set(seed["train"]) == {"hyperfitted", "lora-last1", "lora-lastall"}
+    assert seed["train"]["lora-last1"]["epochs"] == 1
+    assert set(seed["analysis"]) == {"base", "hyperfitted", "lora-last1", "lora-lastall"}
     assert seed["wall_minutes"] > 0  # from the seed's first to its last stamp
