@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 from hyperfit_core.errors import HyperfitError
+from hyperfit_core.formats import read_json_object
 
 CHECKPOINTS = "checkpoints"
 STATE = "state.json"
@@ -32,7 +33,7 @@ def latest_checkpoint(run_path: Path) -> Path | None:
 
 
 def read_state(checkpoint: Path) -> dict:
-    return json.loads((checkpoint / STATE).read_text())
+    return read_json_object(checkpoint / STATE)
 
 
 def save_checkpoint(accelerator, run_path: Path, state: dict, keep: int) -> Path:

@@ -143,18 +143,25 @@ def append_jsonl(path: str | os.PathLike, value, **dumps_options) -> None:
 
 # ---------------------------------------------------------------- run config ----------------------------------
 
+def read_json_object(path: str | os.PathLike) -> dict:
+    """A JSON file holding an object (a run's config.json, analysis.json, a checkpoint's state); one clear error
+    line naming the file when it cannot be read, is not JSON, or holds something else."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise HyperfitError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    if not isinstance(record, dict):
+        raise HyperfitError(f"cannot read {path}: not a JSON object")
+    return record
+
+
 def read_run_config(run_dir: str | os.PathLike) -> dict:
     """The config.json record of a run dir; one clear error when there is none or it is not a JSON object."""
     path = Path(run_dir) / RUN_CONFIG
     if not path.is_file():
         raise HyperfitError(f"{run_dir} is not a run dir (no {RUN_CONFIG})")
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise HyperfitError(f"cannot read {path}: {exc}") from None
-    if not isinstance(record, dict):
-        raise HyperfitError(f"cannot read {path}: not a JSON object")
-    return record
+    return read_json_object(path)
 
 
 def last_epoch_loss(run_dir: str | os.PathLike) -> dict:
@@ -167,9 +174,12 @@ def last_epoch_loss(run_dir: str | os.PathLike) -> dict:
 def read_analysis_summary(path: str | os.PathLike) -> dict:
     """{model: {entropy_mean, perplexity, top1_accuracy, top1_prob_mean}} from an analysis.json: the held-out numbers
     the stats scripts put beside each model (the histograms and positions stay in the run)."""
-    record = json.loads(Path(path).read_text(encoding="utf-8"))
-    return {model: {k: blob[k] for k in ANALYSIS_SUMMARY} for model, blob in record.items()
-            if isinstance(blob, dict) and "entropy_mean" in blob}
+    record = read_json_object(path)
+    try:
+        return {model: {k: blob[k] for k in ANALYSIS_SUMMARY} for model, blob in record.items()
+                if isinstance(blob, dict) and "entropy_mean" in blob}
+    except KeyError as exc:
+        raise HyperfitError(f"cannot read {path}: a model's numbers lack {exc}") from None
 
 
 # ---------------------------------------------------------------- image completions ---------------------------

@@ -11,7 +11,6 @@ so the run dir holds everything its numbers came from and the inputs are never w
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from hyperfit_core import distributed_eval
 from hyperfit_core.atomic import atomic_path
 from hyperfit_core.errors import HyperfitError
 from hyperfit_core.formats import (COMPLETIONS, FEATURES, RUN_CONFIG, condition_file, condition_files_of,
-                                   condition_name, read_completions)
+                                   condition_name, read_completions, read_run_config)
 from hyperfit_core.recipe import load_train_tokens
 from hyperfit_core.sequences import TokenSequences
 from hyperfit_vision.scoring import REAL_FEATURES
@@ -72,7 +71,7 @@ def default_train_tokens(files: dict[str, Path]) -> TokenSequences | None:
         config_path = folder / RUN_CONFIG
         if not config_path.is_file():
             continue
-        config = json.loads(config_path.read_text()).get("config", {})
+        config = read_run_config(folder).get("config", {})
         # a complete run names its --train-run and --model; a benchmark run its --train-run and --hyperfit
         source = config.get("train_run") or config.get("model") or config.get("hyperfit")
         try:

@@ -353,6 +353,8 @@ def main(argv=None) -> dict:
             load_quality_model(scorer, args.device)  # a named model that is not there fails before anything runs
         settings = EvalSettings(ttr_last=args.ttr_last, analysis=False, device=args.device, quality_model=scorer,
                                 quality_skipped=skipped, quality_cache=str(args.out / "text-quality-cache"))
+        # LoRA runs read first: a broken file there is refused before the evaluations, not after them
+        lora = lora_summary(args.root, sorted({s for s, _ in found}))
         table, evaluations = {}, {}
         for (seed, corpus), conditions in sorted(found.items()):
             _check_same_prompts(conditions, f"s{seed}/gen-{corpus}")
@@ -372,7 +374,7 @@ def main(argv=None) -> dict:
               "quality": {"model": scorer, "why_not": skipped}, "reps": args.reps, "comparisons": rows,
               "set_level": set_level(table, corpora),
               "pooled_mauve": mauve_pooled,
-              "lora": lora_summary(args.root, sorted({s for s, _ in found}))}
+              "lora": lora}
     report = markdown(rows, corpora, mauve_pooled, record["lora"])
     write_json(args.json or args.out / "text_claim_stats.json", record)
     write_text(args.md or args.out / "text_claim_stats.md", report)

@@ -14,7 +14,6 @@ the seed's wall minutes (timings.txt).
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 import tempfile
@@ -22,8 +21,9 @@ from datetime import datetime
 from pathlib import Path
 
 from hyperfit_core.atomic import write_json
+from hyperfit_core.errors import HyperfitError
 from hyperfit_core.formats import (ANALYSIS, ENTROPY_MATCH, LAYERS, METRICS, PER_ITEM, RANKS, RESULTS,
-                                   last_epoch_loss, read_analysis_summary)
+                                   last_epoch_loss, read_analysis_summary, read_json_object)
 from hyperfit_core.paired import compare
 
 METRICS_COMPARED = ("seq_rep_4", "type_token_ratio", "row_repetition", "patch_duplication",
@@ -56,8 +56,8 @@ def wall_minutes(seed: Path) -> float | None:
 def seed_summary(seed: Path) -> tuple[dict, dict]:
     """(the seed's summary, its per-image values {condition: {metric: [...]}})."""
     evaluate = only(seed / "evaluate", f"*/{RESULTS}").parent
-    results = json.loads((evaluate / RESULTS).read_text())
-    per_item = json.loads((evaluate / PER_ITEM).read_text())
+    results = read_json_object(evaluate / RESULTS)
+    per_item = read_json_object(evaluate / PER_ITEM)
     conditions = {}
     for name, blob in results.items():
         values = {k: v["generated"] for k, v in blob.get("repetition", {}).items()}
@@ -69,9 +69,9 @@ def seed_summary(seed: Path) -> tuple[dict, dict]:
         "images": next(iter(results.values()))["images"],
         "wall_minutes": wall_minutes(seed),
         "conditions": conditions, "real": real,
-        "entropy_match": json.loads(only(seed / "controls", f"*/{ENTROPY_MATCH}").read_text()),
-        "ranks": json.loads(only(seed / "ranks", f"*/{RANKS}").read_text())["conditions"][REFERENCE],
-        "layers": json.loads(only(seed / "controls", f"*/{LAYERS}").read_text()),
+        "entropy_match": read_json_object(only(seed / "controls", f"*/{ENTROPY_MATCH}")),
+        "ranks": read_json_object(only(seed / "ranks", f"*/{RANKS}"))["conditions"][REFERENCE],
+        "layers": read_json_object(only(seed / "controls", f"*/{LAYERS}")),
         "analysis": read_analysis_summary(only(seed, f"lora-analyze-*/*/{ANALYSIS}")),
         "train": {"hyperfitted": train_loss(seed / "train"), **{name: train_loss(seed / name) for name in lora}},
     }
@@ -94,7 +94,12 @@ def main() -> None:
         sys.exit(f"error: no finished seed (sN/evaluate/*/{RESULTS}) under {args.root}")
     summaries, items = {}, {}
     for seed in seeds:
-        summaries[seed.name], items[seed.name] = seed_summary(seed)
+        try:
+            summaries[seed.name], items[seed.name] = seed_summary(seed)
+        except HyperfitError as exc:
+            sys.exit(f"error: {exc}")
+        except (KeyError, TypeError) as exc:  # a results / ranks file of another shape than vision evaluate writes
+            sys.exit(f"error: {seed}: a file lacks {exc} (not made by scripts/measure_vision_mechanism.sh?)")
     for values in items.values():  # the temperature samples' per-image mean, one condition beside the others
         samples = [values[n] for n in sorted(values) if re.fullmatch(r"base-temperature-d\d+", n)]
         if samples:

@@ -148,6 +148,23 @@ def test_the_run_config_reader_says_what_is_wrong(tmp_path):
     assert read_run_config(tmp_path) == {"command": "text generate"}
 
 
+
+def test_json_files_the_stats_and_resume_read_are_one_error_line_when_broken(tmp_path):
+    from hyperfit_core.checkpoint import read_state
+    from hyperfit_core.formats import read_analysis_summary
+
+    analysis = tmp_path / "analysis.json"
+    for text, said in (("{", "cannot read .*analysis.json: Expecting"), ("[]", "not a JSON object"),
+                       ('{"base": {"entropy_mean": 1.0}}', "a model's numbers lack 'perplexity'")):
+        analysis.write_text(text)
+        with pytest.raises(HyperfitError, match=said):
+            read_analysis_summary(analysis)
+    with pytest.raises(HyperfitError, match="cannot read .*analysis.json: No such file or directory"):
+        read_analysis_summary(tmp_path / "missing" / "analysis.json")
+    (tmp_path / "state.json").write_text('{"step": 3')  # a checkpoint's state cut short
+    with pytest.raises(HyperfitError, match="cannot read .*state.json"):
+        read_state(tmp_path)
+
 def test_metrics_lines_are_written_as_before(tmp_path):
     """RunDir.log's lines: json.dumps(record, default=float) (ASCII escapes), one a line, appended."""
     import torch
