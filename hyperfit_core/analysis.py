@@ -17,7 +17,7 @@ from hyperfit_core.atomic import write_json
 from hyperfit_core.decoding import model_max_positions
 from hyperfit_core.device_map import input_device
 from hyperfit_core.errors import HyperfitError
-from hyperfit_core.formats import ANALYSIS
+from hyperfit_core.formats import ANALYSIS, ANALYSIS_PLOT
 from hyperfit_core.plots import save_png
 
 TOP_K = (1, 3, 5)
@@ -188,7 +188,7 @@ def save_analysis(folder, summaries: dict, agreement: tuple[str, str, float] | N
 
     folder = Path(folder)
     write_report(summaries, folder / ANALYSIS)
-    plot_analysis(summaries, folder / "analysis.png")
+    plot_analysis(summaries, folder / ANALYSIS_PLOT)
     lines = []
     if agreement is not None:
         a, b, value = agreement

@@ -57,6 +57,7 @@ FEATURES = "inception.safetensors"
 # analyze's mechanism options (hyperfit_core.mechanism)
 ENTROPY_MATCH = "entropy_match.json"
 ANALYSIS = "analysis.json"  # held-out entropy / perplexity of each model (`analyze`, `evaluate --analysis`)
+ANALYSIS_PLOT = "analysis.png"  # its histograms
 ANALYSIS_SUMMARY = ("entropy_mean", "perplexity", "top1_accuracy", "top1_prob_mean")  # what stats scripts keep of it
 RANKS = "ranks.json"
 RANKS_PLOT = "ranks.png"

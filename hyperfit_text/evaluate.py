@@ -23,8 +23,8 @@ from hyperfit_core.atomic import write_json, write_text
 from hyperfit_core.device import resolve_device
 from hyperfit_core.device_map import load_kwargs
 from hyperfit_core.errors import HyperfitError
-from hyperfit_core.formats import (ANALYSIS, GENERATION_TEXTS, GENERATIONS, PER_ITEM, RESULTS, condition_file,
-                                   condition_name, read_jsonl, read_run_config)
+from hyperfit_core.formats import (ANALYSIS, ANALYSIS_PLOT, GENERATION_TEXTS, GENERATIONS, PER_ITEM, RESULTS,
+                                   condition_file, condition_name, read_jsonl, read_run_config)
 from hyperfit_core.rundir import RunDir
 from hyperfit_core.length_curves import DEFAULT_LENGTHS, length_curve, plot_length_curves
 from hyperfit_core.recipe import load_train_tokens
@@ -231,7 +231,7 @@ def evaluate_runs(paths, settings: EvalSettings, out: str | Path = "runs") -> Ru
         plot_quality(results, human_entry, run / QUALITY_PLOT)
     if analyses:
         write_report(analyses, run / ANALYSIS)
-        plot_analysis(analyses, run / "analysis.png")
+        plot_analysis(analyses, run / ANALYSIS_PLOT)
     return run
 
 
