@@ -49,6 +49,7 @@ if [[ "${LORA:-0}" == 1 ]]; then  # a bad K is refused before the seed's hour of
     [[ "$K" =~ ^([1-9][0-9]*|all)$ ]] || { echo "error: LORA_LAYERS takes block counts >= 1 or all, got '$K'" >&2; exit 2; }
   done
 fi
+model BASE "$BASE"
 same_settings "$OUT/settings.txt" "BASE=$BASE" "PROMPTS=$PROMPTS" "NUM_TRAIN=$NUM_TRAIN" "EPOCHS=$EPOCHS" "LR=$LR" \
   "TARGET=$TARGET"
 [[ "${LORA:-0}" != 1 ]] || same_settings "$OUT/lora/settings.txt" "LORA_RANK=$LORA_RANK" "LORA_LR=$LORA_LR"

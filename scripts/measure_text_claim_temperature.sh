@@ -12,6 +12,7 @@ set -euo pipefail
 S=${1:?usage: measure_text_claim_temperature.sh SEED [OUT_ROOT]}
 ROOT=${2:-runs/text-claim}
 source "$(dirname "$0")/text_claim_common.sh"
+model BASE "$BASE"
 RUN=$(train_run)
 [[ -n "$RUN" ]] || { echo "error: no train run under $OUT/train: run scripts/measure_text_claim.sh $S first" >&2; exit 2; }
 same_settings "$OUT/settings.txt" "BASE=$BASE" "PROMPTS=$PROMPTS"

@@ -9,8 +9,8 @@
 #   swap-lastK: the base with its last K blocks from the hyperfitted model (K of SWAP_LAYERS), greedy;
 #   lora-lastK: LoRA adapters of rank LORA_RANK on the last K blocks (K of LORA_LAYERS; all = every block) trained
 #     on the same images, seeds and epochs at LORA_LR, merged, greedy;
-# and score them all side by side (`vision evaluate`: repetition beside the real images', copying, FID / KID when
-# FID=1), plus the layer-by-layer analysis, the ranks of hyperfitted greedy's pixels under the base, and one
+# and score them all side by side (`vision evaluate`: repetition beside the real images', copying), FID / KID of the
+# conditions FID_CONDITIONS names in a second `vision evaluate` (when FID=1), plus the layer-by-layer analysis, the ranks of hyperfitted greedy's pixels under the base, and one
 # `vision analyze` of base, hyperfitted and every LoRA model (entropy, perplexity of the true pixels).
 #
 # Usage: scripts/measure_vision_mechanism.sh SEED [OUT_ROOT]   (default OUT_ROOT=runs/vision-mechanism)
@@ -18,7 +18,10 @@
 #   BASE, DATA (fashion-mnist), DATA_ROOT (data), NUM_TRAIN (64), EPOCHS (60), LR (1e-3), TRAIN_ARGS (extra
 #   `vision train` options, e.g. setting C's "--lr-schedule linear --warmup-steps 200 --target-loss 0.25"),
 #   NUM_TEST (1000), NUM_ANALYZE (500), SAMPLE_SEEDS ("0 1 2"), SWAP_LAYERS ("1 2 all"), LORA_LAYERS ("1 2 all"),
-#   LORA_RANK (16), LORA_LR (1e-2), FID (1), THREADS (1).
+#   LORA_RANK (16), LORA_LR (1e-2), FID (1), THREADS (1), FID_CONDITIONS ("hyperfitted-greedy base-greedy base-top-p
+#   base-temperature-d0": the entropy-matched temperature beside hyperfitted greedy and the paper's conditions; or
+#   all. Inception features cost about 7 minutes per condition of 1000 images on one shared CPU thread).
+# `vision evaluate` writes its own run dir; the FID one goes to OUT/evaluate-fid.
 # Finished steps are skipped on a rerun, so an interrupted seed continues; a rerun asking for other settings than
 # the seed folder's runs were made with (its settings.txt) is refused before any work, and the scoring is redone
 # when the conditions or FID changed.
@@ -40,6 +43,7 @@ LORA_LAYERS=${LORA_LAYERS:-1 2 all}
 LORA_RANK=${LORA_RANK:-16}
 LORA_LR=${LORA_LR:-1e-2}
 FID=${FID:-1}
+FID_CONDITIONS=${FID_CONDITIONS:-hyperfitted-greedy base-greedy base-top-p base-temperature-d0}
 THREADS=${THREADS:-1}
 source "$(dirname "$0")/run_settings.sh"
 # every count is refused before the seed's work starts, not after it
@@ -54,6 +58,15 @@ for D in $SAMPLE_SEEDS; do
   [[ "$D" =~ ^[0-9]+$ ]] || { echo "error: SAMPLE_SEEDS takes whole numbers >= 0, got '$D'" >&2; exit 2; }
 done
 [[ "$FID" == 0 || "$FID" == 1 ]] || { echo "error: FID is 0 or 1, got '$FID'" >&2; exit 2; }
+CONDITIONS=$(echo hyperfitted-greedy hyperfitted-greedy-blocked base-greedy base-top-p \
+  $(printf 'base-temperature-d%s ' $SAMPLE_SEEDS) base-logit-bias $(printf 'swap-last%s ' $SWAP_LAYERS) \
+  $(printf 'lora-last%s ' $LORA_LAYERS))
+[[ -n "${FID_CONDITIONS// }" ]] || { echo "error: FID_CONDITIONS names conditions or all, got nothing" >&2; exit 2; }
+for name in $FID_CONDITIONS; do
+  [[ "$FID_CONDITIONS" == all || " $CONDITIONS " == *" $name "* ]] \
+    || { echo "error: FID_CONDITIONS takes all or conditions of this run ($CONDITIONS), got '$name'" >&2; exit 2; }
+done
+model BASE "$BASE"
 export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
 H="python3 -m hyperfit_core.cli vision"
 DATA_ARGS=(--data "$DATA" --data-root "$DATA_ROOT")
@@ -136,20 +149,30 @@ models_analyzed="$OUT/lora-analyze-$(echo ${LORA_LAYERS:-none} | tr ' ' -)"
 for old in "$OUT"/lora-analyze-*/; do [[ "${old%/}" == "$models_analyzed" ]] || rm -rf "${old%/}" "${old%/}.log"; done
 analyze "$models_analyzed" "${MODELS[@]}"
 
-# the scoring is redone when it scored other conditions or another FID setting than this run asks for (a rerun that
-# added SAMPLE_SEEDS or LORA_LAYERS, or FID=1 after FID=0)
-scored="$(cat "$OUT/complete/done.txt") FID=$FID"
-if [[ -z "$(run_in "$OUT/evaluate")" || ! -f "$(run_in "$OUT/evaluate")/results.json" \
-      || "$(cat "$OUT/evaluate.scored" 2>/dev/null)" != "$scored" ]]; then
-  stamp "evaluate start"
-  rm -rf "$OUT/evaluate" "$OUT/evaluate.scored"
-  named=()
-  while read -r name path; do named+=("$name=$path"); done < "$OUT/complete/done.txt"
-  fid=(); [[ "$FID" == 1 ]] || fid=(--no-fid)
-  $H evaluate "${named[@]}" --train-run "$RUN" --device cpu --out "$OUT/evaluate" "${fid[@]}" > "$OUT/evaluate.log" 2>&1 \
-    || { echo "error: evaluate failed (see $OUT/evaluate.log)" >&2; exit 2; }
-  echo "$scored" > "$OUT/evaluate.scored.tmp" && mv "$OUT/evaluate.scored.tmp" "$OUT/evaluate.scored"
-  stamp "evaluate done"
+score() {  # DIR SCORED extra-args...: one `vision evaluate` of the named conditions into DIR, redone when it scored
+  # other conditions or settings than SCORED says (a rerun that added SAMPLE_SEEDS or LORA_LAYERS, or FID=1 after 0)
+  local dir=$1 scored=$2; shift 2
+  if [[ -n "$(run_in "$dir")" && -f "$(run_in "$dir")/results.json" && "$(cat "$dir.scored" 2>/dev/null)" == "$scored" ]]; then
+    return
+  fi
+  stamp "$(basename "$dir") start"
+  rm -rf "$dir" "$dir.scored"
+  $H evaluate "$@" --train-run "$RUN" --device cpu --out "$dir" > "$dir.log" 2>&1 \
+    || { echo "error: $(basename "$dir") failed (see $dir.log)" >&2; exit 2; }
+  echo "$scored" > "$dir.scored.tmp" && mv "$dir.scored.tmp" "$dir.scored"
+  stamp "$(basename "$dir") done"
+}
+named=()
+while read -r name path; do named+=("$name=$path"); done < "$OUT/complete/done.txt"
+score "$OUT/evaluate" "$(cat "$OUT/complete/done.txt")" "${named[@]}" --no-fid
+if [[ "$FID" == 1 ]]; then
+  # FID / KID only where they are asked for: Inception features of every condition would cost hours of a CPU
+  chosen=()
+  for item in "${named[@]}"; do
+    name=${item%%=*}
+    [[ "$FID_CONDITIONS" == all || " $FID_CONDITIONS " == *" $name "* ]] && chosen+=("$item")
+  done
+  score "$OUT/evaluate-fid" "$(printf '%s\n' "${chosen[@]}")" "${chosen[@]}"
 fi
 stamp "seed done"
 echo "$(run_in "$OUT/evaluate")"

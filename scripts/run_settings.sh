@@ -28,3 +28,12 @@ positive() {
   [[ "$2" =~ ^([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$ ]] && awk "BEGIN { exit !($2 > 0) }" \
     || { echo "error: $1 must be a number > 0, got '$2'" >&2; exit 2; }
 }
+
+# model NAME VALUE: a model is a folder or file that exists, or a hub id (owner/name); a path that is not there
+# (/abs/path, ./rel, a/b/c) is refused in one line before the script writes anything, not after its seed folder
+# exists with the reason in a train log.
+model() {
+  [[ -e "$2" ]] && return
+  [[ "$2" =~ ^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$ ]] \
+    || { echo "error: $1 is neither a folder that exists nor a hub id (owner/name): '$2'" >&2; exit 2; }
+}

@@ -3,8 +3,8 @@
     python scripts/vision_mechanism_stats.py runs/vision-mechanism --out docs/measurements/mechanism/vision_stats.json
 
 For every seed folder sN that finished (its `vision evaluate` run has results.json): each condition's repetition
-metrics (generated side, and the real images'); the paired per-image differences hyperfitted greedy minus every
-other condition, and minus base-temperature-mean (per image, the mean over the entropy-matched samples), with a
+metrics (generated side, and the real images'), with FID / KID where the seed has them (sN/evaluate-fid); the paired
+per-image differences hyperfitted greedy minus every other condition, and minus base-temperature-mean (per image, the mean over the entropy-matched samples), with a
 two-stage bootstrap over seeds and images and an exact sign test (hyperfit_core.paired, as for text); the
 entropy-matched temperature; the ranks of hyperfitted greedy's pixels under the base; the layer-by-layer analysis;
 held-out entropy / perplexity of every model; the last epoch's mean training loss of the full and each LoRA run;
@@ -61,8 +61,12 @@ def seed_summary(seed: Path) -> tuple[dict, dict]:
     conditions = {}
     for name, blob in results.items():
         values = {k: v["generated"] for k, v in blob.get("repetition", {}).items()}
-        values.update({k: v for k, v in blob.items() if k.startswith("overlap") or k in ("fid", "kid_mean")})
+        values.update({k: v for k, v in blob.items() if k.startswith("overlap") or k in ("fid", "kid_mean", "kid_std")})
         conditions[name] = values
+    fid = sorted(seed.glob(f"evaluate-fid/*/{RESULTS}"))  # FID / KID of the conditions FID_CONDITIONS named
+    for name, blob in (read_json_object(fid[0]) if fid else {}).items():
+        if name in conditions:
+            conditions[name].update({k: v for k, v in blob.items() if k in ("fid", "kid_mean", "kid_std")})
     real = {k: v["real"] for k, v in next(iter(results.values()))["repetition"].items()}
     lora = sorted(p.name for p in seed.glob("lora-last*") if p.is_dir())
     summary = {

@@ -1,5 +1,6 @@
 """scripts/run_settings.sh's same_settings: the measure_*.sh scripts skip finished steps on a rerun, so a rerun asking
-for other settings must be refused rather than silently reuse runs made with the old ones."""
+for other settings must be refused rather than silently reuse runs made with the old ones; and its checks of counts,
+rates and models, before a script writes anything."""
 
 import os
 import subprocess
@@ -44,6 +45,16 @@ SCRIPTS = SETTINGS.parent
     ("measure_text_claim_temperature.sh", {"THREADS": "two"}, "THREADS must be a whole number >= 1, got 'two'"),
     ("measure_vision_mechanism.sh", {"NUM_TEST": "0"}, "NUM_TEST must be a whole number >= 1, got '0'"),
     ("measure_vision_mechanism.sh", {"LORA_LR": "0"}, "LORA_LR must be a number > 0, got '0'"),
+    ("measure_vision_mechanism.sh", {"FID_CONDITIONS": "base-greedy swap-last3"},
+     "FID_CONDITIONS takes all or conditions of this run (hyperfitted-greedy hyperfitted-greedy-blocked base-greedy "
+     "base-top-p base-temperature-d0 base-temperature-d1 base-temperature-d2 base-logit-bias swap-last1 swap-last2 "
+     "swap-lastall lora-last1 lora-last2 lora-lastall), got 'swap-last3'"),
+    ("measure_vision_mechanism.sh", {"BASE": "/no/such/model"},
+     "BASE is neither a folder that exists nor a hub id (owner/name): '/no/such/model'"),
+    ("measure_text_claim.sh", {}, "BASE is neither a folder that exists nor a hub id (owner/name): "
+                                  "'data/text/smollm2-hf'"),  # the default, from a folder that has no data/
+    ("measure_text_claim_temperature.sh", {"BASE": "./smollm2"},
+     "BASE is neither a folder that exists nor a hub id (owner/name): './smollm2'"),
 ])
 def test_a_bad_setting_is_refused_in_one_line_before_anything_is_written(tmp_path, script, env, told):
     done = subprocess.run(["bash", str(SCRIPTS / script), "0", "out"], cwd=tmp_path, capture_output=True, text=True,
@@ -57,3 +68,19 @@ def test_a_seed_that_is_not_a_whole_number_is_refused(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and done.stderr == "error: SEED must be a whole number >= 0, got 's1'\n"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_model_is_a_path_that_exists_or_a_hub_id(tmp_path):
+    def model(value: str) -> subprocess.CompletedProcess:
+        script = f'set -euo pipefail; source "{SETTINGS}"; model BASE "$1"; echo went on'
+        return subprocess.run(["bash", "-c", script, "model", value], capture_output=True, text=True, cwd=tmp_path,
+                              timeout=60)
+
+    (tmp_path / "local" / "model").mkdir(parents=True)
+    for fine in ("local/model", str(tmp_path / "local" / "model"), "openai/imagegpt-small",
+                 "HuggingFaceTB/SmolLM2-135M"):
+        assert model(fine).stdout == "went on\n", fine
+    for wrong in ("local/missing/model", "/abs/missing", "./missing", "../x/y", "imagegpt-small", "owner/", ""):
+        refused = model(wrong)
+        assert refused.returncode == 2 and refused.stdout == "", wrong
+        assert refused.stderr == f"error: BASE is neither a folder that exists nor a hub id (owner/name): '{wrong}'\n"

@@ -2,7 +2,7 @@
 completes the same images and is scored side by side by `vision evaluate`; the temperature condition decodes at the
 entropy-matched T; the swap-in, LoRA, ranks and analyses are made; a bad count is refused before anything is
 written; a rerun skips what is done, refuses other settings, and scores (and analyses) again when a condition was
-added."""
+added; FID / KID are scored apart, for the conditions FID_CONDITIONS names."""
 
 import json
 import os
@@ -82,6 +82,16 @@ def test_every_control_completes_the_same_images_and_is_scored_side_by_side(tiny
                            ["analyze", "lora-analyze-1-all"], ["evaluate", "start"]]
     assert sorted(p.name for p in seed.glob("lora-analyze-*")) == ["lora-analyze-1-all", "lora-analyze-1-all.log"]
 
+    # FID / KID of two conditions only (FID_CONDITIONS), in a second scoring beside the first, which is kept
+    fid = run_script(tmp_path, tiny_imagegpt_dir, image_folder_8px, SAMPLE_SEEDS="0 1 2", LORA_LAYERS="1 all", FID="1",
+                     FID_CONDITIONS="hyperfitted-greedy base-temperature-d1")
+    assert fid.returncode == 0, fid.stderr
+    assert tmp_path / fid.stdout.strip().splitlines()[-1] == evaluate
+    fid_results = json.loads(only(seed / "evaluate-fid", "*/results.json").read_text())
+    assert set(fid_results) == {"hyperfitted-greedy", "base-temperature-d1", "real"}
+    assert fid_results["hyperfitted-greedy"]["fid"] >= 0 and "kid_mean" in fid_results["base-temperature-d1"]
+    assert "fid" not in json.loads((evaluate / "results.json").read_text())["base-greedy"]
+
     # the seed summarised: every other condition paired image by image with hyperfitted greedy
     stats = subprocess.run([sys.executable, str(ROOT / "scripts" / "vision_mechanism_stats.py"), "mech", "--out",
                             "stats.json"], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
@@ -98,3 +108,5 @@ def test_every_control_completes_the_same_images_and_is_scored_side_by_side(tiny
     assert seed["train"]["lora-last1"]["epochs"] == 1
     assert set(seed["analysis"]) == {"base", "hyperfitted", "lora-last1", "lora-lastall"}
     assert seed["wall_minutes"] > 0  # from the seed's first to its last stamp
+    assert seed["conditions"]["hyperfitted-greedy"]["fid"] == fid_results["hyperfitted-greedy"]["fid"]
+    assert "fid" not in seed["conditions"]["base-greedy"]
