@@ -10,8 +10,9 @@
 #   lora-lastK: LoRA adapters of rank LORA_RANK on the last K blocks (K of LORA_LAYERS; all = every block) trained
 #     on the same images, seeds and epochs at LORA_LR, merged, greedy;
 # and score them all side by side (`vision evaluate`: repetition beside the real images', copying), FID / KID of the
-# conditions FID_CONDITIONS names in a second `vision evaluate` (when FID=1), plus the layer-by-layer analysis, the ranks of hyperfitted greedy's pixels under the base, and one
-# `vision analyze` of base, hyperfitted and every LoRA model (entropy, perplexity of the true pixels).
+# conditions FID_CONDITIONS names in a second `vision evaluate` (when FID=1), plus the layer-by-layer analysis, the
+# ranks of hyperfitted greedy's pixels under the base, and one `vision analyze` of base, hyperfitted and every LoRA
+# model (entropy, perplexity of the true pixels).
 #
 # Usage: scripts/measure_vision_mechanism.sh SEED [OUT_ROOT]   (default OUT_ROOT=runs/vision-mechanism)
 # Environment (defaults: setting B of docs/results.md, 64 Fashion-MNIST images on assets/fashion-base):
