@@ -8,7 +8,7 @@ per-image differences hyperfitted greedy minus every other condition, and minus 
 two-stage bootstrap over seeds and images and an exact sign test (hyperfit_core.paired, as for text); the
 entropy-matched temperature; the ranks of hyperfitted greedy's pixels under the base; the layer-by-layer analysis;
 held-out entropy / perplexity of every model; the last epoch's mean training loss of the full and each LoRA run;
-the seed's wall minutes (timings.txt).
+the seed's minutes (its finished steps in timings.txt; FID / KID apart).
 """
 
 from __future__ import annotations
@@ -43,14 +43,23 @@ def train_loss(train_dir: Path) -> dict:
     return last_epoch_loss(only(train_dir, f"*/{METRICS}").parent)
 
 
-def wall_minutes(seed: Path) -> float | None:
-    """Minutes from the seed's first to its last stamp in timings.txt (a rerun's stamps count: wall time spent)."""
-    stamps = [line.split()[0] for line in (seed / "timings.txt").read_text().splitlines() if line.strip()] \
-        if (seed / "timings.txt").is_file() else []
-    if len(stamps) < 2:
-        return None
-    first, last = (datetime.fromisoformat(stamp) for stamp in (stamps[0], stamps[-1]))
-    return (last - first).total_seconds() / 60
+def step_minutes(seed: Path) -> dict[str, float]:
+    """Minutes of each finished step in timings.txt ("STEP start" to the next "STEP done"); a step stopped before
+    its done stamp, and the time between runs of the script, are not counted. A step done twice counts twice."""
+    lines = (seed / "timings.txt").read_text().splitlines() if (seed / "timings.txt").is_file() else []
+    started: dict[str, datetime] = {}
+    minutes: dict[str, float] = {}
+    for line in lines:  # "TIME STEP... start|done [RUN DIR] load=L"
+        words = line.split()
+        mark = next((i for i, word in enumerate(words) if word in ("start", "done")), None)
+        if mark is None or mark < 2:
+            continue
+        step, stamp = " ".join(words[1:mark]), datetime.fromisoformat(words[0])
+        if words[mark] == "start":
+            started[step] = stamp
+        elif step in started:
+            minutes[step] = minutes.get(step, 0.0) + (stamp - started.pop(step)).total_seconds() / 60
+    return minutes
 
 
 def seed_summary(seed: Path) -> tuple[dict, dict]:
@@ -71,7 +80,9 @@ def seed_summary(seed: Path) -> tuple[dict, dict]:
     lora = sorted(p.name for p in seed.glob("lora-last*") if p.is_dir())
     summary = {
         "images": next(iter(results.values()))["images"],
-        "wall_minutes": wall_minutes(seed),
+        # the seed's cost: its finished steps' minutes (reruns that only scored again add their scoring)
+        "wall_minutes": sum(steps.values()) if (steps := step_minutes(seed)) else None,
+        "fid_minutes": steps.get("evaluate-fid"),
         "conditions": conditions, "real": real,
         "entropy_match": read_json_object(only(seed / "controls", f"*/{ENTROPY_MATCH}")),
         "ranks": read_json_object(only(seed / "ranks", f"*/{RANKS}"))["conditions"][REFERENCE],

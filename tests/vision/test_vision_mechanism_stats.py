@@ -25,3 +25,22 @@ def test_a_broken_results_file_is_one_error_line(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and done.stderr.startswith(f"error: cannot read {evaluate / 'results.json'}: Expecting")
     assert len(done.stderr.splitlines()) == 1 and not out.exists()
+
+
+def test_a_seed_costs_its_finished_steps_not_the_time_between_runs(tmp_path):
+    import runpy
+
+    step_minutes = runpy.run_path(str(SCRIPT), run_name="imported_by_test")["step_minutes"]
+    (tmp_path / "timings.txt").write_text(
+        "2026-12-01T10:00:00 train start load=1.00\n"
+        "2026-12-01T10:30:00 train done mech/s0/train/20261201-100000-vision-train load=1.00\n"
+        "2026-12-01T10:30:00 complete base-greedy start load=1.00\n"
+        "2026-12-01T10:31:30 complete base-greedy done load=1.00\n"
+        "2026-12-01T10:31:30 seed done load=1.00\n"
+        "2026-12-01T18:00:00 evaluate start load=3.00\n"  # stopped before its done: not counted
+        "2026-12-01T18:20:00 evaluate start load=2.00\n"
+        "2026-12-01T18:21:00 evaluate done load=2.00\n"
+        "2026-12-01T18:21:00 evaluate-fid start load=2.00\n"
+        "2026-12-01T18:50:00 evaluate-fid done load=2.00\n")
+    assert step_minutes(tmp_path) == {"train": 30.0, "complete base-greedy": 1.5, "evaluate": 1.0, "evaluate-fid": 29.0}
+    assert step_minutes(tmp_path / "nowhere") == {}
