@@ -9,7 +9,8 @@ its path broadcast (`shared_run`); only the main process writes (RunDir.writer).
 accelerate's PartialState (gloo on CPU, NCCL on CUDA, each process on its LOCAL_RANK GPU), the group training
 uses. Failures are shared: work that raises on one process (`map_items`, `map_dict`, `gather_work`,
 `summed_counts`, `on_main`) is told to the others in the collective they wait in, so every process leaves with
-one error instead of waiting for a result that never comes. Alone (no launcher), everything here is a no-op: one part holding every item.
+one error instead of waiting for a result that never comes. Alone (no launcher), everything here is a no-op: one
+part holding every item.
 """
 
 from __future__ import annotations

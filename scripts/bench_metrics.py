@@ -100,7 +100,8 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=COUNT, default=3, help="timed runs of ours; the fastest is reported")
     parser.add_argument("--train", type=COUNT, default=2000, help="training sequences for dataset BLEU")
     parser.add_argument("--train-length", type=COUNT, default=256)
-    parser.add_argument("--dataset-check", type=NON_NEGATIVE, default=5, help="generations nltk checks for dataset BLEU")
+    parser.add_argument("--dataset-check", type=NON_NEGATIVE, default=5,
+                        help="generations nltk checks for dataset BLEU")
     parser.add_argument("--seed", type=SEED, default=0)
     parser.add_argument("--out", default="bench/results/metrics_cpu.json")
     args = parser.parse_args(argv)

@@ -153,7 +153,8 @@ analyze "$models_analyzed" "${MODELS[@]}"
 score() {  # DIR SCORED extra-args...: one `vision evaluate` of the named conditions into DIR, redone when it scored
   # other conditions or settings than SCORED says (a rerun that added SAMPLE_SEEDS or LORA_LAYERS, or FID=1 after 0)
   local dir=$1 scored=$2; shift 2
-  if [[ -n "$(run_in "$dir")" && -f "$(run_in "$dir")/results.json" && "$(cat "$dir.scored" 2>/dev/null)" == "$scored" ]]; then
+  if [[ -n "$(run_in "$dir")" && -f "$(run_in "$dir")/results.json" \
+        && "$(cat "$dir.scored" 2>/dev/null)" == "$scored" ]]; then
     return
   fi
   stamp "$(basename "$dir") start"

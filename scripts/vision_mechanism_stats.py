@@ -4,11 +4,12 @@
 
 For every seed folder sN that finished (its `vision evaluate` run has results.json): each condition's repetition
 metrics (generated side, and the real images'), with FID / KID where the seed has them (sN/evaluate-fid); the paired
-per-image differences hyperfitted greedy minus every other condition, and minus base-temperature-mean (per image, the mean over the entropy-matched samples), with a
-two-stage bootstrap over seeds and images and an exact sign test (hyperfit_core.paired, as for text); the
-entropy-matched temperature; the ranks of hyperfitted greedy's pixels under the base; the layer-by-layer analysis;
-held-out entropy / perplexity of every model; the last epoch's mean training loss of the full and each LoRA run;
-the seed's minutes (its finished steps in timings.txt; FID / KID apart).
+per-image differences hyperfitted greedy minus every other condition, and minus base-temperature-mean (per image,
+the mean over the entropy-matched samples), with a two-stage bootstrap over seeds and images and an exact sign test
+(hyperfit_core.paired, as for text); the entropy-matched temperature; the ranks of hyperfitted greedy's pixels
+under the base; the layer-by-layer analysis; held-out entropy / perplexity of every model; the last epoch's mean
+training loss of the full and each LoRA run; the seed's minutes (its finished steps in timings.txt; FID / KID
+apart).
 """
 
 from __future__ import annotations

@@ -30,7 +30,8 @@ FREE_NUMBERS = {("plot_train_loss.py", "--reference")}  # a loss drawn as a line
 
 
 def number_options(script: Path) -> list[tuple[str, str]]:
-    return [m.groups() for m in NUMBER_OPTION.finditer(script.read_text()) if (script.name, m.group(1)) not in FREE_NUMBERS]
+    return [m.groups() for m in NUMBER_OPTION.finditer(script.read_text())
+            if (script.name, m.group(1)) not in FREE_NUMBERS]
 
 
 def test_every_script_number_option_has_a_range():
