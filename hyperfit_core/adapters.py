@@ -13,12 +13,11 @@ them all here. Other command groups that are no modality (`hyperfit rate`) use t
 from __future__ import annotations
 
 import importlib
-import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.metadata import entry_points
 
-from hyperfit_core.errors import HyperfitError
+from hyperfit_core.errors import HyperfitError, warn
 
 MODALITIES = "hyperfit.modalities"  # entry point group: name -> an Adapter
 COMMANDS = "hyperfit.commands"  # entry point group: name -> a click group that is no modality (rate)
@@ -60,10 +59,6 @@ def load_object(spec: str, what: str):
     except Exception as exc:  # a plug-in's own import error is its own: one line, not a traceback
         raise HyperfitError(f"{what} ({spec}) does not load: {type(exc).__name__}: {exc}") from None
     return found
-
-
-def warn(message: str) -> None:
-    sys.stderr.write(f"warning: {message}\n")
 
 
 def _load(entry, group: str):

@@ -9,8 +9,8 @@ import sys
 
 import click
 
-from hyperfit_core.adapters import COMMANDS, adapters, command_entries, load_commands, warn
-from hyperfit_core.errors import HyperfitError
+from hyperfit_core.adapters import COMMANDS, adapters, command_entries, load_commands
+from hyperfit_core.errors import HyperfitError, warn
 
 
 class _RootGroup(click.Group):

@@ -16,14 +16,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Callable
 
 import click
 
-from hyperfit_core.errors import HyperfitError
+from hyperfit_core.errors import HyperfitError, warn
 
 SWITCH = ("auto", "on", "off")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -62,7 +61,7 @@ def native_cpu_bf16(cpuinfo: str | None = None) -> bool | None:
 
 @lru_cache(maxsize=None)
 def _warn_once(message: str) -> None:
-    sys.stderr.write(f"warning: {message}\n")
+    warn(message)
 
 
 _KIND_WORDS = {int: "a whole number", float: "a number", str: "text", bool: "true or false"}

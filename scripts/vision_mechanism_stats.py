@@ -17,11 +17,10 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-import tempfile
 from datetime import datetime
 from pathlib import Path
 
-from hyperfit_core.atomic import write_json
+from hyperfit_core.atomic import ensure_writable_dir, write_json
 from hyperfit_core.errors import HyperfitError
 from hyperfit_core.formats import (ANALYSIS, ENTROPY_MATCH, LAYERS, METRICS, PER_ITEM, RANKS, RESULTS,
                                    last_epoch_loss, read_analysis_summary, read_json_object)
@@ -30,6 +29,7 @@ from hyperfit_core.paired import compare
 METRICS_COMPARED = ("seq_rep_4", "type_token_ratio", "row_repetition", "patch_duplication",
                     "compression_ratio_vs_real", "overlap_mean_span")
 REFERENCE = "hyperfitted-greedy"
+FID_KEYS = ("fid", "kid_mean", "kid_std")  # what `vision evaluate` scores with Inception features
 POOLED = "base-temperature-mean"  # per image, the mean over the decode seeds of the entropy-matched samples
 
 
@@ -71,12 +71,12 @@ def seed_summary(seed: Path) -> tuple[dict, dict]:
     conditions = {}
     for name, blob in results.items():
         values = {k: v["generated"] for k, v in blob.get("repetition", {}).items()}
-        values.update({k: v for k, v in blob.items() if k.startswith("overlap") or k in ("fid", "kid_mean", "kid_std")})
+        values.update({k: v for k, v in blob.items() if k.startswith("overlap") or k in FID_KEYS})
         conditions[name] = values
     fid = sorted(seed.glob(f"evaluate-fid/*/{RESULTS}"))  # FID / KID of the conditions FID_CONDITIONS named
     for name, blob in (read_json_object(fid[0]) if fid else {}).items():
         if name in conditions:
-            conditions[name].update({k: v for k, v in blob.items() if k in ("fid", "kid_mean", "kid_std")})
+            conditions[name].update({k: v for k, v in blob.items() if k in FID_KEYS})
     real = {k: v["real"] for k, v in next(iter(results.values()))["repetition"].items()}
     lora = sorted(p.name for p in seed.glob("lora-last*") if p.is_dir())
     summary = {
@@ -100,10 +100,9 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
     try:  # an --out that cannot be written is refused before the seeds are read, not after
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=args.out.parent).close()
-    except OSError as exc:
-        sys.exit(f"error: cannot write {args.out}: {exc.strerror}")
+        ensure_writable_dir(args.out.parent)
+    except HyperfitError as exc:
+        sys.exit(f"error: {exc}")
     seeds = sorted((d for d in args.root.glob("s*") if re.fullmatch(r"s\d+", d.name)
                     and list(d.glob(f"evaluate/*/{RESULTS}"))), key=lambda d: int(d.name[1:]))
     if not seeds:
