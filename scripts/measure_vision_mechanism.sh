@@ -21,11 +21,11 @@
 #   NUM_TEST (1000), NUM_ANALYZE (500), SAMPLE_SEEDS ("0 1 2"), SWAP_LAYERS ("1 2 all"), LORA_LAYERS ("1 2 all"),
 #   LORA_RANK (16), LORA_LR (1e-2), FID (1), THREADS (1), FID_CONDITIONS ("hyperfitted-greedy base-greedy base-top-p
 #   base-temperature-d0": the entropy-matched temperature beside hyperfitted greedy and the paper's conditions; or
-#   all. Inception features cost about 7 minutes per condition of 1000 images on one shared CPU thread).
+#   all. Inception features cost about 6 minutes per condition of 1000 images on one shared CPU thread).
 # `vision evaluate` writes its own run dir; the FID one goes to OUT/evaluate-fid.
 # Finished steps are skipped on a rerun, so an interrupted seed continues; a rerun asking for other settings than
 # the seed folder's runs were made with (its settings.txt) is refused before any work, and the scoring is redone
-# when the conditions or FID changed.
+# when the conditions or FID_CONDITIONS changed.
 set -euo pipefail
 S=${1:?usage: measure_vision_mechanism.sh SEED [OUT_ROOT]}
 ROOT=${2:-runs/vision-mechanism}
@@ -151,7 +151,7 @@ for old in "$OUT"/lora-analyze-*/; do [[ "${old%/}" == "$models_analyzed" ]] || 
 analyze "$models_analyzed" "${MODELS[@]}"
 
 score() {  # DIR SCORED extra-args...: one `vision evaluate` of the named conditions into DIR, redone when it scored
-  # other conditions or settings than SCORED says (a rerun that added SAMPLE_SEEDS or LORA_LAYERS, or FID=1 after 0)
+  # other conditions than SCORED says (a rerun that added SAMPLE_SEEDS or LORA_LAYERS, or named other FID_CONDITIONS)
   local dir=$1 scored=$2; shift 2
   if [[ -n "$(run_in "$dir")" && -f "$(run_in "$dir")/results.json" \
         && "$(cat "$dir.scored" 2>/dev/null)" == "$scored" ]]; then
