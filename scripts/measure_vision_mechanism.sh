@@ -79,10 +79,18 @@ mkdir -p "$OUT/complete"
 stamp() { echo "$(date -u +%FT%H:%M:%S) $* load=$(cut -d' ' -f1 /proc/loadavg)" >> "$T"; }
 run_in() { ls -d "$1"/*/ 2>/dev/null | head -1 | sed 's:/$::' || true; }  # the run dir a command made in DIR
 
-trained() {  # LABEL DIR extra-args...: the train run under DIR that saved its model, hyperfitted first when none
+trained() {  # LABEL DIR extra-args...: the train run under DIR that saved its model: hyperfitted first when none,
+  # resumed from its checkpoint when one was stopped (stopped_run)
   local label=$1 dir=$2 run; shift 2
   run=$(ls -d "$dir"/*/model 2>/dev/null | head -1 | xargs -r dirname || true)
-  if [[ -z "$run" ]]; then
+  if [[ -z "$run" && -n "$(stopped_run "$dir")" ]]; then
+    run=$(stopped_run "$dir")
+    stopped_stamp "$label" "$run"
+    stamp "$label resume $run"
+    $H train --resume "$run" >> "$dir.log" 2>&1 || { echo "error: resuming $label failed (see $dir.log)" >&2; return 2; }
+    [[ -d "$run/model" ]] || { echo "error: the resumed run $run saved no model (see $dir.log)" >&2; return 2; }
+    stamp "$label done $run"
+  elif [[ -z "$run" ]]; then
     stamp "$label start"
     rm -rf "$dir"
     $H train --model "$BASE" "${DATA_ARGS[@]}" --num-train "$NUM_TRAIN" --epochs "$EPOCHS" --batch-size 8 \

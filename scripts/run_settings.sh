@@ -37,3 +37,24 @@ model() {
   [[ "$2" =~ ^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$ ]] \
     || { echo "error: $1 is neither a folder that exists nor a hub id (owner/name): '$2'" >&2; exit 2; }
 }
+
+# stopped_run DIR: the run under DIR that saved a complete checkpoint but no model (its training was stopped: a
+# killed session, a reboot, an out-of-memory kill). The measure scripts resume it from that checkpoint with
+# `train --resume` instead of removing it and hyperfitting again from step 0 (hours lost on setting C).
+stopped_run() {
+  local run
+  for run in "$1"/*/; do
+    run=${run%/}
+    [[ ! -d "$run/model" ]] && ls "$run"/checkpoints/step-*/state.json > /dev/null 2>&1 && { echo "$run"; return; }
+  done
+  true
+}
+
+# stopped_stamp LABEL RUN: "LABEL stopped CHECKPOINT" in the timings file $T, timed when RUN's newest checkpoint was
+# saved: the work kept from before the stop counts in a step's minutes (start to stopped, then resume to done), the
+# steps lost after that checkpoint do not.
+stopped_stamp() {
+  local checkpoint
+  checkpoint=$(ls -d "$2"/checkpoints/step-*/ | sort | tail -1)
+  echo "$(date -u -r "$checkpoint/state.json" +%FT%H:%M:%S) $1 stopped $(basename "$checkpoint")" >> "$T"
+}

@@ -45,21 +45,23 @@ def train_loss(train_dir: Path) -> dict:
 
 
 def step_minutes(seed: Path) -> dict[str, float]:
-    """Minutes of each finished step in timings.txt ("STEP start" to the next "STEP done"); a step stopped before
-    its done stamp, and the time between runs of the script, are not counted. A step done twice counts twice."""
+    """Minutes of each finished step in timings.txt ("STEP start" or "STEP resume" to the next "STEP done" or "STEP
+    stopped", the stamp of the checkpoint a stopped training resumes from); a step stopped with nothing kept, and the
+    time between runs of the script, are not counted. A step done twice counts twice."""
     lines = (seed / "timings.txt").read_text().splitlines() if (seed / "timings.txt").is_file() else []
     started: dict[str, datetime] = {}
     minutes: dict[str, float] = {}
     for line in lines:  # "TIME STEP... start|done [RUN DIR] load=L"
         words = line.split()
-        mark = next((i for i, word in enumerate(words) if word in ("start", "done")), None)
+        mark = next((i for i, word in enumerate(words) if word in ("start", "resume", "done", "stopped")), None)
         if mark is None or mark < 2:
             continue
         step, stamp = " ".join(words[1:mark]), datetime.fromisoformat(words[0])
-        if words[mark] == "start":
+        if words[mark] in ("start", "resume"):
             started[step] = stamp
-        elif step in started:
-            minutes[step] = minutes.get(step, 0.0) + (stamp - started.pop(step)).total_seconds() / 60
+        elif step in started:  # a checkpoint saved before this run's start (stopped again before the next) adds 0
+            kept = max(0.0, (stamp - started.pop(step)).total_seconds() / 60)
+            minutes[step] = minutes.get(step, 0.0) + kept
     return minutes
 
 

@@ -10,18 +10,23 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ..stopped_training import assert_stopped_then_resumed
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "measure_vision_mechanism.sh"
 CONDITIONS = ["hyperfitted-greedy", "hyperfitted-greedy-blocked", "base-greedy", "base-top-p", "base-temperature-d0",
               "base-temperature-d1", "base-logit-bias", "swap-last1", "swap-lastall", "lora-last1"]
 
 
+def script_env(base: Path, images: Path, **env) -> dict:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "BASE": str(base), "DATA": str(images), "NUM_TRAIN": "4",
+            "EPOCHS": "1", "LR": "1e-2", "NUM_TEST": "3", "NUM_ANALYZE": "2", "SAMPLE_SEEDS": "0 1",
+            "SWAP_LAYERS": "1 all", "LORA_LAYERS": "1", "FID": "0", **env}
+
+
 def run_script(cwd: Path, base: Path, images: Path, **env) -> subprocess.CompletedProcess:
-    environment = {**os.environ, "PYTHONPATH": str(ROOT), "BASE": str(base), "DATA": str(images), "NUM_TRAIN": "4",
-                   "EPOCHS": "1", "LR": "1e-2", "NUM_TEST": "3", "NUM_ANALYZE": "2", "SAMPLE_SEEDS": "0 1",
-                   "SWAP_LAYERS": "1 all", "LORA_LAYERS": "1", "FID": "0", **env}
-    return subprocess.run(["bash", str(SCRIPT), "0", "mech"], cwd=cwd, env=environment, capture_output=True,
-                          text=True, timeout=1800)  # a hang guard: ~16 CLI calls, 4-5 minutes on two idle cores
+    return subprocess.run(["bash", str(SCRIPT), "0", "mech"], cwd=cwd, env=script_env(base, images, **env),
+                          capture_output=True, text=True, timeout=1800)  # a hang guard: ~16 CLI calls, 4-5 minutes
 
 
 def only(folder: Path, pattern: str) -> Path:
@@ -110,3 +115,10 @@ def test_every_control_completes_the_same_images_and_is_scored_side_by_side(tiny
     assert seed["wall_minutes"] > seed["fid_minutes"] > 0  # its finished steps' minutes, FID / KID's among them
     assert seed["conditions"]["hyperfitted-greedy"]["fid"] == fid_results["hyperfitted-greedy"]["fid"]
     assert "fid" not in seed["conditions"]["base-greedy"]
+
+
+def test_a_stopped_training_is_resumed_from_its_checkpoint(tiny_imagegpt_dir, image_folder_8px, tmp_path):
+    """A session closed mid-training (setting C's seeds were, at epoch 51 of 110) loses only the steps after the last
+    checkpoint: the rerun resumes that run dir instead of removing it and hyperfitting from step 0."""
+    env = script_env(tiny_imagegpt_dir, image_folder_8px, EPOCHS="200")  # one step an epoch, a checkpoint each
+    assert_stopped_then_resumed(["bash", str(SCRIPT), "0", "mech"], tmp_path, env, tmp_path / "mech" / "s0")

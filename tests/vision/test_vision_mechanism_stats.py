@@ -45,3 +45,20 @@ def test_a_seed_costs_its_finished_steps_not_the_time_between_runs(tmp_path):
         "2026-12-01T18:50:00 evaluate-fid done load=2.00\n")
     assert step_minutes(tmp_path) == {"train": 30.0, "complete base-greedy": 1.5, "evaluate": 1.0, "evaluate-fid": 29.0}
     assert step_minutes(tmp_path / "nowhere") == {}
+
+
+def test_a_resumed_training_counts_the_work_its_checkpoints_kept(tmp_path):
+    """measure_vision_mechanism.sh stamps "train stopped STEP" at the time the checkpoint it resumes from was saved:
+    start to that checkpoint, then resume to done, count; the steps lost after the checkpoint and the hours no
+    session ran do not, nor a second stop before any new checkpoint."""
+    import runpy
+
+    step_minutes = runpy.run_path(str(SCRIPT), run_name="imported_by_test")["step_minutes"]
+    (tmp_path / "timings.txt").write_text(
+        "2026-12-01T23:00:00 train start load=1.00\n"
+        "2026-12-02T01:20:00 train stopped step-000012500\n"
+        "2026-12-02T02:00:00 train resume mech/s0/train/20261201-230000-vision-train load=0.50\n"
+        "2026-12-02T01:20:00 train stopped step-000012500\n"  # killed again before its next checkpoint
+        "2026-12-02T02:30:00 train resume mech/s0/train/20261201-230000-vision-train load=0.50\n"
+        "2026-12-02T03:00:00 train done mech/s0/train/20261201-230000-vision-train load=1.00\n")
+    assert step_minutes(tmp_path) == {"train": 140.0 + 30.0}
