@@ -54,15 +54,22 @@ same_settings "$OUT/settings.txt" "BASE=$BASE" "PROMPTS=$PROMPTS" "NUM_TRAIN=$NU
   "TARGET=$TARGET"
 [[ "${LORA:-0}" != 1 ]] || same_settings "$OUT/lora/settings.txt" "LORA_RANK=$LORA_RANK" "LORA_LR=$LORA_LR"
 trained() {  # LABEL DIR LOG extra-args...: the run under DIR that saved its model, hyperfitted first when there is
-  # none, on the seed's windows, seeds, epochs and target, so every variant (full, LoRA) sees the same data
+  # none (resumed from its checkpoint when one was stopped: stopped_run; a checkpoint each epoch), on the seed's windows, seeds, epochs and target, so every variant (full, LoRA) sees the same data
   local label=$1 dir=$2 log=$3 run; shift 3
   run=$(train_run "$dir")
-  if [[ -z "$run" ]]; then
+  if [[ -z "$run" && -n "$(stopped_run "$dir")" ]]; then
+    run=$(stopped_run "$dir")
+    stopped_stamp "$label" "$run"
+    stamp "$label resume $run"
+    $H text train --resume "$run" >> "$log" 2>&1 || { echo "error: resuming $label failed (see $log)" >&2; return 2; }
+    [[ -d "$run/model" ]] || { echo "error: the resumed run $run saved no model (see $log)" >&2; return 2; }
+    stamp "$label done $run"
+  elif [[ -z "$run" ]]; then
     stamp "$label start"
     rm -rf "$dir"
     $H text train --model "$BASE" --data data/text/wikipedia.txt --num-train "$NUM_TRAIN" --window 256 \
       --num-eval "$PROMPTS" --context 32 --reference 256 --epochs "$EPOCHS" --batch-size 8 --target-loss "$TARGET" \
-      --seed "$S" --data-seed "$S" --order-seed "$S" --save-every 1000 --device cpu --out "$dir" "$@" > "$log" 2>&1
+      --seed "$S" --data-seed "$S" --order-seed "$S" --device cpu --out "$dir" "$@" > "$log" 2>&1
     run=$(train_run "$dir")
     [[ -n "$run" ]] || { echo "error: the train run under $dir saved no model (see $log)" >&2; return 2; }
     stamp "$label done $run"

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ..stopped_training import assert_stopped_then_resumed
 from .conftest import synthetic_documents
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,11 +23,14 @@ def long_documents(count: int, seed: int) -> str:
     return "\n\n".join(" ".join(docs[i:i + 10]) for i in range(0, len(docs), 10)) + "\n"
 
 
+def script_env(base: Path, **env) -> dict:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "BASE": str(base), "NUM_TRAIN": "4", "EPOCHS": "1", "PROMPTS": "4",
+            "CORPORA": "news", "THREADS": "1", **env}
+
+
 def run_script(cwd: Path, base: Path, script: Path = SCRIPT, **env) -> subprocess.CompletedProcess:
-    environment = {**os.environ, "PYTHONPATH": str(ROOT), "BASE": str(base), "NUM_TRAIN": "4", "EPOCHS": "1",
-                   "PROMPTS": "4", "CORPORA": "news", "THREADS": "1", **env}
-    return subprocess.run(["bash", str(script), "0", "claim"], cwd=cwd, env=environment, capture_output=True,
-                          text=True, timeout=900)  # a hang guard: about a minute on two cores
+    return subprocess.run(["bash", str(script), "0", "claim"], cwd=cwd, env=script_env(base, **env),
+                          capture_output=True, text=True, timeout=900)  # a hang guard: about a minute on two cores
 
 
 def test_the_claim_script_and_its_mechanism_conditions_share_the_prompts(tiny_llama_dir, tmp_path):
@@ -123,3 +127,13 @@ def test_the_claim_script_and_its_mechanism_conditions_share_the_prompts(tiny_ll
     assert set(seed["analysis"]) == {"base", "hyperfitted", "lora-last1", "lora-lastall"}
     assert all(v["perplexity"] > 1 for v in seed["analysis"].values())
     assert "| s0 | lora-lastall | 1 |" in (tmp_path / "stats" / "text_claim_stats.md").read_text()
+
+
+def test_a_stopped_training_is_resumed_from_its_checkpoint(tiny_llama_dir, tmp_path):
+    """A session closed mid-training loses only the steps after the last checkpoint (one each epoch): the rerun
+    resumes that run dir instead of removing it and hyperfitting from step 0."""
+    (tmp_path / "data" / "text").mkdir(parents=True)
+    (tmp_path / "data" / "text" / "wikipedia.txt").write_text(long_documents(12, seed=3))
+    (tmp_path / "data" / "text" / "news.txt").write_text(long_documents(6, seed=4))
+    env = script_env(tiny_llama_dir, EPOCHS="200", TARGET="1e-9")  # one step an epoch; no early stop at the target
+    assert_stopped_then_resumed(["bash", str(SCRIPT), "0", "claim"], tmp_path, env, tmp_path / "claim" / "s0")
