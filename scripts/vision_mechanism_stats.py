@@ -2,14 +2,14 @@
 
     python scripts/vision_mechanism_stats.py runs/vision-mechanism --out docs/measurements/mechanism/vision_stats.json
 
-For every seed folder sN that finished (its `vision evaluate` run has results.json): each condition's repetition
-metrics (generated side, and the real images'), with FID / KID where the seed has them (sN/evaluate-fid); the paired
-per-image differences hyperfitted greedy minus every other condition, and minus base-temperature-mean (per image,
-the mean over the entropy-matched samples), with a two-stage bootstrap over seeds and images and an exact sign test
-(hyperfit_core.paired, as for text); the entropy-matched temperature; the ranks of hyperfitted greedy's pixels
-under the base; the layer-by-layer analysis; held-out entropy / perplexity of every model; the last epoch's mean
-training loss of the full and each LoRA run; the seed's minutes (its finished steps in timings.txt; FID / KID
-apart).
+For every seed folder sN that finished (its `vision evaluate` run has results.json; one that has not is named on
+stderr and left out): each condition's repetition metrics (generated side, and the real images'), with FID / KID
+where the seed has them (sN/evaluate-fid); the paired per-image differences hyperfitted greedy minus every other
+condition, and minus base-temperature-mean (per image, the mean over the entropy-matched samples), with a two-stage
+bootstrap over seeds and images and an exact sign test (hyperfit_core.paired, as for text); the entropy-matched
+temperature; the ranks of hyperfitted greedy's pixels under the base; the layer-by-layer analysis; held-out entropy
+/ perplexity of every model; the last epoch's mean training loss of the full and each LoRA run; the seed's minutes
+(its finished steps in timings.txt; FID / KID apart).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 
 from hyperfit_core.atomic import ensure_writable_dir, write_json
-from hyperfit_core.errors import HyperfitError
+from hyperfit_core.errors import HyperfitError, warn
 from hyperfit_core.formats import (ANALYSIS, ENTROPY_MATCH, LAYERS, METRICS, PER_ITEM, RANKS, RESULTS,
                                    last_epoch_loss, read_analysis_summary, read_json_object)
 from hyperfit_core.paired import compare
@@ -105,8 +105,10 @@ def main() -> None:
         ensure_writable_dir(args.out.parent)
     except HyperfitError as exc:
         sys.exit(f"error: {exc}")
-    seeds = sorted((d for d in args.root.glob("s*") if re.fullmatch(r"s\d+", d.name)
-                    and list(d.glob(f"evaluate/*/{RESULTS}"))), key=lambda d: int(d.name[1:]))
+    folders = sorted((d for d in args.root.glob("s*") if re.fullmatch(r"s\d+", d.name)), key=lambda d: int(d.name[1:]))
+    seeds = [d for d in folders if list(d.glob(f"evaluate/*/{RESULTS}"))]
+    for unfinished in (d for d in folders if d not in seeds):  # still running, or stopped: said, not silently left out
+        warn(f"{unfinished} has no scored conditions yet (evaluate/*/{RESULTS}); left out of the summary")
     if not seeds:
         sys.exit(f"error: no finished seed (sN/evaluate/*/{RESULTS}) under {args.root}")
     summaries, items = {}, {}

@@ -28,6 +28,19 @@ def test_a_broken_results_file_is_one_error_line(tmp_path):
     assert len(done.stderr.splitlines()) == 1 and not out.exists()
 
 
+def test_an_unfinished_seed_is_named_not_silently_left_out(tmp_path):
+    for seed in ("s0", "s2"):  # s2 still training: a timings file, no evaluate run
+        (tmp_path / "runs" / seed).mkdir(parents=True)
+        (tmp_path / "runs" / seed / "timings.txt").write_text("2026-12-01T10:00:00 train start load=1.00\n")
+    done = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "runs"), "--out", str(tmp_path / "stats.json")],
+                          capture_output=True, text=True, timeout=120)
+    lines = done.stderr.splitlines()
+    assert done.returncode == 1 and not (tmp_path / "stats.json").exists()
+    assert lines[:2] == [f"warning: {tmp_path / 'runs' / s} has no scored conditions yet (evaluate/*/results.json); "
+                         "left out of the summary" for s in ("s0", "s2")]
+    assert lines[2:] == [f"error: no finished seed (sN/evaluate/*/results.json) under {tmp_path / 'runs'}"]
+
+
 def test_a_seed_costs_its_finished_steps_not_the_time_between_runs(tmp_path):
     import runpy
 
