@@ -50,6 +50,7 @@ if [[ "${LORA:-0}" == 1 ]]; then  # a bad K is refused before the seed's hour of
   done
 fi
 model BASE "$BASE"
+hold_folder "$OUT"
 same_settings "$OUT/settings.txt" "BASE=$BASE" "PROMPTS=$PROMPTS" "NUM_TRAIN=$NUM_TRAIN" "EPOCHS=$EPOCHS" "LR=$LR" \
   "TARGET=$TARGET"
 [[ "${LORA:-0}" != 1 ]] || same_settings "$OUT/lora/settings.txt" "LORA_RANK=$LORA_RANK" "LORA_LR=$LORA_LR"

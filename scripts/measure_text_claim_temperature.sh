@@ -15,6 +15,7 @@ source "$(dirname "$0")/text_claim_common.sh"
 model BASE "$BASE"
 RUN=$(train_run)
 [[ -n "$RUN" ]] || { echo "error: no train run under $OUT/train: run scripts/measure_text_claim.sh $S first" >&2; exit 2; }
+hold_folder "$OUT"
 same_settings "$OUT/settings.txt" "BASE=$BASE" "PROMPTS=$PROMPTS"
 
 if ! ls $OUT/entropy/*/entropy_match.json > /dev/null 2>&1; then

@@ -73,6 +73,7 @@ H="python3 -m hyperfit_core.cli vision"
 DATA_ARGS=(--data "$DATA" --data-root "$DATA_ROOT")
 OUT=$ROOT/s$S
 T=$OUT/timings.txt
+hold_folder "$OUT"
 same_settings "$OUT/settings.txt" "BASE=$BASE" "DATA=$DATA" "NUM_TRAIN=$NUM_TRAIN" "EPOCHS=$EPOCHS" "LR=$LR" \
   "TRAIN_ARGS=${TRAIN_ARGS[*]}" "NUM_TEST=$NUM_TEST" "NUM_ANALYZE=$NUM_ANALYZE" "LORA_RANK=$LORA_RANK" "LORA_LR=$LORA_LR"
 mkdir -p "$OUT/complete"

@@ -58,3 +58,12 @@ stopped_stamp() {
   checkpoint=$(ls -d "$2"/checkpoints/step-*/ | sort | tail -1)
   echo "$(date -u -r "$checkpoint/state.json" +%FT%H:%M:%S) $1 stopped $(basename "$checkpoint")" >> "$T"
 }
+
+# hold_folder DIR: this script (and the commands it starts, which inherit the lock) alone works in DIR until it
+# ends; a second run on the same seed folder is refused in one line instead of resuming the same training or
+# appending to the same done lists beside the first. Called after the settings are checked, before any write.
+hold_folder() {
+  mkdir -p "$1"
+  exec 9> "$1/.lock"
+  flock -n 9 || { echo "error: $1 is in use by another run of a measure script (it holds $1/.lock)" >&2; exit 2; }
+}

@@ -22,7 +22,15 @@ def run_until(args: list[str], cwd: Path, env: dict, ready: Callable[[], bool], 
             assert time.monotonic() < deadline, "the script did not reach the point to stop it in time"
             time.sleep(0.05)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        gone_by = time.monotonic() + 60
+        try:  # every process of the group, the trainer too: a closed session leaves none, nor a lock they held
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()  # the script reaped; its children, orphaned, are reaped by init
+            while time.monotonic() < gone_by:
+                os.killpg(proc.pid, 0)
+                time.sleep(0.05)
+        except ProcessLookupError:
+            pass
         proc.wait()
 
 

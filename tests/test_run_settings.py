@@ -84,3 +84,27 @@ def test_a_model_is_a_path_that_exists_or_a_hub_id(tmp_path):
         refused = model(wrong)
         assert refused.returncode == 2 and refused.stdout == "", wrong
         assert refused.stderr == f"error: BASE is neither a folder that exists nor a hub id (owner/name): '{wrong}'\n"
+
+
+@pytest.mark.parametrize("script", ["measure_vision_mechanism.sh", "measure_text_claim.sh"])
+def test_a_seed_folder_another_run_holds_is_refused(tmp_path, script):
+    """Two runs on one seed folder would resume the same training twice and append to the same done lists: the
+    second is refused in one line while the first holds the folder's lock (here the test holds it), and writes
+    nothing there; once the lock is released the folder is free again."""
+    import fcntl
+
+    seed = tmp_path / "out" / "s0"
+    seed.mkdir(parents=True)
+    (tmp_path / "base").mkdir()
+    env = {**os.environ, "BASE": "base"}
+    with open(seed / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        done = subprocess.run(["bash", str(SCRIPTS / script), "0", "out"], cwd=tmp_path, capture_output=True,
+                              text=True, env=env, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr == "error: out/s0 is in use by another run of a measure script (it holds out/s0/.lock)\n"
+    assert sorted(p.name for p in seed.iterdir()) == [".lock"]
+
+    script = f'set -euo pipefail; source "{SETTINGS}"; hold_folder "$1"; echo held'
+    free = subprocess.run(["bash", "-c", script, "hold", str(seed)], capture_output=True, text=True, timeout=60)
+    assert free.returncode == 0 and free.stdout == "held\n"
