@@ -35,7 +35,7 @@ EPOCHS=${EPOCHS:-16}
 LR=${LR:-2e-4}
 TARGET=${TARGET:-0.05}
 source "$(dirname "$0")/text_claim_common.sh"
-LORA_LAYERS=${LORA_LAYERS:-1 5 all}
+LORA_LAYERS=${LORA_LAYERS-1 5 all}  # set empty with LORA=1: refused below
 LORA_RANK=${LORA_RANK:-16}
 LORA_LR=${LORA_LR:-1e-2}
 count NUM_TRAIN "$NUM_TRAIN" 1
@@ -45,6 +45,7 @@ positive TARGET "$TARGET"
 if [[ "${LORA:-0}" == 1 ]]; then  # a bad K is refused before the seed's hour of work, not after it
   count LORA_RANK "$LORA_RANK" 1
   positive LORA_LR "$LORA_LR"
+  [[ -n "${LORA_LAYERS// }" ]] || { echo "error: LORA_LAYERS takes block counts >= 1 or all, got nothing" >&2; exit 2; }
   for K in $LORA_LAYERS; do
     [[ "$K" =~ ^([1-9][0-9]*|all)$ ]] || { echo "error: LORA_LAYERS takes block counts >= 1 or all, got '$K'" >&2; exit 2; }
   done

@@ -18,7 +18,8 @@
 # Environment (defaults: setting B of docs/results.md, 64 Fashion-MNIST images on assets/fashion-base):
 #   BASE, DATA (fashion-mnist), DATA_ROOT (data), NUM_TRAIN (64), EPOCHS (60), LR (1e-3), TRAIN_ARGS (extra
 #   `vision train` options, e.g. setting C's "--lr-schedule linear --warmup-steps 200 --target-loss 0.25"),
-#   NUM_TEST (1000), NUM_ANALYZE (500), SAMPLE_SEEDS ("0 1 2"), SWAP_LAYERS ("1 2 all"), LORA_LAYERS ("1 2 all"),
+#   NUM_TEST (1000), NUM_ANALYZE (500), SAMPLE_SEEDS ("0 1 2"), SWAP_LAYERS ("1 2 all"; set empty: none),
+#   LORA_LAYERS ("1 2 all"; set empty: none, e.g. setting C before its LoRA sweep, each K a training as long),
 #   LORA_RANK (16), LORA_LR (1e-2), FID (1), THREADS (1), FID_CONDITIONS ("hyperfitted-greedy base-greedy base-top-p
 #   base-temperature-d0": the entropy-matched temperature beside hyperfitted greedy and the paper's conditions; or
 #   all. Inception features cost about 6 minutes per condition of 1000 images on one shared CPU thread).
@@ -38,13 +39,13 @@ LR=${LR:-1e-3}
 read -r -a TRAIN_ARGS <<< "${TRAIN_ARGS:-}"
 NUM_TEST=${NUM_TEST:-1000}
 NUM_ANALYZE=${NUM_ANALYZE:-500}
-SAMPLE_SEEDS=${SAMPLE_SEEDS:-0 1 2}
-SWAP_LAYERS=${SWAP_LAYERS:-1 2 all}
-LORA_LAYERS=${LORA_LAYERS:-1 2 all}
+SAMPLE_SEEDS=${SAMPLE_SEEDS-0 1 2}  # unset: the default; set empty: refused below
+SWAP_LAYERS=${SWAP_LAYERS-1 2 all}  # set empty: no swap-in conditions
+LORA_LAYERS=${LORA_LAYERS-1 2 all}  # set empty: no LoRA runs
 LORA_RANK=${LORA_RANK:-16}
 LORA_LR=${LORA_LR:-1e-2}
 FID=${FID:-1}
-FID_CONDITIONS=${FID_CONDITIONS:-hyperfitted-greedy base-greedy base-top-p base-temperature-d0}
+FID_CONDITIONS=${FID_CONDITIONS-hyperfitted-greedy base-greedy base-top-p base-temperature-d0}
 THREADS=${THREADS:-1}
 source "$(dirname "$0")/run_settings.sh"
 # every count is refused before the seed's work starts, not after it
@@ -55,13 +56,16 @@ positive LORA_LR "$LORA_LR"
 for K in $SWAP_LAYERS $LORA_LAYERS; do
   [[ "$K" =~ ^([1-9][0-9]*|all)$ ]] || { echo "error: SWAP_LAYERS / LORA_LAYERS take block counts >= 1 or all, got '$K'" >&2; exit 2; }
 done
+[[ -n "${SAMPLE_SEEDS// }" ]] || { echo "error: SAMPLE_SEEDS takes whole numbers >= 0, got nothing" >&2; exit 2; }
 for D in $SAMPLE_SEEDS; do
   [[ "$D" =~ ^[0-9]+$ ]] || { echo "error: SAMPLE_SEEDS takes whole numbers >= 0, got '$D'" >&2; exit 2; }
 done
 [[ "$FID" == 0 || "$FID" == 1 ]] || { echo "error: FID is 0 or 1, got '$FID'" >&2; exit 2; }
-CONDITIONS=$(echo hyperfitted-greedy hyperfitted-greedy-blocked base-greedy base-top-p \
-  $(printf 'base-temperature-d%s ' $SAMPLE_SEEDS) base-logit-bias $(printf 'swap-last%s ' $SWAP_LAYERS) \
-  $(printf 'lora-last%s ' $LORA_LAYERS))
+CONDITIONS="hyperfitted-greedy hyperfitted-greedy-blocked base-greedy base-top-p"
+for D in $SAMPLE_SEEDS; do CONDITIONS+=" base-temperature-d$D"; done
+CONDITIONS+=" base-logit-bias"
+for K in $SWAP_LAYERS; do CONDITIONS+=" swap-last$K"; done  # (printf with an empty list would still print one)
+for K in $LORA_LAYERS; do CONDITIONS+=" lora-last$K"; done
 [[ -n "${FID_CONDITIONS// }" ]] || { echo "error: FID_CONDITIONS names conditions or all, got nothing" >&2; exit 2; }
 for name in $FID_CONDITIONS; do
   [[ "$FID_CONDITIONS" == all || " $CONDITIONS " == *" $name "* ]] \

@@ -49,6 +49,14 @@ SCRIPTS = SETTINGS.parent
      "FID_CONDITIONS takes all or conditions of this run (hyperfitted-greedy hyperfitted-greedy-blocked base-greedy "
      "base-top-p base-temperature-d0 base-temperature-d1 base-temperature-d2 base-logit-bias swap-last1 swap-last2 "
      "swap-lastall lora-last1 lora-last2 lora-lastall), got 'swap-last3'"),
+    # set empty, the block lists mean none (setting C ran without LoRA, and the old `${X:-default}` trained all
+    # three LoRA models anyway); empty decode seeds or FID conditions are refused, not replaced by the defaults
+    ("measure_vision_mechanism.sh", {"SWAP_LAYERS": "", "LORA_LAYERS": "", "FID_CONDITIONS": "lora-last1"},
+     "FID_CONDITIONS takes all or conditions of this run (hyperfitted-greedy hyperfitted-greedy-blocked base-greedy "
+     "base-top-p base-temperature-d0 base-temperature-d1 base-temperature-d2 base-logit-bias), got 'lora-last1'"),
+    ("measure_vision_mechanism.sh", {"SAMPLE_SEEDS": " "}, "SAMPLE_SEEDS takes whole numbers >= 0, got nothing"),
+    ("measure_vision_mechanism.sh", {"FID_CONDITIONS": ""}, "FID_CONDITIONS names conditions or all, got nothing"),
+    ("measure_text_claim.sh", {"LORA": "1", "LORA_LAYERS": ""}, "LORA_LAYERS takes block counts >= 1 or all, got nothing"),
     ("measure_vision_mechanism.sh", {"BASE": "/no/such/model"},
      "BASE is neither a folder that exists nor a hub id (owner/name): '/no/such/model'"),
     ("measure_text_claim.sh", {}, "BASE is neither a folder that exists nor a hub id (owner/name): "
