@@ -56,7 +56,8 @@ same_settings "$OUT/settings.txt" "BASE=$BASE" "PROMPTS=$PROMPTS" "NUM_TRAIN=$NU
   "TARGET=$TARGET"
 [[ "${LORA:-0}" != 1 ]] || same_settings "$OUT/lora/settings.txt" "LORA_RANK=$LORA_RANK" "LORA_LR=$LORA_LR"
 trained() {  # LABEL DIR LOG extra-args...: the run under DIR that saved its model, hyperfitted first when there is
-  # none (resumed from its checkpoint when one was stopped: stopped_run; a checkpoint each epoch), on the seed's windows, seeds, epochs and target, so every variant (full, LoRA) sees the same data
+  # none (resumed from its checkpoint when one was stopped: stopped_run; a checkpoint each epoch), on the seed's
+  # windows, seeds, epochs and target, so every variant (full, LoRA) sees the same data
   local label=$1 dir=$2 log=$3 run; shift 3
   run=$(train_run "$dir")
   if [[ -z "$run" && -n "$(stopped_run "$dir")" ]]; then

@@ -92,7 +92,8 @@ trained() {  # LABEL DIR extra-args...: the train run under DIR that saved its m
     run=$(stopped_run "$dir")
     stopped_stamp "$label" "$run"
     stamp "$label resume $run"
-    $H train --resume "$run" >> "$dir.log" 2>&1 || { echo "error: resuming $label failed (see $dir.log)" >&2; return 2; }
+    $H train --resume "$run" >> "$dir.log" 2>&1 \
+      || { echo "error: resuming $label failed (see $dir.log)" >&2; return 2; }
     [[ -d "$run/model" ]] || { echo "error: the resumed run $run saved no model (see $dir.log)" >&2; return 2; }
     stamp "$label done $run"
   elif [[ -z "$run" ]]; then
