@@ -60,14 +60,8 @@ trained() {  # LABEL DIR LOG extra-args...: the run under DIR that saved its mod
   # windows, seeds, epochs and target, so every variant (full, LoRA) sees the same data
   local label=$1 dir=$2 log=$3 run; shift 3
   run=$(train_run "$dir")
-  if [[ -z "$run" && -n "$(stopped_run "$dir")" ]]; then
-    run=$(stopped_run "$dir")
-    stopped_stamp "$label" "$run"
-    stamp "$label resume $run"
-    $H text train --resume "$run" >> "$log" 2>&1 || { echo "error: resuming $label failed (see $log)" >&2; return 2; }
-    [[ -d "$run/model" ]] || { echo "error: the resumed run $run saved no model (see $log)" >&2; return 2; }
-    stamp "$label done $run"
-  elif [[ -z "$run" ]]; then
+  [[ -n "$run" ]] || run=$(resume_stopped "$label" "$dir" "$log" $H text train) || return 2
+  if [[ -z "$run" ]]; then
     stamp "$label start"
     rm -rf "$dir"
     $H text train --model "$BASE" --data data/text/wikipedia.txt --num-train "$NUM_TRAIN" --window 256 \

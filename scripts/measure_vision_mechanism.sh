@@ -88,15 +88,8 @@ trained() {  # LABEL DIR extra-args...: the train run under DIR that saved its m
   # resumed from its checkpoint when one was stopped (stopped_run)
   local label=$1 dir=$2 run; shift 2
   run=$(ls -d "$dir"/*/model 2>/dev/null | head -1 | xargs -r dirname || true)
-  if [[ -z "$run" && -n "$(stopped_run "$dir")" ]]; then
-    run=$(stopped_run "$dir")
-    stopped_stamp "$label" "$run"
-    stamp "$label resume $run"
-    $H train --resume "$run" >> "$dir.log" 2>&1 \
-      || { echo "error: resuming $label failed (see $dir.log)" >&2; return 2; }
-    [[ -d "$run/model" ]] || { echo "error: the resumed run $run saved no model (see $dir.log)" >&2; return 2; }
-    stamp "$label done $run"
-  elif [[ -z "$run" ]]; then
+  [[ -n "$run" ]] || run=$(resume_stopped "$label" "$dir" "$dir.log" $H train) || return 2
+  if [[ -z "$run" ]]; then
     stamp "$label start"
     rm -rf "$dir"
     $H train --model "$BASE" "${DATA_ARGS[@]}" --num-train "$NUM_TRAIN" --epochs "$EPOCHS" --batch-size 8 \

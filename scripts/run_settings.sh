@@ -50,13 +50,22 @@ stopped_run() {
   true
 }
 
-# stopped_stamp LABEL RUN: "LABEL stopped CHECKPOINT" in the timings file $T, timed when RUN's newest checkpoint was
-# saved: the work kept from before the stop counts in a step's minutes (start to stopped, then resume to done), the
-# steps lost after that checkpoint do not.
-stopped_stamp() {
-  local checkpoint
-  checkpoint=$(ls -d "$2"/checkpoints/step-*/ | sort | tail -1)
-  echo "$(date -u -r "$checkpoint/state.json" +%FT%H:%M:%S) $1 stopped $(basename "$checkpoint")" >> "$T"
+# resume_stopped LABEL DIR LOG TRAIN...: when DIR holds a stopped run (stopped_run), run `TRAIN --resume RUN`
+# (output appended to LOG) and print RUN once it saved its model; print nothing when there is none. The timings file
+# $T gets "LABEL stopped CHECKPOINT", timed when RUN's newest checkpoint was saved, then (through the caller's
+# `stamp`) "LABEL resume RUN" and "LABEL done RUN": the work kept from before the stop counts in a step's minutes (start to
+# stopped, then resume to done), the steps lost after that checkpoint do not.
+resume_stopped() {
+  local label=$1 dir=$2 log=$3 run checkpoint; shift 3
+  run=$(stopped_run "$dir")
+  [[ -n "$run" ]] || return 0
+  checkpoint=$(ls -d "$run"/checkpoints/step-*/ | tail -1)  # zero-padded step numbers: ls's order is the steps'
+  echo "$(date -u -r "$checkpoint/state.json" +%FT%H:%M:%S) $label stopped $(basename "$checkpoint")" >> "$T"
+  stamp "$label resume $run"
+  "$@" --resume "$run" >> "$log" 2>&1 || { echo "error: resuming $label failed (see $log)" >&2; return 2; }
+  [[ -d "$run/model" ]] || { echo "error: the resumed run $run saved no model (see $log)" >&2; return 2; }
+  stamp "$label done $run"
+  echo "$run"
 }
 
 # hold_folder DIR: this script (and the commands it starts, which inherit the lock) alone works in DIR until it
