@@ -10,12 +10,23 @@ bootstrap over seeds and images and an exact sign test (hyperfit_core.paired, as
 temperature; the ranks of hyperfitted greedy's pixels under the base; the layer-by-layer analysis; held-out entropy
 / perplexity of every model; the last epoch's mean training loss of the full and each LoRA run; the seed's minutes
 (its finished steps in timings.txt; FID / KID apart).
+
+Runs do not outlive a session here, so `--keep DIR` keeps each seed as DIR/sN.json (its summary and its per-image
+values of the compared metrics, to 6 decimals) and reads back the seeds ROOT no longer holds: a later session adds
+seeds without the earlier runs. `--add-summaries OLD_STATS` takes the per-seed summaries of an earlier --out for
+seeds whose per-image values are gone (kept in DIR with none). Every seed joins the per-seed means and
+`seed_differences` (hyperfitted greedy minus each condition, per seed, from the seed's means); only seeds with
+per-image values join the image-level `comparisons`.
+
+    python scripts/vision_mechanism_stats.py runs/vision-mechanism-c --keep docs/measurements/mechanism/vision_c_seeds \
+        --out docs/measurements/mechanism/vision_stats_c.json
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+import statistics
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -96,45 +107,138 @@ def seed_summary(seed: Path) -> tuple[dict, dict]:
     return summary, {name: blob["generated"] for name, blob in per_item.items()}
 
 
+KEPT_DECIMALS = 6  # per-image values kept: exact enough for 3-decimal means, a third of the size of full floats
+
+
+def kept_items(items: dict) -> dict:
+    """The per-image values the comparisons use (and --keep writes), rounded once so a rerun from the kept files
+    gives the same numbers as the run that wrote them."""
+    return {name: {metric: [round(v, KEPT_DECIMALS) for v in values[metric]]
+                   for metric in METRICS_COMPARED if metric in values} for name, values in items.items()}
+
+
+def seed_number(name: str) -> int:
+    return int(name[1:])
+
+
+def read_kept(folder: Path | None) -> dict[str, tuple[dict, dict | None]]:
+    """{seed: (summary, per-image values or None)} of DIR/sN.json."""
+    kept = {}
+    for path in sorted(folder.glob("s*.json")) if folder else []:
+        if re.fullmatch(r"s\d+\.json", path.name):
+            blob = read_json_object(path)
+            if not isinstance(blob.get("summary"), dict) or "items" not in blob:
+                raise HyperfitError(f"{path} is not a kept seed (summary and items; written by --keep)")
+            kept[path.stem] = (blob["summary"], blob["items"])
+    return kept
+
+
+def number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def condition_means(summary: dict) -> dict[str, dict]:
+    """The seed's mean of each metric per condition, with base-temperature-mean: the mean over the decode seeds."""
+    means = {name: values for name, values in summary["conditions"].items() if name != "real"}
+    samples = [means[n] for n in sorted(means) if re.fullmatch(r"base-temperature-d\d+", n)]
+    if samples:
+        shared = set.intersection(*(set(s) for s in samples))
+        means[POOLED] = {m: sum(s[m] for s in samples) / len(samples) for m in shared
+                         if all(number(s[m]) for s in samples)}
+    return means
+
+
+def seed_differences(summaries: dict) -> list[dict]:
+    """Hyperfitted greedy minus each condition, seed by seed from the seeds' means (the mean of the paired
+    per-image differences, as every condition of a seed completes the same images): every seed joins, those
+    kept without per-image values too."""
+    means = {seed: condition_means(summary) for seed, summary in summaries.items()}
+    names = sorted({n for m in means.values() for n in m} - {REFERENCE})
+    rows = []
+    for other in names:
+        for metric in METRICS_COMPARED:
+            per_seed = {seed: m[REFERENCE][metric] - m[other][metric] for seed, m in means.items()
+                        if number(m.get(REFERENCE, {}).get(metric)) and number(m.get(other, {}).get(metric))}
+            if per_seed:
+                values = list(per_seed.values())
+                rows.append({"a": REFERENCE, "b": other, "metric": metric, "per_seed": per_seed, "seeds": len(values),
+                             "mean": statistics.mean(values),
+                             "sd": statistics.stdev(values) if len(values) > 1 else None,
+                             "negative": sum(v < 0 for v in values), "positive": sum(v > 0 for v in values)})
+    return rows
+
+
+def image_comparisons(items: dict) -> list[dict]:
+    """Hyperfitted greedy minus each condition image by image, two-stage bootstrap over the seeds with per-image
+    values (hyperfit_core.paired)."""
+    items = {seed: dict(values) for seed, values in items.items()}  # the kept values stay as they were
+    for values in items.values():  # the temperature samples' per-image mean, one condition beside the others
+        samples = [values[n] for n in sorted(values) if re.fullmatch(r"base-temperature-d\d+", n)]
+        if samples:
+            values[POOLED] = {metric: [sum(v) / len(v) for v in zip(*(s[metric] for s in samples))]
+                              for metric in samples[0]}
+    names = sorted({n for values in items.values() for n in values} - {REFERENCE})
+    comparisons = []
+    for other in names:
+        for metric in METRICS_COMPARED:
+            if all(metric in items[s].get(REFERENCE, {}) and metric in items[s].get(other, {}) for s in items):
+                result = compare([items[s][REFERENCE][metric] for s in items], [items[s][other][metric] for s in items])
+                comparisons.append({"a": REFERENCE, "b": other, "metric": metric, "result": result.to_dict()})
+    return comparisons
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("root", type=Path, help="OUT_ROOT of measure_vision_mechanism.sh (holds s0, s1, ...)")
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--keep", type=Path, help="folder of one sN.json per seed: written for the seeds under ROOT, "
+                   "read for the others")
+    p.add_argument("--add-summaries", type=Path, metavar="OLD_STATS", help="an earlier --out: its per-seed summaries "
+                   "for seeds neither under ROOT nor kept (no per-image values); needs --keep")
     args = p.parse_args()
+    if args.add_summaries and not args.keep:
+        sys.exit("error: --add-summaries needs --keep (the seeds it adds are kept there, without per-image values)")
     try:  # an --out that cannot be written is refused before the seeds are read, not after
-        ensure_writable_dir(args.out.parent)
+        for folder in (args.out.parent, *([args.keep] if args.keep else [])):
+            ensure_writable_dir(folder)
     except HyperfitError as exc:
         sys.exit(f"error: {exc}")
     folders = sorted((d for d in args.root.glob("s*") if re.fullmatch(r"s\d+", d.name)), key=lambda d: int(d.name[1:]))
     seeds = [d for d in folders if list(d.glob(f"evaluate/*/{RESULTS}"))]
     for unfinished in (d for d in folders if d not in seeds):  # still running, or stopped: said, not silently left out
         warn(f"{unfinished} has no scored conditions yet (evaluate/*/{RESULTS}); left out of the summary")
-    if not seeds:
-        sys.exit(f"error: no finished seed (sN/evaluate/*/{RESULTS}) under {args.root}")
-    summaries, items = {}, {}
-    for seed in seeds:
-        try:
-            summaries[seed.name], items[seed.name] = seed_summary(seed)
-        except HyperfitError as exc:
-            sys.exit(f"error: {exc}")
-        except (KeyError, TypeError) as exc:  # a results / ranks file of another shape than vision evaluate writes
-            sys.exit(f"error: {seed}: a file lacks {exc} (not made by scripts/measure_vision_mechanism.sh?)")
-    for values in items.values():  # the temperature samples' per-image mean, one condition beside the others
-        samples = [values[n] for n in sorted(values) if re.fullmatch(r"base-temperature-d\d+", n)]
-        if samples:
-            values[POOLED] = {metric: [sum(v) / len(v) for v in zip(*(s[metric] for s in samples))]
-                              for metric in samples[0]}
-    names = [n for n in summaries[seeds[0].name]["conditions"] if n != "real"] + [POOLED]
-    comparisons = []
-    for other in names:
-        if other == REFERENCE:
-            continue
-        for metric in METRICS_COMPARED:
-            if all(metric in items[s][REFERENCE] and metric in items[s].get(other, {}) for s in items):
-                result = compare([items[s][REFERENCE][metric] for s in items], [items[s][other][metric] for s in items])
-                comparisons.append({"a": REFERENCE, "b": other, "metric": metric, "result": result.to_dict()})
-    write_json(args.out, {"command": " ".join(["python", *sys.argv]), "seeds": [s.name for s in seeds],
-                          "per_seed": summaries, "comparisons": comparisons})
+    summaries, items, fresh = {}, {}, set()
+    try:
+        for seed in seeds:
+            try:
+                summaries[seed.name], seed_items = seed_summary(seed)
+            except (KeyError, TypeError) as exc:  # a results / ranks file of another shape than vision evaluate writes
+                sys.exit(f"error: {seed}: a file lacks {exc} (not made by scripts/measure_vision_mechanism.sh?)")
+            items[seed.name] = kept_items(seed_items)
+            fresh.add(seed.name)
+        for name, (summary, seed_items) in read_kept(args.keep).items():
+            if name not in summaries:
+                summaries[name] = summary
+                if seed_items is not None:
+                    items[name] = seed_items
+        if args.add_summaries:
+            for name, summary in read_json_object(args.add_summaries).get("per_seed", {}).items():
+                if name not in summaries:
+                    summaries[name], seed_items = summary, None
+                    fresh.add(name)
+    except HyperfitError as exc:
+        sys.exit(f"error: {exc}")
+    if not summaries:
+        sys.exit(f"error: no finished seed (sN/evaluate/*/{RESULTS}) under {args.root}"
+                 + (f" nor kept in {args.keep}" if args.keep else ""))
+    order = sorted(summaries, key=seed_number)
+    summaries = {name: summaries[name] for name in order}
+    items = {name: items[name] for name in order if name in items}
+    for name in sorted(fresh, key=seed_number) if args.keep else []:
+        write_json(args.keep / f"{name}.json", {"summary": summaries[name], "items": items.get(name)})
+    write_json(args.out, {"command": " ".join(["python", *sys.argv]), "seeds": order, "image_seeds": list(items),
+                          "per_seed": summaries, "comparisons": image_comparisons(items),
+                          "seed_differences": seed_differences(summaries)})
     print(args.out)
 
 

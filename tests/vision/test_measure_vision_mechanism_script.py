@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from ..stopped_training import assert_stopped_then_resumed
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,15 +100,24 @@ def test_every_control_completes_the_same_images_and_is_scored_side_by_side(tiny
     assert "fid" not in json.loads((evaluate / "results.json").read_text())["base-greedy"]
 
     # the seed summarised: every other condition paired image by image with hyperfitted greedy
-    stats = subprocess.run([sys.executable, str(ROOT / "scripts" / "vision_mechanism_stats.py"), "mech", "--out",
-                            "stats.json"], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                           capture_output=True, text=True, timeout=300)
-    assert stats.returncode == 0, stats.stderr
-    summary = json.loads((tmp_path / "stats.json").read_text())
-    assert summary["seeds"] == ["s0"]
+    def summarise(root: str) -> dict:
+        stats = subprocess.run([sys.executable, str(ROOT / "scripts" / "vision_mechanism_stats.py"), root, "--keep",
+                                "kept", "--out", "stats.json"], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                               capture_output=True, text=True, timeout=300)
+        assert stats.returncode == 0, stats.stderr
+        return {k: v for k, v in json.loads((tmp_path / "stats.json").read_text()).items() if k != "command"}
+
+    summary = summarise("mech")
+    assert summary["seeds"] == summary["image_seeds"] == ["s0"]
     paired = {(c["b"], c["metric"]): c["result"] for c in summary["comparisons"]}
     assert {b for b, _ in paired} == set(CONDITIONS) - {"hyperfitted-greedy"} | added | {"base-temperature-mean"}
     assert all(r["prompts"] == 3 and r["seeds"] == 1 for r in paired.values())
+    # the seed's means are the means of its per-image values: the per-seed difference is the paired mean
+    for row in summary["seed_differences"]:
+        assert row["per_seed"]["s0"] == pytest.approx(paired[(row["b"], row["metric"])]["mean"], abs=1e-6)
+    assert {(r["b"], r["metric"]) for r in summary["seed_differences"]} >= set(paired)
+    # kept: the same summary without the runs (a later session's)
+    assert summarise("no-runs-here") == summary
     seed = summary["per_seed"]["s0"]
     assert seed["entropy_match"]["temperature"] == match["temperature"]
     assert set(seed["train"]) == {"hyperfitted", "lora-last1", "lora-lastall"}

@@ -1,9 +1,12 @@
 """scripts/vision_mechanism_stats.py refuses an --out it cannot write before it reads any seed, and a seed whose files
-are broken in one line (the summary itself is tested end to end in test_measure_vision_mechanism_script.py)."""
+are broken in one line; seeds kept by an earlier session join without their runs (the summary itself is tested end
+to end in test_measure_vision_mechanism_script.py)."""
 
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "vision_mechanism_stats.py"
 
@@ -75,3 +78,71 @@ def test_a_resumed_training_counts_the_work_its_checkpoints_kept(tmp_path):
         "2026-12-02T02:30:00 train resume mech/s0/train/20261201-230000-vision-train load=0.50\n"
         "2026-12-02T03:00:00 train done mech/s0/train/20261201-230000-vision-train load=1.00\n")
     assert step_minutes(tmp_path) == {"train": 140.0 + 30.0}
+
+
+def kept_seed(folder: Path, name: str, per_image: dict | None, means: dict) -> None:
+    """A seed as --keep writes it: its summary (the conditions' means) and its per-image values, or none."""
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    conditions = {c: {"seq_rep_4": m} for c, m in means.items()}
+    items = None if per_image is None else {c: {"seq_rep_4": v} for c, v in per_image.items()}
+    (folder / f"{name}.json").write_text(json.dumps({"summary": {"conditions": conditions}, "items": items}))
+
+
+def test_seeds_kept_or_summarised_earlier_join_without_their_runs(tmp_path):
+    """A later session has none of the earlier seeds' runs: the seeds it kept (--keep) and the per-seed summaries of
+    an older stats file (--add-summaries, no per-image values) join the per-seed differences; only the seeds with
+    per-image values join the image-level bootstrap."""
+    import json
+
+    keep, out = tmp_path / "kept", tmp_path / "stats.json"
+    per_image = {"hyperfitted-greedy": [0.3, 0.4, 0.5], "base-greedy": [0.9, 0.9, 0.9],
+                 "base-temperature-d0": [0.8, 0.8, 0.8], "base-temperature-d1": [0.6, 0.6, 0.6]}
+    kept_seed(keep, "s2", per_image, {c: sum(v) / 3 for c, v in per_image.items()})
+    older = {"per_seed": {"s0": {"conditions": {"hyperfitted-greedy": {"seq_rep_4": 0.5}, "base-greedy": {"seq_rep_4": 0.9},
+                                                "base-temperature-d0": {"seq_rep_4": 0.7},
+                                                "base-temperature-d1": {"seq_rep_4": 0.7}}}}}
+    (tmp_path / "old.json").write_text(json.dumps(older))
+    kept_s2 = (keep / "s2.json").read_text()
+
+    def stats(*extra):
+        return subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "no-runs"), "--keep", str(keep), "--out",
+                               str(out), *extra], capture_output=True, text=True, timeout=120)
+
+    refused = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "no-runs"), "--out", str(out),
+                              "--add-summaries", str(tmp_path / "old.json")], capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 1 and len(refused.stderr.splitlines()) == 1 and not out.exists()
+    assert refused.stderr.startswith("error: --add-summaries needs --keep")
+
+    done = stats("--add-summaries", str(tmp_path / "old.json"))
+    assert done.returncode == 0, done.stderr
+    first = json.loads(out.read_text())
+    assert first["seeds"] == ["s0", "s2"] and first["image_seeds"] == ["s2"]
+    differences = {(r["b"], r["metric"]): r for r in first["seed_differences"]}
+    greedy = differences[("base-greedy", "seq_rep_4")]
+    assert greedy["per_seed"] == {"s0": pytest.approx(-0.4), "s2": pytest.approx(-0.5)}
+    assert greedy["mean"] == pytest.approx(-0.45) and greedy["negative"] == 2 and greedy["seeds"] == 2
+    assert differences[("base-temperature-mean", "seq_rep_4")]["per_seed"] == {"s0": pytest.approx(-0.2),
+                                                                               "s2": pytest.approx(-0.3)}
+    paired = {(c["b"], c["metric"]): c["result"] for c in first["comparisons"]}
+    assert paired[("base-greedy", "seq_rep_4")]["seeds"] == 1 and paired[("base-greedy", "seq_rep_4")]["prompts"] == 3
+    assert paired[("base-greedy", "seq_rep_4")]["mean"] == pytest.approx(-0.5)
+    assert paired[("base-temperature-mean", "seq_rep_4")]["mean"] == pytest.approx(-0.3)
+    # the older summary is kept too (without per-image values); the kept seed is not rewritten
+    assert json.loads((keep / "s0.json").read_text()) == {"summary": older["per_seed"]["s0"], "items": None}
+    assert (keep / "s2.json").read_text() == kept_s2
+
+    again = stats()  # the kept folder alone gives the same summary
+    assert again.returncode == 0, again.stderr
+    second = json.loads(out.read_text())
+    assert {k: v for k, v in second.items() if k != "command"} == {k: v for k, v in first.items() if k != "command"}
+
+
+def test_a_kept_file_of_another_shape_is_one_error_line(tmp_path):
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "s0.json").write_text('{"conditions": {}}')  # a summary alone, not a kept seed
+    done = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "no-runs"), "--keep", str(tmp_path / "kept"),
+                           "--out", str(tmp_path / "stats.json")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and not (tmp_path / "stats.json").exists()
+    assert done.stderr == f"error: {tmp_path / 'kept' / 's0.json'} is not a kept seed (summary and items; written by --keep)\n"
