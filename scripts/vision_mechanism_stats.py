@@ -11,27 +11,30 @@ temperature; the ranks of hyperfitted greedy's pixels under the base; the layer-
 / perplexity of every model; the last epoch's mean training loss of the full and each LoRA run; the seed's minutes
 (its finished steps in timings.txt; FID / KID apart).
 
-Runs do not outlive a session here, so `--keep DIR` keeps each seed as DIR/sN.json (its summary and its per-image
-values of the compared metrics, to 6 decimals) and reads back the seeds ROOT no longer holds: a later session adds
-seeds without the earlier runs. `--add-summaries OLD_STATS` takes the per-seed summaries of an earlier --out for
+Runs do not outlive a session here, so `--keep DIR` keeps each seed as DIR/sN.json.gz (its summary and its
+per-image values of the compared metrics, to 6 decimals) and reads back the seeds ROOT no longer holds: a later
+session adds seeds without the earlier runs. `--add-summaries OLD_STATS` takes the per-seed summaries of an earlier --out for
 seeds whose per-image values are gone (kept in DIR with none). Every seed joins the per-seed means and
 `seed_differences` (hyperfitted greedy minus each condition, per seed, from the seed's means); only seeds with
 per-image values join the image-level `comparisons`.
 
-    python scripts/vision_mechanism_stats.py runs/vision-mechanism-c --keep docs/measurements/mechanism/vision_c_seeds \
-        --out docs/measurements/mechanism/vision_stats_c.json
+    python scripts/vision_mechanism_stats.py runs/vision-mechanism-c \\
+        --keep docs/measurements/mechanism/vision_c_seeds --out docs/measurements/mechanism/vision_stats_c.json
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
+import json
 import re
 import statistics
 import sys
+import zlib
 from datetime import datetime
 from pathlib import Path
 
-from hyperfit_core.atomic import ensure_writable_dir, write_json
+from hyperfit_core.atomic import atomic_path, ensure_writable_dir, write_json
 from hyperfit_core.errors import HyperfitError, warn
 from hyperfit_core.formats import (ANALYSIS, ENTROPY_MATCH, LAYERS, METRICS, PER_ITEM, RANKS, RESULTS,
                                    last_epoch_loss, read_analysis_summary, read_json_object)
@@ -121,15 +124,26 @@ def seed_number(name: str) -> int:
     return int(name[1:])
 
 
+def write_kept(path: Path, summary: dict, items: dict | None) -> None:
+    """One seed as gzipped JSON (a fifth of the plain size; mtime 0, so the same seed gives the same bytes)."""
+    text = json.dumps({"summary": summary, "items": items}, sort_keys=True, separators=(",", ":"))
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(gzip.compress(text.encode(), mtime=0))
+
+
 def read_kept(folder: Path | None) -> dict[str, tuple[dict, dict | None]]:
-    """{seed: (summary, per-image values or None)} of DIR/sN.json."""
+    """{seed: (summary, per-image values or None)} of DIR/sN.json.gz."""
     kept = {}
-    for path in sorted(folder.glob("s*.json")) if folder else []:
-        if re.fullmatch(r"s\d+\.json", path.name):
-            blob = read_json_object(path)
-            if not isinstance(blob.get("summary"), dict) or "items" not in blob:
-                raise HyperfitError(f"{path} is not a kept seed (summary and items; written by --keep)")
-            kept[path.stem] = (blob["summary"], blob["items"])
+    for path in sorted(folder.glob("s*.json.gz")) if folder else []:
+        if not re.fullmatch(r"s\d+\.json\.gz", path.name):
+            continue
+        try:
+            blob = json.loads(gzip.decompress(path.read_bytes()))
+        except (OSError, EOFError, ValueError, zlib.error) as exc:
+            raise HyperfitError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+        if not isinstance(blob, dict) or not isinstance(blob.get("summary"), dict) or "items" not in blob:
+            raise HyperfitError(f"{path} is not a kept seed (summary and items; written by --keep)")
+        kept[path.name.split(".")[0]] = (blob["summary"], blob["items"])
     return kept
 
 
@@ -191,7 +205,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("root", type=Path, help="OUT_ROOT of measure_vision_mechanism.sh (holds s0, s1, ...)")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--keep", type=Path, help="folder of one sN.json per seed: written for the seeds under ROOT, "
+    p.add_argument("--keep", type=Path, help="folder of one sN.json.gz per seed: written for the seeds under ROOT, "
                    "read for the others")
     p.add_argument("--add-summaries", type=Path, metavar="OLD_STATS", help="an earlier --out: its per-seed summaries "
                    "for seeds neither under ROOT nor kept (no per-image values); needs --keep")
@@ -235,7 +249,7 @@ def main() -> None:
     summaries = {name: summaries[name] for name in order}
     items = {name: items[name] for name in order if name in items}
     for name in sorted(fresh, key=seed_number) if args.keep else []:
-        write_json(args.keep / f"{name}.json", {"summary": summaries[name], "items": items.get(name)})
+        write_kept(args.keep / f"{name}.json.gz", summaries[name], items.get(name))
     write_json(args.out, {"command": " ".join(["python", *sys.argv]), "seeds": order, "image_seeds": list(items),
                           "per_seed": summaries, "comparisons": image_comparisons(items),
                           "seed_differences": seed_differences(summaries)})

@@ -102,8 +102,8 @@ def test_every_control_completes_the_same_images_and_is_scored_side_by_side(tiny
     # the seed summarised: every other condition paired image by image with hyperfitted greedy
     def summarise(root: str) -> dict:
         stats = subprocess.run([sys.executable, str(ROOT / "scripts" / "vision_mechanism_stats.py"), root, "--keep",
-                                "kept", "--out", "stats.json"], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                               capture_output=True, text=True, timeout=300)
+                                "kept", "--out", "stats.json"], cwd=tmp_path,
+                               env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300)
         assert stats.returncode == 0, stats.stderr
         return {k: v for k, v in json.loads((tmp_path / "stats.json").read_text()).items() if k != "command"}
 

@@ -2,6 +2,8 @@
 are broken in one line; seeds kept by an earlier session join without their runs (the summary itself is tested end
 to end in test_measure_vision_mechanism_script.py)."""
 
+import gzip
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -82,36 +84,40 @@ def test_a_resumed_training_counts_the_work_its_checkpoints_kept(tmp_path):
 
 def kept_seed(folder: Path, name: str, per_image: dict | None, means: dict) -> None:
     """A seed as --keep writes it: its summary (the conditions' means) and its per-image values, or none."""
-    import json
-
     folder.mkdir(parents=True, exist_ok=True)
     conditions = {c: {"seq_rep_4": m} for c, m in means.items()}
     items = None if per_image is None else {c: {"seq_rep_4": v} for c, v in per_image.items()}
-    (folder / f"{name}.json").write_text(json.dumps({"summary": {"conditions": conditions}, "items": items}))
+    (folder / f"{name}.json.gz").write_bytes(gzip.compress(json.dumps({"summary": {"conditions": conditions},
+                                                                       "items": items}).encode()))
+
+
+def read_kept(path: Path) -> dict:
+    return json.loads(gzip.decompress(path.read_bytes()))
 
 
 def test_seeds_kept_or_summarised_earlier_join_without_their_runs(tmp_path):
     """A later session has none of the earlier seeds' runs: the seeds it kept (--keep) and the per-seed summaries of
     an older stats file (--add-summaries, no per-image values) join the per-seed differences; only the seeds with
     per-image values join the image-level bootstrap."""
-    import json
 
     keep, out = tmp_path / "kept", tmp_path / "stats.json"
     per_image = {"hyperfitted-greedy": [0.3, 0.4, 0.5], "base-greedy": [0.9, 0.9, 0.9],
                  "base-temperature-d0": [0.8, 0.8, 0.8], "base-temperature-d1": [0.6, 0.6, 0.6]}
     kept_seed(keep, "s2", per_image, {c: sum(v) / 3 for c, v in per_image.items()})
-    older = {"per_seed": {"s0": {"conditions": {"hyperfitted-greedy": {"seq_rep_4": 0.5}, "base-greedy": {"seq_rep_4": 0.9},
+    older = {"per_seed": {"s0": {"conditions": {"hyperfitted-greedy": {"seq_rep_4": 0.5},
+                                                "base-greedy": {"seq_rep_4": 0.9},
                                                 "base-temperature-d0": {"seq_rep_4": 0.7},
                                                 "base-temperature-d1": {"seq_rep_4": 0.7}}}}}
     (tmp_path / "old.json").write_text(json.dumps(older))
-    kept_s2 = (keep / "s2.json").read_text()
+    kept_s2 = (keep / "s2.json.gz").read_bytes()
 
     def stats(*extra):
         return subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "no-runs"), "--keep", str(keep), "--out",
                                str(out), *extra], capture_output=True, text=True, timeout=120)
 
     refused = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "no-runs"), "--out", str(out),
-                              "--add-summaries", str(tmp_path / "old.json")], capture_output=True, text=True, timeout=120)
+                              "--add-summaries", str(tmp_path / "old.json")],
+                             capture_output=True, text=True, timeout=120)
     assert refused.returncode == 1 and len(refused.stderr.splitlines()) == 1 and not out.exists()
     assert refused.stderr.startswith("error: --add-summaries needs --keep")
 
@@ -130,8 +136,8 @@ def test_seeds_kept_or_summarised_earlier_join_without_their_runs(tmp_path):
     assert paired[("base-greedy", "seq_rep_4")]["mean"] == pytest.approx(-0.5)
     assert paired[("base-temperature-mean", "seq_rep_4")]["mean"] == pytest.approx(-0.3)
     # the older summary is kept too (without per-image values); the kept seed is not rewritten
-    assert json.loads((keep / "s0.json").read_text()) == {"summary": older["per_seed"]["s0"], "items": None}
-    assert (keep / "s2.json").read_text() == kept_s2
+    assert read_kept(keep / "s0.json.gz") == {"summary": older["per_seed"]["s0"], "items": None}
+    assert (keep / "s2.json.gz").read_bytes() == kept_s2
 
     again = stats()  # the kept folder alone gives the same summary
     assert again.returncode == 0, again.stderr
@@ -139,10 +145,17 @@ def test_seeds_kept_or_summarised_earlier_join_without_their_runs(tmp_path):
     assert {k: v for k, v in second.items() if k != "command"} == {k: v for k, v in first.items() if k != "command"}
 
 
-def test_a_kept_file_of_another_shape_is_one_error_line(tmp_path):
+@pytest.mark.parametrize("content, says", [
+    (gzip.compress(b'{"conditions": {}}'), "is not a kept seed (summary and items; written by --keep)"),  # a summary
+    (b'{"summary": {}, "items": null}', "cannot read"),  # not gzipped
+    (gzip.compress(b'{"summary": {}, "items": null}')[:-6], "cannot read"),  # cut short
+])
+def test_a_kept_file_of_another_shape_is_one_error_line(tmp_path, content, says):
     (tmp_path / "kept").mkdir()
-    (tmp_path / "kept" / "s0.json").write_text('{"conditions": {}}')  # a summary alone, not a kept seed
+    (tmp_path / "kept" / "s0.json.gz").write_bytes(content)
     done = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "no-runs"), "--keep", str(tmp_path / "kept"),
                            "--out", str(tmp_path / "stats.json")], capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and not (tmp_path / "stats.json").exists()
-    assert done.stderr == f"error: {tmp_path / 'kept' / 's0.json'} is not a kept seed (summary and items; written by --keep)\n"
+    assert len(done.stderr.splitlines()) == 1, done.stderr
+    assert done.stderr.startswith(f"error: {tmp_path / 'kept' / 's0.json.gz'} {says}" if "kept seed" in says
+                                  else f"error: {says} {tmp_path / 'kept' / 's0.json.gz'}: ")
