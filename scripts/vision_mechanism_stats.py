@@ -13,8 +13,8 @@ temperature; the ranks of hyperfitted greedy's pixels under the base; the layer-
 
 Runs do not outlive a session here, so `--keep DIR` keeps each seed as DIR/sN.json.gz (its summary and its
 per-image values of the compared metrics, to 6 decimals) and reads back the seeds ROOT no longer holds: a later
-session adds seeds without the earlier runs. `--add-summaries OLD_STATS` takes the per-seed summaries of an earlier --out for
-seeds whose per-image values are gone (kept in DIR with none). Every seed joins the per-seed means and
+session adds seeds without the earlier runs. `--add-summaries OLD_STATS` takes the per-seed summaries of an earlier
+--out for seeds whose per-image values are gone (kept in DIR with none). Every seed joins the per-seed means and
 `seed_differences` (hyperfitted greedy minus each condition, per seed, from the seed's means); only seeds with
 per-image values join the image-level `comparisons`.
 
@@ -94,7 +94,8 @@ def seed_summary(seed: Path) -> tuple[dict, dict]:
         if name in conditions:
             conditions[name].update({k: v for k, v in blob.items() if k in FID_KEYS})
     real = {k: v["real"] for k, v in next(iter(results.values()))["repetition"].items()}
-    lora = sorted(p.name for p in seed.glob("lora-last*") if p.is_dir())
+    # the LoRA runs whose condition was scored (one still training, for a K a rerun added, is not yet the seed's)
+    lora = sorted(p.name for p in seed.glob("lora-last*") if p.is_dir() and p.name in conditions)
     summary = {
         "images": next(iter(results.values()))["images"],
         # the seed's cost: its finished steps' minutes (reruns that only scored again add their scoring)

@@ -107,6 +107,7 @@ def test_every_control_completes_the_same_images_and_is_scored_side_by_side(tiny
         assert stats.returncode == 0, stats.stderr
         return {k: v for k, v in json.loads((tmp_path / "stats.json").read_text()).items() if k != "command"}
 
+    (seed / "lora-last2" / "20260101-000000-vision-train").mkdir(parents=True)  # a K still training: not summarised
     summary = summarise("mech")
     assert summary["seeds"] == summary["image_seeds"] == ["s0"]
     paired = {(c["b"], c["metric"]): c["result"] for c in summary["comparisons"]}
