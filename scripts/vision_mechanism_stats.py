@@ -9,7 +9,7 @@ condition, and minus base-temperature-mean (per image, the mean over the entropy
 bootstrap over seeds and images and an exact sign test (hyperfit_core.paired, as for text); the entropy-matched
 temperature; the ranks of hyperfitted greedy's pixels under the base; the layer-by-layer analysis; held-out entropy
 / perplexity of every model; the last epoch's mean training loss of the full and each LoRA run; the seed's minutes
-(its finished steps in timings.txt; FID / KID apart).
+(its finished steps in timings.txt; FID / KID apart; each step's too).
 
 Runs do not outlive a session here, so `--keep DIR` keeps each seed as DIR/sN.json.gz (its summary and its
 per-image values of the compared metrics, to 6 decimals) and reads back the seeds ROOT no longer holds: a later
@@ -101,6 +101,7 @@ def seed_summary(seed: Path) -> tuple[dict, dict]:
         # the seed's cost: its finished steps' minutes (reruns that only scored again add their scoring)
         "wall_minutes": sum(steps.values()) if (steps := step_minutes(seed)) else None,
         "fid_minutes": steps.get("evaluate-fid"),
+        "step_minutes": steps,  # each finished step's, e.g. "train lora-last1"
         "conditions": conditions, "real": real,
         "entropy_match": read_json_object(only(seed / "controls", f"*/{ENTROPY_MATCH}")),
         "ranks": read_json_object(only(seed / "ranks", f"*/{RANKS}"))["conditions"][REFERENCE],
@@ -123,6 +124,16 @@ def kept_items(items: dict) -> dict:
 
 def seed_number(name: str) -> int:
     return int(name[1:])
+
+
+def scored_lora_only(summary: dict) -> dict:
+    """An older summary under seed_summary's rule: a LoRA run's training loss only where its condition was scored
+    (summaries written before the rule have the partial loss of a K still training)."""
+    train = summary.get("train")
+    if isinstance(train, dict):
+        conditions = summary.get("conditions", {})
+        summary = {**summary, "train": {k: v for k, v in train.items() if not k.startswith("lora-") or k in conditions}}
+    return summary
 
 
 def write_kept(path: Path, summary: dict, items: dict | None) -> None:
@@ -239,7 +250,7 @@ def main() -> None:
         if args.add_summaries:
             for name, summary in read_json_object(args.add_summaries).get("per_seed", {}).items():
                 if name not in summaries:
-                    summaries[name], seed_items = summary, None
+                    summaries[name] = scored_lora_only(summary)
                     fresh.add(name)
     except HyperfitError as exc:
         sys.exit(f"error: {exc}")

@@ -125,6 +125,8 @@ def test_every_control_completes_the_same_images_and_is_scored_side_by_side(tiny
     assert seed["train"]["lora-last1"]["epochs"] == 1
     assert set(seed["analysis"]) == {"base", "hyperfitted", "lora-last1", "lora-lastall"}
     assert seed["wall_minutes"] > seed["fid_minutes"] > 0  # its finished steps' minutes, FID / KID's among them
+    assert seed["step_minutes"]["train lora-lastall"] > 0
+    assert seed["step_minutes"]["evaluate-fid"] == seed["fid_minutes"]
     assert seed["conditions"]["hyperfitted-greedy"]["fid"] == fid_results["hyperfitted-greedy"]["fid"]
     assert "fid" not in seed["conditions"]["base-greedy"]
 

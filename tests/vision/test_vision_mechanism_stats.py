@@ -107,7 +107,9 @@ def test_seeds_kept_or_summarised_earlier_join_without_their_runs(tmp_path):
     older = {"per_seed": {"s0": {"conditions": {"hyperfitted-greedy": {"seq_rep_4": 0.5},
                                                 "base-greedy": {"seq_rep_4": 0.9},
                                                 "base-temperature-d0": {"seq_rep_4": 0.7},
-                                                "base-temperature-d1": {"seq_rep_4": 0.7}}}}}
+                                                "base-temperature-d1": {"seq_rep_4": 0.7}},
+                                 # a LoRA run that was still training when the older file was written
+                                 "train": {"hyperfitted": {"epochs": 9}, "lora-last1": {"epochs": 4}}}}}
     (tmp_path / "old.json").write_text(json.dumps(older))
     kept_s2 = (keep / "s2.json.gz").read_bytes()
 
@@ -135,8 +137,10 @@ def test_seeds_kept_or_summarised_earlier_join_without_their_runs(tmp_path):
     assert paired[("base-greedy", "seq_rep_4")]["seeds"] == 1 and paired[("base-greedy", "seq_rep_4")]["prompts"] == 3
     assert paired[("base-greedy", "seq_rep_4")]["mean"] == pytest.approx(-0.5)
     assert paired[("base-temperature-mean", "seq_rep_4")]["mean"] == pytest.approx(-0.3)
-    # the older summary is kept too (without per-image values); the kept seed is not rewritten
-    assert read_kept(keep / "s0.json.gz") == {"summary": older["per_seed"]["s0"], "items": None}
+    # the older summary is kept too (without per-image values; its unscored LoRA run's loss left out, as for runs);
+    # the kept seed is not rewritten
+    assert read_kept(keep / "s0.json.gz") == {"summary": {**older["per_seed"]["s0"],
+                                                          "train": {"hyperfitted": {"epochs": 9}}}, "items": None}
     assert (keep / "s2.json.gz").read_bytes() == kept_s2
 
     again = stats()  # the kept folder alone gives the same summary
