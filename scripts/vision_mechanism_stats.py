@@ -249,6 +249,9 @@ def main() -> None:
                     items[name] = seed_items
         if args.add_summaries:
             for name, summary in read_json_object(args.add_summaries).get("per_seed", {}).items():
+                if not re.fullmatch(r"s\d+", name) or not isinstance(summary, dict) or "conditions" not in summary:
+                    raise HyperfitError(f"{args.add_summaries}: per_seed/{name} is not a seed's summary "
+                                        "(written by this script's --out)")
                 if name not in summaries:
                     summaries[name] = scored_lora_only(summary)
                     fresh.add(name)

@@ -163,3 +163,14 @@ def test_a_kept_file_of_another_shape_is_one_error_line(tmp_path, content, says)
     assert len(done.stderr.splitlines()) == 1, done.stderr
     assert done.stderr.startswith(f"error: {tmp_path / 'kept' / 's0.json.gz'} {says}" if "kept seed" in says
                                   else f"error: {says} {tmp_path / 'kept' / 's0.json.gz'}: ")
+
+
+def test_an_older_stats_file_of_another_shape_is_one_error_line(tmp_path):
+    (tmp_path / "old.json").write_text(json.dumps({"per_seed": {"seed-0": {"conditions": {}}}}))
+    done = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "no-runs"), "--keep", str(tmp_path / "kept"),
+                           "--add-summaries", str(tmp_path / "old.json"), "--out", str(tmp_path / "stats.json")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and not (tmp_path / "stats.json").exists()
+    assert not list((tmp_path / "kept").glob("*.json.gz"))
+    assert done.stderr == (f"error: {tmp_path / 'old.json'}: per_seed/seed-0 is not a seed's summary "
+                           "(written by this script's --out)\n")
