@@ -87,7 +87,7 @@ run_in() { ls -d "$1"/*/ 2>/dev/null | head -1 | sed 's:/$::' || true; }  # the 
 trained() {  # LABEL DIR extra-args...: the train run under DIR that saved its model: hyperfitted first when none,
   # resumed from its checkpoint when one was stopped (stopped_run)
   local label=$1 dir=$2 run; shift 2
-  run=$(ls -d "$dir"/*/model 2>/dev/null | head -1 | xargs -r dirname || true)
+  run=$(saved_run "$dir")
   [[ -n "$run" ]] || run=$(resume_stopped "$label" "$dir" "$dir.log" $H train) || return 2
   if [[ -z "$run" ]]; then
     stamp "$label start"
@@ -95,7 +95,7 @@ trained() {  # LABEL DIR extra-args...: the train run under DIR that saved its m
     $H train --model "$BASE" "${DATA_ARGS[@]}" --num-train "$NUM_TRAIN" --epochs "$EPOCHS" --batch-size 8 \
       --seed "$S" --data-seed "$S" --order-seed "$S" --device cpu --out "$dir" "${TRAIN_ARGS[@]}" "$@" \
       > "$dir.log" 2>&1 || { echo "error: training $label failed (see $dir.log)" >&2; return 2; }
-    run=$(ls -d "$dir"/*/model 2>/dev/null | head -1 | xargs -r dirname || true)
+    run=$(saved_run "$dir")
     [[ -n "$run" ]] || { echo "error: the train run under $dir saved no model (see $dir.log)" >&2; return 2; }
     stamp "$label done $run"
   fi

@@ -38,6 +38,9 @@ model() {
     || { echo "error: $1 is neither a folder that exists nor a hub id (owner/name): '$2'" >&2; exit 2; }
 }
 
+# saved_run DIR: the run under DIR that saved its model (a finished training); nothing when there is none.
+saved_run() { ls -d "$1"/*/model 2>/dev/null | head -1 | xargs -r dirname || true; }
+
 # stopped_run DIR: the run under DIR that saved a complete checkpoint but no model (its training was stopped: a
 # killed session, a reboot, an out-of-memory kill). The measure scripts resume it from that checkpoint with
 # `train --resume` instead of removing it and hyperfitting again from step 0 (hours lost on setting C).
@@ -53,8 +56,8 @@ stopped_run() {
 # resume_stopped LABEL DIR LOG TRAIN...: when DIR holds a stopped run (stopped_run), run `TRAIN --resume RUN`
 # (output appended to LOG) and print RUN once it saved its model; print nothing when there is none. The timings file
 # $T gets "LABEL stopped CHECKPOINT", timed when RUN's newest checkpoint was saved, then (through the caller's
-# `stamp`) "LABEL resume RUN" and "LABEL done RUN": the work kept from before the stop counts in a step's minutes (start to
-# stopped, then resume to done), the steps lost after that checkpoint do not.
+# `stamp`) "LABEL resume RUN" and "LABEL done RUN": the work kept from before the stop counts in a step's minutes
+# (start to stopped, then resume to done), the steps lost after that checkpoint do not.
 resume_stopped() {
   local label=$1 dir=$2 log=$3 run checkpoint; shift 3
   run=$(stopped_run "$dir")

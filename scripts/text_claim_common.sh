@@ -14,7 +14,7 @@ count THREADS "$THREADS" 1
 OUT=$ROOT/s$S
 T=$OUT/timings.txt
 stamp() { echo "$(date -u +%FT%H:%M:%S) $* load=$(cut -d' ' -f1 /proc/loadavg)" >> "$T"; }
-train_run() { ls -d ${1:-$OUT/train}/*/model 2>/dev/null | head -1 | xargs -r dirname || true; }  # [DIR]: a run that saved its model
+train_run() { saved_run "${1:-$OUT/train}"; }  # [DIR]: the run that saved its model (default: the seed's training)
 
 gen() {  # corpus name extra-args...: one condition on the corpus's PROMPTS prompts (skipped when done.txt lists it)
   local corpus=$1 name=$2; shift 2

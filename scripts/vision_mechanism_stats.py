@@ -163,10 +163,15 @@ def number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def temperature_samples(conditions: dict) -> list:
+    """The entropy-matched temperature's decode seeds (base-temperature-dD), in name order: what POOLED averages."""
+    return [conditions[n] for n in sorted(conditions) if re.fullmatch(r"base-temperature-d\d+", n)]
+
+
 def condition_means(summary: dict) -> dict[str, dict]:
     """The seed's mean of each metric per condition, with base-temperature-mean: the mean over the decode seeds."""
     means = {name: values for name, values in summary["conditions"].items() if name != "real"}
-    samples = [means[n] for n in sorted(means) if re.fullmatch(r"base-temperature-d\d+", n)]
+    samples = temperature_samples(means)
     if samples:
         shared = set.intersection(*(set(s) for s in samples))
         means[POOLED] = {m: sum(s[m] for s in samples) / len(samples) for m in shared
@@ -199,7 +204,7 @@ def image_comparisons(items: dict) -> list[dict]:
     values (hyperfit_core.paired)."""
     items = {seed: dict(values) for seed, values in items.items()}  # the kept values stay as they were
     for values in items.values():  # the temperature samples' per-image mean, one condition beside the others
-        samples = [values[n] for n in sorted(values) if re.fullmatch(r"base-temperature-d\d+", n)]
+        samples = temperature_samples(values)
         if samples:
             values[POOLED] = {metric: [sum(v) / len(v) for v in zip(*(s[metric] for s in samples))]
                               for metric in samples[0]}
@@ -229,7 +234,8 @@ def main() -> None:
             ensure_writable_dir(folder)
     except HyperfitError as exc:
         sys.exit(f"error: {exc}")
-    folders = sorted((d for d in args.root.glob("s*") if re.fullmatch(r"s\d+", d.name)), key=lambda d: int(d.name[1:]))
+    folders = sorted((d for d in args.root.glob("s*") if re.fullmatch(r"s\d+", d.name)),
+                     key=lambda d: seed_number(d.name))
     seeds = [d for d in folders if list(d.glob(f"evaluate/*/{RESULTS}"))]
     for unfinished in (d for d in folders if d not in seeds):  # still running, or stopped: said, not silently left out
         warn(f"{unfinished} has no scored conditions yet (evaluate/*/{RESULTS}); left out of the summary")
