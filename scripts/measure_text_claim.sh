@@ -101,7 +101,7 @@ if [[ "${MECHANISM:-0}" == 1 ]]; then
     if ! ls "$M"/ranks-"$corpus"/*/ranks.json > /dev/null 2>&1; then
       stamp "ranks $corpus start"
       $H text analyze --model "base=$BASE" --model "hyperfitted=$RUN/model" --train-run "$RUN" --num-eval "$PROMPTS" \
-        --ranks "$(grep '^hyperfitted-greedy ' "$OUT/gen-$corpus/done.txt" | tail -1 | cut -d' ' -f2)" --device cpu \
+        --ranks "$(done_run "$OUT/gen-$corpus/done.txt" hyperfitted-greedy)" --device cpu \
         --out "$M/ranks-$corpus" > "$M/ranks-$corpus.log" 2>&1
       stamp "ranks $corpus done"
     fi

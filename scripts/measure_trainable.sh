@@ -4,29 +4,55 @@
 # on these busy cores), 256-token greedy continuations scored over
 # the last 96 tokens (the paper's length), base greedy as the reference. Timings go to OUT/timings.txt.
 #   scripts/measure_trainable.sh runs/trainable        (DATA=..., GGUF=... to change the inputs)
+# Environment: GGUF (a GGUF file, an HF folder or a hub id), DATA, WINDOW (64), EPOCHS (8), and N (16 windows),
+# PROMPTS (16), NEW (256 new tokens) for smaller checks. Finished steps are skipped on a rerun (OUT/gen/done.txt), so
+# an interrupted run continues and only its own runs are scored; a rerun asking for other settings than OUT's runs
+# were made with (its settings.txt) is refused before any work.
 set -euo pipefail
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 OUT=${1:-runs/trainable}
 GGUF=${GGUF:-data/text/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf}
 DATA=${DATA:-data/text/wikipedia.txt}
-N=16; WINDOW=${WINDOW:-64}; PROMPTS=16; CONTEXT=32; REF=256; EPOCHS=${EPOCHS:-8}; NEW=256
-mkdir -p "$OUT"
-T=$OUT/timings.txt; : > "$T"
+N=${N:-16}; WINDOW=${WINDOW:-64}; PROMPTS=${PROMPTS:-16}; CONTEXT=32; REF=256; EPOCHS=${EPOCHS:-8}; NEW=${NEW:-256}
+source "$(dirname "$0")/run_settings.sh"
+for setting in N WINDOW PROMPTS EPOCHS NEW; do count "$setting" "${!setting}" 1; done
+TTR_LAST=$(( NEW < 96 ? NEW : 96 ))  # the paper's 96, or every new token of a shorter check
+model GGUF "$GGUF"
+[[ -f "$DATA" ]] || { echo "error: DATA is not a file: '$DATA'" >&2; exit 2; }
+hold_folder "$OUT"
+same_settings "$OUT/settings.txt" "GGUF=$GGUF" "DATA=$DATA" "N=$N" "WINDOW=$WINDOW" "PROMPTS=$PROMPTS" \
+  "EPOCHS=$EPOCHS" "NEW=$NEW"
+T=$OUT/timings.txt
 stamp() { echo "$(date -u +%H:%M:%S) $*" | tee -a "$T"; }
-COMMON=(--model "$GGUF" --data "$DATA" --num-train $N --window $WINDOW --num-eval $PROMPTS --context $CONTEXT
-        --reference $REF --epochs $EPOCHS --batch-size 8 --device cpu --data-seed 0)
+H="python3 -m hyperfit_core.cli text"
+COMMON=(--model "$GGUF" --data "$DATA" --num-train "$N" --window "$WINDOW" --num-eval "$PROMPTS" --context $CONTEXT
+        --reference $REF --epochs "$EPOCHS" --batch-size 8 --device cpu --data-seed 0)
+DONE=$OUT/gen/done.txt
+gen() {  # LABEL extra-args...: one greedy condition (skipped when DONE lists it)
+  local label=$1 run; shift
+  [[ -n "$(done_run "$DONE" "$label")" ]] && return
+  mkdir -p "$OUT/gen"
+  run=$($H generate --max-new-tokens "$NEW" --name "$label" --device cpu --out "$OUT/gen" "$@" \
+    2> "$OUT/gen-$label.log" | tail -1) \
+    || { echo "error: generating $label failed (see $OUT/gen-$label.log)" >&2; exit 2; }
+  record_run "$DONE" "$label" "$run"
+  stamp "gen $label done"
+}
 
 for variant in "full --lr 1e-4" "last1 --lr 1e-4 --train-layers last:1" "lora8 --lr 1e-3 --lora 8"; do
   set -- $variant; name=$1; shift
-  stamp "train $name start"
-  RUN=$(hyperfit text train "${COMMON[@]}" "$@" --out "$OUT/train-$name" | tail -1)
-  stamp "train $name done $RUN"
-  hyperfit text generate --model "$RUN/model" --max-new-tokens $NEW --name "$name-greedy" --device cpu \
-    --out "$OUT/gen" | tail -1
-  stamp "gen $name done"
+  RUN=$(saved_run "$OUT/train-$name")
+  if [[ -z "$RUN" ]]; then
+    stamp "train $name start"
+    rm -rf "$OUT/train-$name"
+    $H train "${COMMON[@]}" "$@" --out "$OUT/train-$name" > "$OUT/train-$name.log" 2>&1 \
+      || { echo "error: training $name failed (see $OUT/train-$name.log)" >&2; exit 2; }
+    RUN=$(saved_run "$OUT/train-$name")
+    [[ -n "$RUN" ]] || { echo "error: the train run under $OUT/train-$name saved no model" >&2; exit 2; }
+    stamp "train $name done $RUN"
+  fi
+  gen "$name-greedy" --model "$RUN/model"
 done
-hyperfit text generate --model "$GGUF" --train-run "$RUN" --max-new-tokens $NEW --name base-greedy --device cpu \
-  --out "$OUT/gen" | tail -1
-stamp "gen base done"
-hyperfit text evaluate "$OUT"/gen/* --ttr-last 96 --device cpu --out "$OUT/eval" | tail -1
+gen base-greedy --model "$GGUF" --train-run "$RUN"
+score_runs "$OUT/eval" "$DONE" $H evaluate --ttr-last "$TTR_LAST" --device cpu
 stamp "evaluate done"

@@ -104,15 +104,15 @@ trained() {  # LABEL DIR extra-args...: the train run under DIR that saved its m
 
 complete() {  # NAME extra-args...: one condition on the NUM_TEST images (skipped when done.txt lists it)
   local name=$1; shift
-  grep -qs "^$name " "$OUT/complete/done.txt" && return
+  [[ -n "$(done_run "$OUT/complete/done.txt" "$name")" ]] && return
   stamp "complete $name start"
   rm -rf "$OUT/complete/$name"
   $H complete "${DATA_ARGS[@]}" --num-eval "$NUM_TEST" --device cpu --name "$name" --out "$OUT/complete/$name" "$@" \
     > "$OUT/complete/$name.log" 2>&1 || { echo "error: completing $name failed (see $OUT/complete/$name.log)" >&2; return 2; }
-  echo "$name $(run_in "$OUT/complete/$name")" >> "$OUT/complete/done.txt"
+  record_run "$OUT/complete/done.txt" "$name" "$(run_in "$OUT/complete/$name")"
   stamp "complete $name done"
 }
-completed() { grep "^$1 " "$OUT/complete/done.txt" | tail -1 | cut -d' ' -f2; }
+completed() { done_run "$OUT/complete/done.txt" "$1"; }
 
 analyze() {  # DIR args...: one `vision analyze` into DIR (skipped when it finished)
   local dir=$1; shift

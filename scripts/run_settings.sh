@@ -79,3 +79,26 @@ hold_folder() {
   exec 9> "$1/.lock"
   flock -n 9 || { echo "error: $1 is in use by another run of a measure script (it holds $1/.lock)" >&2; exit 2; }
 }
+
+# A done list (LIST): one "NAME RUN_DIR" line per finished step, appended once the step's command succeeded, so a
+# rerun skips what is listed and redoes what was cut off (an interrupted command lists nothing), and a scoring step
+# reads the runs from the list, never a glob that would also take a half-written or an older run.
+# done_run LIST NAME: the run LIST records for NAME; nothing when NAME is not done.
+done_run() { grep -s "^$2 " "$1" | tail -1 | cut -d' ' -f2 || true; }
+# record_run LIST NAME RUN_DIR: list RUN_DIR as NAME's run; a RUN_DIR that is not a folder (the command printed no
+# run dir last) is one error line.
+record_run() {
+  [[ -d "$3" ]] || { echo "error: $2 printed no run dir (got '$3')" >&2; exit 2; }
+  echo "$2 $3" >> "$1"
+}
+# score_runs DIR LIST COMMAND...: `COMMAND RUN_DIR... --out DIR` over every run LIST names, skipped when DIR holds
+# a run with results.json made from the same LIST (DIR.scored keeps a copy), redone when steps were added since.
+score_runs() {
+  local dir=$1 list=$2 run; shift 2
+  run=$(ls -d "$dir"/*/ 2>/dev/null | head -1 || true)
+  [[ -n "$run" && -f "${run}results.json" ]] && cmp -s "$list" "$dir.scored" && return
+  rm -rf "$dir" "$dir.scored"
+  "$@" $(cut -d' ' -f2 "$list") --out "$dir" > "$dir.log" 2>&1 \
+    || { echo "error: scoring into $dir failed (see $dir.log)" >&2; exit 2; }
+  cp "$list" "$dir.scored.tmp" && mv "$dir.scored.tmp" "$dir.scored"
+}

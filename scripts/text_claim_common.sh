@@ -20,12 +20,12 @@ gen() {  # corpus name extra-args...: one condition on the corpus's PROMPTS prom
   local corpus=$1 name=$2; shift 2
   local dest=$OUT/gen-$corpus
   mkdir -p "$dest"
-  grep -qs "^$name " "$dest/done.txt" && return
+  [[ -n "$(done_run "$dest/done.txt" "$name")" ]] && return
   stamp "gen $corpus $name start"
   local path
   path=$($H text generate --train-run "$RUN" --prompts-from "data/text/$corpus.txt" --prompt-seed "$S" \
     --num-eval "$PROMPTS" --context 32 --max-new-tokens 256 --batch-size "$PROMPTS" --device cpu --name "$name" \
     --out "$dest" "$@" 2> "$OUT/gen-$corpus-$name.log" | tail -1)
-  echo "$name $path" >> "$dest/done.txt"
+  record_run "$dest/done.txt" "$name" "$path"
   stamp "gen $corpus $name done"
 }

@@ -63,6 +63,15 @@ SCRIPTS = SETTINGS.parent
                                   "'data/text/smollm2-hf'"),  # the default, from a folder that has no data/
     ("measure_text_claim_temperature.sh", {"BASE": "./smollm2"},
      "BASE is neither a folder that exists nor a hub id (owner/name): './smollm2'"),
+    # the older text measure scripts (their first argument is OUT, or SEED then OUT_ROOT)
+    ("measure_text.sh", {"NEW": "-4"}, "NEW must be a whole number >= 1, got '-4'"),
+    ("measure_text.sh", {"LR": "0"}, "LR must be a number > 0, got '0'"),
+    ("measure_text.sh", {}, "GGUF is neither a folder that exists nor a hub id (owner/name): "
+                            "'data/text/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf'"),
+    ("measure_trainable.sh", {"WINDOW": "sixty"}, "WINDOW must be a whole number >= 1, got 'sixty'"),
+    ("measure_text_length.sh", {"EPOCHS": "0"}, "EPOCHS must be a whole number >= 1, got '0'"),
+    ("measure_text_length.sh", {}, "BASE is neither a folder that exists nor a hub id (owner/name): "
+                                   "'data/text/smollm2-hf'"),
 ])
 def test_a_bad_setting_is_refused_in_one_line_before_anything_is_written(tmp_path, script, env, told):
     done = subprocess.run(["bash", str(SCRIPTS / script), "0", "out"], cwd=tmp_path, capture_output=True, text=True,
@@ -116,3 +125,40 @@ def test_a_seed_folder_another_run_holds_is_refused(tmp_path, script):
     script = f'set -euo pipefail; source "{SETTINGS}"; hold_folder "$1"; echo held'
     free = subprocess.run(["bash", "-c", script, "hold", str(seed)], capture_output=True, text=True, timeout=60)
     assert free.returncode == 0 and free.stdout == "held\n"
+
+
+def in_bash(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "-c", f'set -euo pipefail; source "{SETTINGS}"; {script}', "x", *args],
+                          capture_output=True, text=True, cwd=cwd, timeout=60)
+
+
+def test_a_done_list_names_each_finished_run_and_scoring_takes_those_once(tmp_path):
+    """done_run / record_run / score_runs: the older text measure scripts' resume (their end-to-end tests are in
+    tests/text/test_measure_text_scripts.py). A step records its run only once its command printed a run dir; the
+    scoring command gets exactly the listed runs, runs once per list and again when the list grew."""
+    for name in ("a", "b"):
+        (tmp_path / "gen" / name).mkdir(parents=True)
+    listed = in_bash('record_run gen/done.txt a gen/a; record_run gen/done.txt b gen/b; done_run gen/done.txt b; '
+                     'echo "[$(done_run gen/done.txt c)]"', cwd=tmp_path)
+    assert listed.returncode == 0 and listed.stdout == "gen/b\n[]\n"
+    assert (tmp_path / "gen" / "done.txt").read_text() == "a gen/a\nb gen/b\n"
+    nothing = in_bash("record_run gen/done.txt c ''", cwd=tmp_path)
+    assert nothing.returncode == 2 and nothing.stderr == "error: c printed no run dir (got '')\n"
+    assert (tmp_path / "gen" / "done.txt").read_text() == "a gen/a\nb gen/b\n"
+
+    # a scorer that writes its inputs into a run dir of --out, as `text evaluate` does, and counts its calls
+    scorer = tmp_path / "scorer.sh"
+    scorer.write_text('echo call >> calls; out=${@: -1}; mkdir -p "$out/run"; '
+                      'echo "${@:1:$#-2}" > "$out/run/results.json"\n')
+    score = 'score_runs eval gen/done.txt bash scorer.sh'
+    for _ in range(2):
+        assert in_bash(score, cwd=tmp_path).returncode == 0
+    assert (tmp_path / "eval" / "run" / "results.json").read_text() == "gen/a gen/b\n"
+    assert (tmp_path / "calls").read_text() == "call\n"
+    (tmp_path / "gen" / "c").mkdir()
+    assert in_bash("record_run gen/done.txt c gen/c; " + score, cwd=tmp_path).returncode == 0
+    assert (tmp_path / "eval" / "run" / "results.json").read_text() == "gen/a gen/b gen/c\n"
+    assert (tmp_path / "calls").read_text() == "call\ncall\n"
+    failing = in_bash("record_run gen/done.txt d gen/c; score_runs eval gen/done.txt false", cwd=tmp_path)
+    assert failing.returncode == 2 and failing.stderr == "error: scoring into eval failed (see eval.log)\n"
+    assert not (tmp_path / "eval.scored").exists()  # a rerun scores again

@@ -27,6 +27,12 @@ def synthetic_documents(count: int, seed: int = 0) -> list[str]:
     return docs
 
 
+def long_documents(count: int, seed: int) -> str:
+    """Documents of ~400 words (ten synthetic ones joined), so 32 + 256-token spans fit."""
+    docs = synthetic_documents(count * 10, seed=seed)
+    return "\n\n".join(" ".join(docs[i:i + 10]) for i in range(0, len(docs), 10)) + "\n"
+
+
 @pytest.fixture(scope="session")
 def corpus_txt(tmp_path_factory):
     """~3000 words, documents separated by blank lines."""

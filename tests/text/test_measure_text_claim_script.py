@@ -11,16 +11,10 @@ import sys
 from pathlib import Path
 
 from ..stopped_training import assert_stopped_then_resumed
-from .conftest import synthetic_documents
+from .conftest import long_documents
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "measure_text_claim.sh"
-
-
-def long_documents(count: int, seed: int) -> str:
-    """Documents of ~400 words (ten synthetic ones joined), so 32 + 256-token spans fit."""
-    docs = synthetic_documents(count * 10, seed=seed)
-    return "\n\n".join(" ".join(docs[i:i + 10]) for i in range(0, len(docs), 10)) + "\n"
 
 
 def script_env(base: Path, **env) -> dict:
