@@ -157,6 +157,20 @@ models_analyzed="$OUT/lora-analyze-$(echo ${LORA_LAYERS:-none} | tr ' ' -)"
 for old in "$OUT"/lora-analyze-*/; do [[ "${old%/}" == "$models_analyzed" ]] || rm -rf "${old%/}" "${old%/}.log"; done
 analyze "$models_analyzed" "${MODELS[@]}"
 
+keep_features() {  # DIR: the Inception features of DIR's earlier scoring, copied beside each condition's completions
+  # (the real images' beside the first), where `vision evaluate` finds and reuses them (keyed by pixels and weights:
+  # a stale one is recomputed); otherwise scoring FID again for one more condition would redo every condition's
+  local old name path real
+  old=$(run_in "$1")
+  [[ -n "$old" ]] || return 0
+  real=$old/real.inception.safetensors
+  while read -r name path; do
+    [[ -f "$path/$name.completions.safetensors" && -f "$old/$name.inception.safetensors" ]] || continue
+    copy_file "$old/$name.inception.safetensors" "$path/$name.inception.safetensors"
+    if [[ -f "$real" ]]; then copy_file "$real" "$path/real.inception.safetensors"; real=; fi
+  done < "$OUT/complete/done.txt"
+}
+copy_file() { cp "$1" "$2.tmp" && mv "$2.tmp" "$2"; }  # SOURCE DEST: never a cut-off DEST
 score() {  # DIR SCORED extra-args...: one `vision evaluate` of the named conditions into DIR, redone when it scored
   # other conditions than SCORED says (a rerun that added SAMPLE_SEEDS or LORA_LAYERS, or named other FID_CONDITIONS)
   local dir=$1 scored=$2; shift 2
@@ -165,6 +179,7 @@ score() {  # DIR SCORED extra-args...: one `vision evaluate` of the named condit
     return
   fi
   stamp "$(basename "$dir") start"
+  keep_features "$dir"
   rm -rf "$dir" "$dir.scored"
   $H evaluate "$@" --train-run "$RUN" --device cpu --out "$dir" > "$dir.log" 2>&1 \
     || { echo "error: $(basename "$dir") failed (see $dir.log)" >&2; exit 2; }

@@ -130,6 +130,25 @@ def test_every_control_completes_the_same_images_and_is_scored_side_by_side(tiny
     assert seed["conditions"]["hyperfitted-greedy"]["fid"] == fid_results["hyperfitted-greedy"]["fid"]
     assert "fid" not in seed["conditions"]["base-greedy"]
 
+    # FID asked for one more condition: the others' Inception features are reused from the earlier scoring, not
+    # computed again (here hyperfitted greedy's are shifted in that scoring's cache, key kept: the new FID is that
+    # of the shifted features, so they were read, not recomputed)
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    seed_dir = tmp_path / "mech" / "s0"
+    cache = only(seed_dir / "evaluate-fid", "*/hyperfitted-greedy.inception.safetensors")
+    with safe_open(str(cache), "pt") as f:
+        key, features = f.metadata(), f.get_tensor("features")
+    save_file({"features": features + 5.0}, str(cache), metadata=key)
+    more = run_script(tmp_path, tiny_imagegpt_dir, image_folder_8px, SAMPLE_SEEDS="0 1 2", LORA_LAYERS="1 all",
+                      FID="1", FID_CONDITIONS="hyperfitted-greedy base-temperature-d1 base-greedy")
+    assert more.returncode == 0, more.stderr
+    rescored = json.loads(only(seed_dir / "evaluate-fid", "*/results.json").read_text())
+    assert set(rescored) == {"hyperfitted-greedy", "base-temperature-d1", "base-greedy", "real"}
+    assert rescored["base-temperature-d1"]["fid"] == pytest.approx(fid_results["base-temperature-d1"]["fid"])
+    assert rescored["hyperfitted-greedy"]["fid"] > fid_results["hyperfitted-greedy"]["fid"] + 1
+
 
 def test_a_stopped_training_is_resumed_from_its_checkpoint(tiny_imagegpt_dir, image_folder_8px, tmp_path):
     """A session closed mid-training (setting C's seeds were, at epoch 51 of 110) loses only the steps after the last
