@@ -40,6 +40,33 @@ def checked_out_dir(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def umask_file_mode() -> int:
+    """The permission bits open() gives a new file in this process (0o666 less the umask)."""
+    try:  # Linux says the umask without changing it; os.umask can only read it by setting it for a moment
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def open_as_umask(path: str | os.PathLike) -> None:
+    """Give each file at or under `path` whose permission bits are fewer than the umask allows (safetensors >= 0.8
+    writes every file 0600 whatever the umask, safetensors#782) the bits a file open() made would have, so a run
+    dir's weights, completions and features are readable by whoever may read its config.json (a lab's group, a
+    container's other user). Bits beyond those (an executable) are kept."""
+    path, mode = Path(path), umask_file_mode()
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else []
+    for file in files:
+        bits = file.stat().st_mode & 0o777
+        if bits != mode and bits & ~mode == 0:  # strictly fewer: widen to the umask's
+            os.chmod(file, mode)
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary sibling path; on success it replaces `path` in one rename, on failure it is removed."""
@@ -47,6 +74,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         yield tmp
+        open_as_umask(tmp)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -63,6 +91,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     tmp.mkdir(parents=True)
     try:
         yield tmp
+        open_as_umask(tmp)
         if path.exists():
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             os.replace(path, old)

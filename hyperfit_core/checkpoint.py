@@ -13,6 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
+from hyperfit_core.atomic import open_as_umask
 from hyperfit_core.errors import HyperfitError
 from hyperfit_core.formats import read_json_object
 
@@ -53,6 +54,7 @@ def save_checkpoint(accelerator, run_path: Path, state: dict, keep: int) -> Path
             f.write(json.dumps(state, indent=2) + "\n")
             f.flush()
             os.fsync(f.fileno())
+        open_as_umask(tmp)  # accelerate's safetensors files come 0600
         if final.exists():  # the same step saved again (a stop right after a scheduled save)
             shutil.rmtree(final)
         os.replace(tmp, final)
