@@ -84,7 +84,7 @@ hold_folder() {
 # rerun skips what is listed and redoes what was cut off (an interrupted command lists nothing), and a scoring step
 # reads the runs from the list, never a glob that would also take a half-written or an older run.
 # done_run LIST NAME: the run LIST records for NAME; nothing when NAME is not done.
-done_run() { grep -s "^$2 " "$1" | tail -1 | cut -d' ' -f2 || true; }
+done_run() { grep -s "^$2 " "$1" | tail -1 | cut -d' ' -f2- || true; }
 # record_run LIST NAME RUN_DIR: list RUN_DIR as NAME's run; a RUN_DIR that is not a folder (the command printed no
 # run dir last) is one error line.
 record_run() {
@@ -94,11 +94,12 @@ record_run() {
 # score_runs DIR LIST COMMAND...: `COMMAND RUN_DIR... --out DIR` over every run LIST names, skipped when DIR holds
 # a run with results.json made from the same LIST (DIR.scored keeps a copy), redone when steps were added since.
 score_runs() {
-  local dir=$1 list=$2 run; shift 2
+  local dir=$1 list=$2 run runs; shift 2
   run=$(ls -d "$dir"/*/ 2>/dev/null | head -1 || true)
   [[ -n "$run" && -f "${run}results.json" ]] && cmp -s "$list" "$dir.scored" && return
   rm -rf "$dir" "$dir.scored"
-  "$@" $(cut -d' ' -f2 "$list") --out "$dir" > "$dir.log" 2>&1 \
+  mapfile -t runs < <(cut -d' ' -f2- "$list")  # one run dir a line, spaces and all
+  "$@" "${runs[@]}" --out "$dir" > "$dir.log" 2>&1 \
     || { echo "error: scoring into $dir failed (see $dir.log)" >&2; exit 2; }
   cp "$list" "$dir.scored.tmp" && mv "$dir.scored.tmp" "$dir.scored"
 }

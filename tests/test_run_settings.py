@@ -136,28 +136,28 @@ def test_a_done_list_names_each_finished_run_and_scoring_takes_those_once(tmp_pa
     """done_run / record_run / score_runs: the older text measure scripts' resume (their end-to-end tests are in
     tests/text/test_measure_text_scripts.py). A step records its run only once its command printed a run dir; the
     scoring command gets exactly the listed runs, runs once per list and again when the list grew."""
-    for name in ("a", "b"):
+    for name in ("a", "b b"):  # a folder with a space stays one run dir
         (tmp_path / "gen" / name).mkdir(parents=True)
-    listed = in_bash('record_run gen/done.txt a gen/a; record_run gen/done.txt b gen/b; done_run gen/done.txt b; '
+    listed = in_bash('record_run gen/done.txt a gen/a; record_run gen/done.txt b "gen/b b"; done_run gen/done.txt b; '
                      'echo "[$(done_run gen/done.txt c)]"', cwd=tmp_path)
-    assert listed.returncode == 0 and listed.stdout == "gen/b\n[]\n"
-    assert (tmp_path / "gen" / "done.txt").read_text() == "a gen/a\nb gen/b\n"
+    assert listed.returncode == 0 and listed.stdout == "gen/b b\n[]\n"
+    assert (tmp_path / "gen" / "done.txt").read_text() == "a gen/a\nb gen/b b\n"
     nothing = in_bash("record_run gen/done.txt c ''", cwd=tmp_path)
     assert nothing.returncode == 2 and nothing.stderr == "error: c printed no run dir (got '')\n"
-    assert (tmp_path / "gen" / "done.txt").read_text() == "a gen/a\nb gen/b\n"
+    assert (tmp_path / "gen" / "done.txt").read_text() == "a gen/a\nb gen/b b\n"
 
     # a scorer that writes its inputs into a run dir of --out, as `text evaluate` does, and counts its calls
     scorer = tmp_path / "scorer.sh"
     scorer.write_text('echo call >> calls; out=${@: -1}; mkdir -p "$out/run"; '
-                      'echo "${@:1:$#-2}" > "$out/run/results.json"\n')
+                      'printf "%s|" "${@:1:$#-2}" > "$out/run/results.json"\n')
     score = 'score_runs eval gen/done.txt bash scorer.sh'
     for _ in range(2):
         assert in_bash(score, cwd=tmp_path).returncode == 0
-    assert (tmp_path / "eval" / "run" / "results.json").read_text() == "gen/a gen/b\n"
+    assert (tmp_path / "eval" / "run" / "results.json").read_text() == "gen/a|gen/b b|"
     assert (tmp_path / "calls").read_text() == "call\n"
     (tmp_path / "gen" / "c").mkdir()
     assert in_bash("record_run gen/done.txt c gen/c; " + score, cwd=tmp_path).returncode == 0
-    assert (tmp_path / "eval" / "run" / "results.json").read_text() == "gen/a gen/b gen/c\n"
+    assert (tmp_path / "eval" / "run" / "results.json").read_text() == "gen/a|gen/b b|gen/c|"
     assert (tmp_path / "calls").read_text() == "call\ncall\n"
     failing = in_bash("record_run gen/done.txt d gen/c; score_runs eval gen/done.txt false", cwd=tmp_path)
     assert failing.returncode == 2 and failing.stderr == "error: scoring into eval failed (see eval.log)\n"
