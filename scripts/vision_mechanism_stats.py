@@ -201,7 +201,8 @@ def seed_differences(summaries: dict) -> list[dict]:
 
 def image_comparisons(items: dict) -> list[dict]:
     """Hyperfitted greedy minus each condition image by image, two-stage bootstrap over the seeds with per-image
-    values (hyperfit_core.paired)."""
+    values that scored both (hyperfit_core.paired; `image_seeds` says which: a LoRA K run on one seed is compared on
+    that seed, not left out because another seed has no such run)."""
     items = {seed: dict(values) for seed, values in items.items()}  # the kept values stay as they were
     for values in items.values():  # the temperature samples' per-image mean, one condition beside the others
         samples = temperature_samples(values)
@@ -212,9 +213,11 @@ def image_comparisons(items: dict) -> list[dict]:
     comparisons = []
     for other in names:
         for metric in METRICS_COMPARED:
-            if all(metric in items[s].get(REFERENCE, {}) and metric in items[s].get(other, {}) for s in items):
-                result = compare([items[s][REFERENCE][metric] for s in items], [items[s][other][metric] for s in items])
-                comparisons.append({"a": REFERENCE, "b": other, "metric": metric, "result": result.to_dict()})
+            have = [s for s in items if metric in items[s].get(REFERENCE, {}) and metric in items[s].get(other, {})]
+            if have:
+                result = compare([items[s][REFERENCE][metric] for s in have], [items[s][other][metric] for s in have])
+                comparisons.append({"a": REFERENCE, "b": other, "metric": metric, "image_seeds": have,
+                                    "result": result.to_dict()})
     return comparisons
 
 

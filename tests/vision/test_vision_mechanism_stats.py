@@ -149,6 +149,24 @@ def test_seeds_kept_or_summarised_earlier_join_without_their_runs(tmp_path):
     assert {k: v for k, v in second.items() if k != "command"} == {k: v for k, v in first.items() if k != "command"}
 
 
+def test_a_condition_one_seed_ran_is_compared_image_by_image_on_that_seed(tmp_path):
+    """A LoRA K run on seed 2 only (each is hours): its image-level comparison is over seed 2, not left out because
+    seed 3 has none; a condition both seeds ran is compared over both."""
+    keep, out = tmp_path / "kept", tmp_path / "stats.json"
+    s2 = {"hyperfitted-greedy": [0.3, 0.4, 0.5], "base-greedy": [0.9, 0.9, 0.9], "lora-last2": [0.7, 0.8, 0.9]}
+    s3 = {"hyperfitted-greedy": [0.4, 0.4, 0.4], "base-greedy": [0.8, 0.9, 1.0]}
+    for name, per_image in (("s2", s2), ("s3", s3)):
+        kept_seed(keep, name, per_image, {c: sum(v) / 3 for c, v in per_image.items()})
+    done = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "no-runs"), "--keep", str(keep), "--out",
+                           str(out)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    paired = {c["b"]: c for c in json.loads(out.read_text())["comparisons"] if c["metric"] == "seq_rep_4"}
+    assert paired["lora-last2"]["image_seeds"] == ["s2"] and paired["lora-last2"]["result"]["seeds"] == 1
+    assert paired["lora-last2"]["result"]["mean"] == pytest.approx(-0.4)
+    assert paired["base-greedy"]["image_seeds"] == ["s2", "s3"] and paired["base-greedy"]["result"]["seeds"] == 2
+    assert paired["base-greedy"]["result"]["mean"] == pytest.approx(-0.5)
+
+
 @pytest.mark.parametrize("content, says", [
     (gzip.compress(b'{"conditions": {}}'), "is not a kept seed (summary and items; written by --keep)"),  # a summary
     (b'{"summary": {}, "items": null}', "cannot read"),  # not gzipped
