@@ -46,10 +46,8 @@ gen() {  # LABEL extra-args...: one condition (skipped when OUT/gen/done.txt lis
   local label=$1; shift
   [[ -n "$(done_run "$OUT/gen/done.txt" "$label")" ]] && return
   mkdir -p "$OUT/gen"
-  local run
-  run=$($H generate --max-new-tokens "$NEW" --device cpu --out "$OUT/gen" "$@" 2> "$OUT/gen-$label.log" | tail -1) \
-    || { echo "error: generating $label failed (see $OUT/gen-$label.log)" >&2; exit 2; }
-  record_run "$OUT/gen/done.txt" "$label" "$run"
+  record_step "$OUT/gen/done.txt" "$label" "$OUT/gen-$label.log" $H generate --max-new-tokens "$NEW" --device cpu \
+    --out "$OUT/gen" "$@"
   stamp "gen $label done"
 }
 gen hyperfitted-greedy --model "$RUN/model"

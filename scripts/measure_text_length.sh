@@ -33,13 +33,11 @@ T=$OUT/timings.txt
 stamp() { echo "$(date -u +%H:%M:%S) $*" >> "$T"; }
 DONE=$OUT/gen/done.txt
 gen() {  # LABEL extra-args...: one condition of 8 prompts (skipped when DONE lists it)
-  local label=$1 run; shift
+  local label=$1; shift
   [[ -n "$(done_run "$DONE" "$label")" ]] && return
   mkdir -p "$OUT/gen"
-  run=$($H text generate --max-new-tokens "$NEW" --name "$label" --batch-size 8 --device cpu --out "$OUT/gen" "$@" \
-    2> "$OUT/gen-$label.log" | tail -1) \
-    || { echo "error: generating $label failed (see $OUT/gen-$label.log)" >&2; exit 2; }
-  record_run "$DONE" "$label" "$run"
+  record_step "$DONE" "$label" "$OUT/gen-$label.log" $H text generate --max-new-tokens "$NEW" --name "$label" \
+    --batch-size 8 --device cpu --out "$OUT/gen" "$@"
   stamp "$label done"
 }
 

@@ -29,13 +29,11 @@ COMMON=(--model "$GGUF" --data "$DATA" --num-train "$N" --window "$WINDOW" --num
         --reference $REF --epochs "$EPOCHS" --batch-size 8 --device cpu --data-seed 0)
 DONE=$OUT/gen/done.txt
 gen() {  # LABEL extra-args...: one greedy condition (skipped when DONE lists it)
-  local label=$1 run; shift
+  local label=$1; shift
   [[ -n "$(done_run "$DONE" "$label")" ]] && return
   mkdir -p "$OUT/gen"
-  run=$($H generate --max-new-tokens "$NEW" --name "$label" --device cpu --out "$OUT/gen" "$@" \
-    2> "$OUT/gen-$label.log" | tail -1) \
-    || { echo "error: generating $label failed (see $OUT/gen-$label.log)" >&2; exit 2; }
-  record_run "$DONE" "$label" "$run"
+  record_step "$DONE" "$label" "$OUT/gen-$label.log" $H generate --max-new-tokens "$NEW" --name "$label" --device cpu \
+    --out "$OUT/gen" "$@"
   stamp "gen $label done"
 }
 

@@ -91,6 +91,13 @@ record_run() {
   [[ -d "$3" ]] || { echo "error: $2 printed no run dir (got '$3')" >&2; exit 2; }
   echo "$2 $3" >> "$1"
 }
+# record_step LIST NAME LOG COMMAND...: run COMMAND (its stderr into LOG), whose last line of output is the run dir
+# it made, and list that as NAME's run; a failing COMMAND is one error line naming LOG, and lists nothing.
+record_step() {
+  local list=$1 name=$2 log=$3 run; shift 3
+  run=$("$@" 2> "$log" | tail -1) || { echo "error: $name failed (see $log)" >&2; exit 2; }
+  record_run "$list" "$name" "$run"
+}
 # score_runs DIR LIST COMMAND...: `COMMAND RUN_DIR... --out DIR` over every run LIST names, skipped when DIR holds
 # a run with results.json made from the same LIST (DIR.scored keeps a copy), redone when steps were added since.
 score_runs() {

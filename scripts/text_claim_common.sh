@@ -22,10 +22,8 @@ gen() {  # corpus name extra-args...: one condition on the corpus's PROMPTS prom
   mkdir -p "$dest"
   [[ -n "$(done_run "$dest/done.txt" "$name")" ]] && return
   stamp "gen $corpus $name start"
-  local path
-  path=$($H text generate --train-run "$RUN" --prompts-from "data/text/$corpus.txt" --prompt-seed "$S" \
-    --num-eval "$PROMPTS" --context 32 --max-new-tokens 256 --batch-size "$PROMPTS" --device cpu --name "$name" \
-    --out "$dest" "$@" 2> "$OUT/gen-$corpus-$name.log" | tail -1)
-  record_run "$dest/done.txt" "$name" "$path"
+  record_step "$dest/done.txt" "$name" "$OUT/gen-$corpus-$name.log" $H text generate --train-run "$RUN" \
+    --prompts-from "data/text/$corpus.txt" --prompt-seed "$S" --num-eval "$PROMPTS" --context 32 \
+    --max-new-tokens 256 --batch-size "$PROMPTS" --device cpu --name "$name" --out "$dest" "$@"
   stamp "gen $corpus $name done"
 }

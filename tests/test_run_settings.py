@@ -146,6 +146,14 @@ def test_a_done_list_names_each_finished_run_and_scoring_takes_those_once(tmp_pa
     assert nothing.returncode == 2 and nothing.stderr == "error: c printed no run dir (got '')\n"
     assert (tmp_path / "gen" / "done.txt").read_text() == "a gen/a\nb gen/b b\n"
 
+    # record_step: a command's last line of output is its run dir; a failing command lists nothing
+    stepped = in_bash('record_step gen/done.txt c log.txt bash -c "echo made; echo gen/a"', cwd=tmp_path)
+    assert stepped.returncode == 0 and (tmp_path / "gen" / "done.txt").read_text().endswith("c gen/a\n")
+    failed = in_bash('record_step gen/done.txt e log.txt bash -c "echo oops >&2; exit 3"', cwd=tmp_path)
+    assert failed.returncode == 2 and failed.stderr == "error: e failed (see log.txt)\n"
+    assert (tmp_path / "log.txt").read_text() == "oops\n" and "e " not in (tmp_path / "gen" / "done.txt").read_text()
+    (tmp_path / "gen" / "done.txt").write_text("a gen/a\nb gen/b b\n")
+
     # a scorer that writes its inputs into a run dir of --out, as `text evaluate` does, and counts its calls
     scorer = tmp_path / "scorer.sh"
     scorer.write_text('echo call >> calls; out=${@: -1}; mkdir -p "$out/run"; '
