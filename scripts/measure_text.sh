@@ -30,17 +30,9 @@ stamp() { echo "$(date -u +%H:%M:%S) $*" | tee -a "$T"; }
 H="python3 -m hyperfit_core.cli text"
 
 RUN=$(saved_run "$OUT/train")
-if [[ -z "$RUN" ]]; then
-  stamp "train start"
-  rm -rf "$OUT/train"
-  $H train --model "$GGUF" --data "$DATA" --num-train "$N" --window "$WINDOW" --num-eval "$PROMPTS" \
-    --context $CONTEXT --reference $REF --epochs "$EPOCHS" --lr "$LR" --batch-size $BS --target-loss 0.05 \
-    --device cpu --out "$OUT/train" > "$OUT/train.log" 2>&1 \
-    || { echo "error: training failed (see $OUT/train.log)" >&2; exit 2; }
-  RUN=$(saved_run "$OUT/train")
-  [[ -n "$RUN" ]] || { echo "error: the train run under $OUT/train saved no model (see $OUT/train.log)" >&2; exit 2; }
-  stamp "train done $RUN"
-fi
+[[ -n "$RUN" ]] || RUN=$(train_fresh train "$OUT/train" "$OUT/train.log" $H train --model "$GGUF" --data "$DATA" \
+  --num-train "$N" --window "$WINDOW" --num-eval "$PROMPTS" --context $CONTEXT --reference $REF --epochs "$EPOCHS" \
+  --lr "$LR" --batch-size $BS --target-loss 0.05 --device cpu)
 
 gen() {  # LABEL extra-args...: one condition (skipped when OUT/gen/done.txt lists it)
   local label=$1; shift

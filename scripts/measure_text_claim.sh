@@ -61,16 +61,10 @@ trained() {  # LABEL DIR LOG extra-args...: the run under DIR that saved its mod
   local label=$1 dir=$2 log=$3 run; shift 3
   run=$(train_run "$dir")
   [[ -n "$run" ]] || run=$(resume_stopped "$label" "$dir" "$log" $H text train) || return 2
-  if [[ -z "$run" ]]; then
-    stamp "$label start"
-    rm -rf "$dir"
-    $H text train --model "$BASE" --data data/text/wikipedia.txt --num-train "$NUM_TRAIN" --window 256 \
-      --num-eval "$PROMPTS" --context 32 --reference 256 --epochs "$EPOCHS" --batch-size 8 --target-loss "$TARGET" \
-      --seed "$S" --data-seed "$S" --order-seed "$S" --device cpu --out "$dir" "$@" > "$log" 2>&1
-    run=$(train_run "$dir")
-    [[ -n "$run" ]] || { echo "error: the train run under $dir saved no model (see $log)" >&2; return 2; }
-    stamp "$label done $run"
-  fi
+  [[ -n "$run" ]] || run=$(train_fresh "$label" "$dir" "$log" $H text train --model "$BASE" \
+    --data data/text/wikipedia.txt --num-train "$NUM_TRAIN" --window 256 --num-eval "$PROMPTS" --context 32 \
+    --reference 256 --epochs "$EPOCHS" --batch-size 8 --target-loss "$TARGET" --seed "$S" --data-seed "$S" \
+    --order-seed "$S" --device cpu "$@") || return 2
   echo "$run"
 }
 

@@ -40,15 +40,8 @@ gen() {  # LABEL extra-args...: one greedy condition (skipped when DONE lists it
 for variant in "full --lr 1e-4" "last1 --lr 1e-4 --train-layers last:1" "lora8 --lr 1e-3 --lora 8"; do
   set -- $variant; name=$1; shift
   RUN=$(saved_run "$OUT/train-$name")
-  if [[ -z "$RUN" ]]; then
-    stamp "train $name start"
-    rm -rf "$OUT/train-$name"
-    $H train "${COMMON[@]}" "$@" --out "$OUT/train-$name" > "$OUT/train-$name.log" 2>&1 \
-      || { echo "error: training $name failed (see $OUT/train-$name.log)" >&2; exit 2; }
-    RUN=$(saved_run "$OUT/train-$name")
-    [[ -n "$RUN" ]] || { echo "error: the train run under $OUT/train-$name saved no model" >&2; exit 2; }
-    stamp "train $name done $RUN"
-  fi
+  [[ -n "$RUN" ]] || RUN=$(train_fresh "train $name" "$OUT/train-$name" "$OUT/train-$name.log" \
+    $H train "${COMMON[@]}" "$@")
   gen "$name-greedy" --model "$RUN/model"
 done
 gen base-greedy --model "$GGUF" --train-run "$RUN"

@@ -89,16 +89,9 @@ trained() {  # LABEL DIR extra-args...: the train run under DIR that saved its m
   local label=$1 dir=$2 run; shift 2
   run=$(saved_run "$dir")
   [[ -n "$run" ]] || run=$(resume_stopped "$label" "$dir" "$dir.log" $H train) || return 2
-  if [[ -z "$run" ]]; then
-    stamp "$label start"
-    rm -rf "$dir"
-    $H train --model "$BASE" "${DATA_ARGS[@]}" --num-train "$NUM_TRAIN" --epochs "$EPOCHS" --batch-size 8 \
-      --seed "$S" --data-seed "$S" --order-seed "$S" --device cpu --out "$dir" "${TRAIN_ARGS[@]}" "$@" \
-      > "$dir.log" 2>&1 || { echo "error: training $label failed (see $dir.log)" >&2; return 2; }
-    run=$(saved_run "$dir")
-    [[ -n "$run" ]] || { echo "error: the train run under $dir saved no model (see $dir.log)" >&2; return 2; }
-    stamp "$label done $run"
-  fi
+  [[ -n "$run" ]] || run=$(train_fresh "$label" "$dir" "$dir.log" $H train --model "$BASE" "${DATA_ARGS[@]}" \
+    --num-train "$NUM_TRAIN" --epochs "$EPOCHS" --batch-size 8 --seed "$S" --data-seed "$S" --order-seed "$S" \
+    --device cpu "${TRAIN_ARGS[@]}" "$@") || return 2
   echo "$run"
 }
 

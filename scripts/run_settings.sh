@@ -71,6 +71,21 @@ resume_stopped() {
   echo "$run"
 }
 
+# train_fresh LABEL DIR LOG TRAIN...: hyperfit afresh into DIR (an earlier attempt there removed): `TRAIN --out DIR`,
+# its output into LOG, stamped (the caller's `stamp`) "LABEL start" and "LABEL done RUN"; prints RUN, the run that
+# saved its model. A failed training, or one that saved no model, is one error line naming LOG. (Called as
+# RUN=$(train_fresh ...): a `stamp` that also prints its line prints it on stderr, not into RUN.)
+train_fresh() {
+  local label=$1 dir=$2 log=$3 run; shift 3
+  stamp "$label start" >&2
+  rm -rf "$dir"
+  "$@" --out "$dir" > "$log" 2>&1 || { echo "error: training $label failed (see $log)" >&2; exit 2; }
+  run=$(saved_run "$dir")
+  [[ -n "$run" ]] || { echo "error: the train run under $dir saved no model (see $log)" >&2; exit 2; }
+  stamp "$label done $run" >&2
+  echo "$run"
+}
+
 # hold_folder DIR: this script (and the commands it starts, which inherit the lock) alone works in DIR until it
 # ends; a second run on the same seed folder is refused in one line instead of resuming the same training or
 # appending to the same done lists beside the first. Called after the settings are checked, before any write.

@@ -170,3 +170,26 @@ def test_a_done_list_names_each_finished_run_and_scoring_takes_those_once(tmp_pa
     failing = in_bash("record_run gen/done.txt d gen/c; score_runs eval gen/done.txt false", cwd=tmp_path)
     assert failing.returncode == 2 and failing.stderr == "error: scoring into eval failed (see eval.log)\n"
     assert not (tmp_path / "eval.scored").exists()  # a rerun scores again
+
+
+def test_a_fresh_training_prints_only_its_run_and_a_failed_one_is_one_line(tmp_path):
+    """train_fresh, the fresh-training step of every measure script: RUN=$(train_fresh ...) gets the run that saved
+    its model, not the stamp lines a script's `stamp` also prints (measure_text.sh tees them); an earlier attempt in
+    DIR is removed first; a failed training is one error line naming its log."""
+    (tmp_path / "train" / "old-attempt").mkdir(parents=True)
+    fake_train = 'mkdir -p "$2/run1/model"; echo trained'  # `train --out DIR`: a run dir with its model
+    script = ('stamp() { echo "stamp $*" | tee -a timings.txt; }; '
+              f'RUN=$(train_fresh train train train.log bash -c \'{fake_train}\' x); echo "RUN=$RUN"')
+    done = in_bash(script, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "RUN=train/run1\n"
+    assert done.stderr == "stamp train start\nstamp train done train/run1\n"
+    assert (tmp_path / "timings.txt").read_text() == done.stderr and (tmp_path / "train.log").read_text() == "trained\n"
+    assert sorted(p.name for p in (tmp_path / "train").iterdir()) == ["run1"]
+
+    failed = in_bash('stamp() { :; }; RUN=$(train_fresh train train train.log false); echo went on', cwd=tmp_path)
+    assert failed.returncode == 2 and failed.stdout == ""
+    assert failed.stderr == "error: training train failed (see train.log)\n"
+    no_model = in_bash('stamp() { :; }; RUN=$(train_fresh train train train.log true); echo went on', cwd=tmp_path)
+    assert no_model.returncode == 2
+    assert no_model.stderr == "error: the train run under train saved no model (see train.log)\n"
