@@ -16,6 +16,7 @@ in fp32, as under FSDP2 and DDP.
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import os
 
@@ -31,6 +32,24 @@ def _flag(name: str) -> bool:
 
 def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def leave_process_group() -> None:
+    """Destroy the process group this process joined (torchrun / accelerate launch), if any. Registered to run at
+    exit: a process that leaves without it can die of SIGABRT after its work is done (gloo's worker threads still
+    hold tensors that, freed during interpreter finalisation, take a GIL that is gone; pytorch#179291), and the
+    launcher then reports a finished command as failed. A no-op alone and when the group is gone already."""
+    import sys
+
+    if "torch.distributed" not in sys.modules:  # nothing joined a group: no reason to import it at exit
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+atexit.register(leave_process_group)  # every command that may join a group imports this module first
 
 
 def requested_strategy() -> str:

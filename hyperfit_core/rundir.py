@@ -64,7 +64,9 @@ def is_main_process() -> bool:
 
 def broadcast_from_main(obj):
     """The main process's `obj` on every process (a no-op when running alone)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+    from hyperfit_core import launch  # (which also leaves the group at exit)
+
+    if launch.world_size() == 1:
         return obj
     from accelerate import PartialState
     from accelerate.utils import broadcast_object_list

@@ -2,16 +2,28 @@
 torch.distributed.run): `map_items`, `map_dict` and `summed_counts` over 5 items whose work raises on rank 1 only, then
 `shared_run` into an --out the main process cannot make a run dir in. Each
 process records the exception it left with (type, message, the function its traceback ends in) to
-OUT/outcome-rankR.json and exits 0, so the test reads what every process saw."""
+OUT/outcome-rankR.json and exits 0, so the test reads what every process saw; at exit, after hyperfit's own exit
+handler, whether its process group was still joined (OUT/exit-rankR.json)."""
 
+import atexit
 import json
+import os
 import sys
 import traceback
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 
 torch.set_num_threads(1)
+
+
+def record_group_at_exit():  # registered before hyperfit is imported, so it runs after hyperfit's own exit handler
+    out = Path(json.loads(Path(sys.argv[1]).read_text())["out"])
+    (out / f"exit-rank{os.environ['RANK']}.json").write_text(json.dumps({"group_joined": dist.is_initialized()}))
+
+
+atexit.register(record_group_at_exit)
 
 from hyperfit_core import distributed_eval  # noqa: E402
 

@@ -29,6 +29,9 @@ def test_failing_work_on_one_process_raises_on_every_process(tmp_path):  # and a
     told = f"cannot write to output directory {tmp_path / 'not-a-folder'}: File exists"
     assert (rank0["shared_run"]["type"], rank0["shared_run"]["message"]) == ("HyperfitError", told)
     assert (rank1["shared_run"]["type"], rank1["shared_run"]["message"]) == ("HyperfitError", told)
+    # each process left its process group before the interpreter went (not doing so can SIGABRT a finished command)
+    for r in (0, 1):
+        assert json.loads((tmp_path / f"exit-rank{r}.json").read_text()) == {"group_joined": False}, r
 
 
 @pytest.mark.parametrize("gathered", [
