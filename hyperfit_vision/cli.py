@@ -164,19 +164,18 @@ def complete(model, num_eval, prefix_fraction, palette, blocker, blocker_n, logi
 @click.option("--rows", type=POSITIVE, default=16, show_default=True, help="Images (grid rows) to show.")
 @click.option("--scale", type=POSITIVE, default=4, show_default=True, help="Screen pixels per image pixel.")
 def grid(completions, png, rows, scale):
-    """Put completion files (NAME.completions.safetensors, or `complete` run dirs) side by side in one PNG."""
-    from hyperfit_core.formats import COMPLETIONS, condition_files, condition_name
+    """Put completion files (NAME.completions.safetensors, `complete` run dirs or the --out folder of one) side by
+    side in one PNG."""
+    from hyperfit_core.formats import COMPLETIONS, condition_files_of
     from hyperfit_vision.grid import grid_from_completions
 
     files = {}
     for item in completions:
         path = Path(item)
-        found = condition_files(path, COMPLETIONS) if path.is_dir() else [path]
-        if not found:
-            raise HyperfitError(f"{path} holds no completion files (NAME.{COMPLETIONS})")
-        # NAME is all before .completions.safetensors: sample-T1-p0.9 and sample-T1-p0.95 are two columns
-        files.update({condition_name(f, COMPLETIONS) if f.name.endswith(f".{COMPLETIONS}") else f.stem: f
-                      for f in found})
+        # NAME is all before .completions.safetensors: sample-T1-p0.9 and sample-T1-p0.95 are two columns; a file
+        # named otherwise is shown under its stem
+        is_named = path.is_dir() or path.name.endswith(f".{COMPLETIONS}")
+        files.update(condition_files_of(path, COMPLETIONS) if is_named else {path.stem: path})
     click.echo(str(grid_from_completions(files, Path(png), rows=rows, scale=scale)))
 
 

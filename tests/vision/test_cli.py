@@ -159,3 +159,34 @@ def test_grid_columns_are_named_by_everything_before_the_suffix(tmp_path, monkey
                         lambda files, png, **kwargs: seen.update(files) or png)
     ok_cli(["vision", "grid", str(tmp_path), "--png", str(tmp_path / "g.png")], capsys)
     assert sorted(seen) == ["greedy", "sample-T1-p0.9", "sample-T1-p0.95"]
+
+
+def test_grid_and_evaluate_take_the_out_folder_of_one_run(tmp_path, monkeypatch, capsys):
+    """`complete --out OUT` writes OUT/<run dir>/NAME.completions.safetensors: OUT itself names that run (it was
+    refused as holding no completion files); an OUT holding two runs is refused naming both, not one taken."""
+    import numpy as np
+
+    import hyperfit_vision.grid
+    from hyperfit_core.formats import COMPLETIONS, condition_files_of, write_completions
+
+    def one_run(folder, name):
+        folder.mkdir(parents=True)
+        write_completions(folder / f"{name}.{COMPLETIONS}", tokens=np.zeros((2, 16)), real_tokens=np.zeros((2, 16)),
+                          source_index=np.arange(2), prefix_rows=1, palette=np.zeros((3, 3)))
+
+    one_run(tmp_path / "out" / "20261202-1-vision-complete", "greedy")
+    seen = {}
+    monkeypatch.setattr(hyperfit_vision.grid, "grid_from_completions",
+                        lambda files, png, **kwargs: seen.update(files) or png)
+    ok_cli(["vision", "grid", str(tmp_path / "out"), "--png", str(tmp_path / "g.png")], capsys)
+    assert seen == {"greedy": tmp_path / "out" / "20261202-1-vision-complete" / f"greedy.{COMPLETIONS}"}
+    assert condition_files_of(tmp_path / "out", COMPLETIONS) == seen  # what evaluate and the blocker read
+
+    one_run(tmp_path / "out" / "20261202-2-vision-complete", "top-p")
+    code, out, err = run_cli(["vision", "grid", str(tmp_path / "out"), "--png", str(tmp_path / "h.png")], capsys)
+    assert code == 2 and err.strip() == (f"error: {tmp_path / 'out'} holds 2 run dirs with NAME.{COMPLETIONS} files "
+                                         "(20261202-1-vision-complete, 20261202-2-vision-complete): name the one meant")
+    (tmp_path / "empty").mkdir()
+    code, out, err = run_cli(["vision", "grid", str(tmp_path / "empty"), "--png", str(tmp_path / "h.png")], capsys)
+    assert code == 2 and "is not a NAME.completions.safetensors file or a run dir holding some" in err
+    assert not (tmp_path / "h.png").exists()
