@@ -1,17 +1,33 @@
 """Plots drawn from a run dir's own files: loss.png from metrics.jsonl (written at the end of training, and
-redrawable from any run dir later); save_png, how every figure of the packages is written."""
+redrawable from any run dir later); save_png, how every figure of the packages is written; png_target, the
+check of a PNG path a user names."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from hyperfit_core.atomic import atomic_path
+from hyperfit_core.errors import HyperfitError
 from hyperfit_core.formats import read_jsonl
+
+
+def png_target(path: str | Path) -> Path:
+    """`path` as a place for a PNG, checked before any work: a name ending in .png (a slip such as `--out
+    summary.json` would otherwise replace that file with an image), not a folder, in a folder that exists."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise HyperfitError(f"{path} is where a PNG would be written: name a .png file")
+    if path.is_dir():
+        raise HyperfitError(f"{path} is a folder: name a .png file")
+    if not path.parent.is_dir():
+        raise HyperfitError(f"the folder of {path} does not exist")
+    return path
 
 
 def save_png(fig, path: Path, dpi: int = 110) -> Path:
     """Write a matplotlib figure to `path` atomically (temp + rename) and close it, also when writing fails."""
     try:
+        png_target(path)
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format="png", dpi=dpi)  # tmp has no .png suffix, so name the format
     finally:

@@ -167,8 +167,10 @@ def grid(completions, png, rows, scale):
     """Put completion files (NAME.completions.safetensors, `complete` run dirs or the --out folder of one) side by
     side in one PNG."""
     from hyperfit_core.formats import COMPLETIONS, condition_files_of
+    from hyperfit_core.plots import png_target
     from hyperfit_vision.grid import grid_from_completions
 
+    png_target(png)
     files = {}
     for item in completions:
         path = Path(item)

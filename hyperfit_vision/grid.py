@@ -10,6 +10,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from hyperfit_core.atomic import atomic_path
 from hyperfit_core.errors import HyperfitError
+from hyperfit_core.plots import png_target
 from hyperfit_vision.completion import load_completions
 from hyperfit_vision.tokens import tokens_to_images
 
@@ -46,7 +47,7 @@ def completion_grid(columns: dict[str, torch.Tensor], path: str | Path, scale: i
         for r in range(n):
             tile = Image.fromarray(np.ascontiguousarray(columns[name][r].numpy())).resize((cell_w, cell_h), Image.NEAREST)
             canvas.paste(tile, (x + (label_w - cell_w) // 2, _HEADER + _GAP + r * (cell_h + _GAP)))
-    path = Path(path)
+    path = png_target(path)
     with atomic_path(path) as tmp:
         canvas.save(tmp, format="PNG")
     return path

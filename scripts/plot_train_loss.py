@@ -15,9 +15,11 @@ import shlex
 import sys
 from pathlib import Path
 
-from hyperfit_core.atomic import atomic_path, write_json
+from hyperfit_core.atomic import write_json
+from hyperfit_core.errors import HyperfitError
 from hyperfit_core.formats import METRICS, read_jsonl
 from hyperfit_core.options import POSITIVE
+from hyperfit_core.plots import png_target, save_png
 
 
 def epochs_of(run: Path) -> list[dict]:
@@ -30,6 +32,22 @@ def epochs_of(run: Path) -> list[dict]:
         out += [{"epoch": epoch0 + r["epoch"], "step": step0 + r["step"], "mean_loss": r["mean_loss"],
                  "seconds": r["seconds"], "stage": stage + 1} for r in rows if r.get("event") == "epoch"]
     return out
+
+
+def checked(args) -> tuple[list[str], dict[str, list[dict]], list[dict] | None]:
+    """Labels, curves and trajectory rows, or one HyperfitError before anything is written."""
+    png_target(args.out)
+    if args.json is not None and args.json.resolve() == args.out.resolve():
+        raise HyperfitError(f"--json and --out both name {args.out}")
+    labels = args.label or [str(r) for r in args.runs]
+    if len(labels) != len(args.runs) or len(set(labels)) != len(labels):
+        raise HyperfitError(f"--label takes one distinct label per run: {len(args.runs)} runs, labels {labels}")
+    curves = {label: epochs_of(run) for label, run in zip(labels, args.runs)}
+    for label, rows in curves.items():
+        if not rows:
+            raise HyperfitError(f"{label}: its {METRICS} holds no finished epoch")
+    trajectory = None if args.trajectory is None else json.loads(args.trajectory.read_text())["rows"]
+    return labels, curves, trajectory
 
 
 def main() -> None:
@@ -46,8 +64,10 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
-    labels = args.label or [str(r) for r in args.runs]
-    curves = {label: epochs_of(run) for label, run in zip(labels, args.runs)}
+    try:
+        labels, curves, trajectory = checked(args)
+    except (OSError, ValueError, KeyError, HyperfitError) as e:  # ValueError: not JSON; KeyError: no "rows"
+        sys.exit(f"error: {e}")
 
     import matplotlib
     matplotlib.use("Agg")
@@ -56,8 +76,8 @@ def main() -> None:
     fig, ax = plt.subplots(figsize=(9, 4))
     for label, rows in curves.items():
         ax.plot([r["epoch"] for r in rows], [r["mean_loss"] for r in rows], "-", marker=".", label=label)
-    if args.trajectory is not None:
-        rows = json.loads(args.trajectory.read_text())["rows"]
+    if trajectory is not None:
+        rows = trajectory
         ax.plot([r["epoch"] for r in rows], [r["train_loss"] for r in rows], "s--", color="grey",
                 label=args.trajectory_label)
     if args.target is not None:
@@ -68,9 +88,7 @@ def main() -> None:
     ax.set_title(args.title, fontsize=10)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))  # outside: inside it hides curves
     fig.tight_layout()
-    with atomic_path(args.out) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_png(fig, args.out, dpi=110)
     if args.json:
         write_json(args.json, {"command": shlex.join(sys.argv),
                                "runs": {label: str(run) for label, run in zip(labels, args.runs)},

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from hyperfit_core.errors import HyperfitError
-from hyperfit_core.plots import save_png
+from hyperfit_core.plots import png_target, save_png
 
 METRIC = "seq_rep_4"
 
@@ -79,8 +79,7 @@ def main() -> None:
         summary = json.loads(args.summary.read_text())
         if not isinstance(summary, dict) or not isinstance(summary.get("per_seed"), dict):
             raise HyperfitError(f"{args.summary} is not a vision_mechanism_stats.py summary (no per_seed)")
-        if not args.out.parent.is_dir():
-            raise HyperfitError(f"the folder of --out does not exist: {args.out.parent}")
+        png_target(args.out)
         print(plot(summary, args.out, args.title))
     except (OSError, ValueError, HyperfitError) as e:  # ValueError: not JSON, not UTF-8 text
         sys.exit(f"error: {e}")

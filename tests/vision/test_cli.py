@@ -190,3 +190,8 @@ def test_grid_and_evaluate_take_the_out_folder_of_one_run(tmp_path, monkeypatch,
     code, out, err = run_cli(["vision", "grid", str(tmp_path / "empty"), "--png", str(tmp_path / "h.png")], capsys)
     assert code == 2 and "is not a NAME.completions.safetensors file or a run dir holding some" in err
     assert not (tmp_path / "h.png").exists()
+    for png, told in ((tmp_path / "grid.json", "is where a PNG would be written: name a .png file"),
+                      (tmp_path / "out", "is a directory"),
+                      (tmp_path / "gone" / "g.png", "does not exist")):
+        code, out, err = run_cli(["vision", "grid", str(tmp_path / "empty"), "--png", str(png)], capsys)
+        assert code == 2 and told in err and len(err.strip().splitlines()) == 1, err  # before the folder is read

@@ -1,5 +1,5 @@
 """scripts/plot_vision_mechanism.py: FID against seq-rep-4 per condition from a vision mechanism summary; a summary
-without FID, or an --out folder that does not exist, is one error line and no file."""
+without FID, an --out folder that does not exist, or an --out not named .png, is one error line and no file."""
 
 import json
 import os
@@ -51,7 +51,10 @@ def test_the_plot_is_written_and_bad_inputs_are_one_line(tmp_path):
     (tmp_path / "no_fid.json").write_text(json.dumps(summary(with_fid=False)))
     for args, told in ((["no_fid.json", "--out", "x.png"], "error: the summary holds no condition with both FID and "
                         "seq-rep-4 (score FID: FID=1, FID_CONDITIONS of scripts/measure_vision_mechanism.sh)"),
-                       (["stats.json", "--out", "missing/x.png"], "error: the folder of --out does not exist: missing"),
+                       (["stats.json", "--out", "missing/x.png"], "error: the folder of missing/x.png does not exist"),
+                       # a slip that would have replaced the summary with an image
+                       (["stats.json", "--out", "stats.json"],
+                        "error: stats.json is where a PNG would be written: name a .png file"),
                        (["plot.png", "--out", "x.png"], None),
                        (["nothing.json", "--out", "x.png"], None)):
         refused = run(tmp_path, *args)
@@ -60,3 +63,4 @@ def test_the_plot_is_written_and_bad_inputs_are_one_line(tmp_path):
         if told:
             assert refused.stderr.strip() == told
     assert not (tmp_path / "x.png").exists() and not (tmp_path / "missing").exists()
+    assert json.loads((tmp_path / "stats.json").read_text()) == summary()
