@@ -13,7 +13,6 @@ from hyperfit_core.cli_options import (DECODING_OPTION_NAMES, POSITIVE, Decoding
                                        mechanism_options, named_paths, num_eval_option, out_option, pop_options,
                                        resume_option, stack, swap_blocks_options,
                                        train_config_from, train_options, train_run_option)
-from hyperfit_core.errors import HyperfitError
 from hyperfit_core.formats import TRAIN_TOKENS
 from hyperfit_core.options import click_options, declared, pop_declared
 from hyperfit_core.recipe import TrainSpec

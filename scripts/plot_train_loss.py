@@ -77,8 +77,7 @@ def main() -> None:
     for label, rows in curves.items():
         ax.plot([r["epoch"] for r in rows], [r["mean_loss"] for r in rows], "-", marker=".", label=label)
     if trajectory is not None:
-        rows = trajectory
-        ax.plot([r["epoch"] for r in rows], [r["train_loss"] for r in rows], "s--", color="grey",
+        ax.plot([r["epoch"] for r in trajectory], [r["train_loss"] for r in trajectory], "s--", color="grey",
                 label=args.trajectory_label)
     if args.target is not None:
         ax.axhline(args.target, color="red", linestyle="--", linewidth=1, label=f"target {args.target:g}")
