@@ -91,13 +91,14 @@ def condition_files_of(path: str | os.PathLike, kind: str) -> dict[str, Path]:
     holding none but one run dir that holds some (the --out folder of one `complete` / `generate`) means that run
     dir; one holding several is refused, naming them, rather than one of them taken."""
     path = Path(path)
-    if path.is_dir() and not condition_files(path, kind):
-        runs = sorted(sub for sub in path.iterdir() if sub.is_dir() and condition_files(sub, kind))
+    found = condition_files(path, kind) if path.is_dir() else [path]
+    if path.is_dir() and not found:
+        runs = {sub: files for sub in sorted(path.iterdir()) if sub.is_dir() and (files := condition_files(sub, kind))}
         if len(runs) > 1:
             raise HyperfitError(f"{path} holds {len(runs)} run dirs with NAME.{kind} files "
                                 f"({', '.join(run.name for run in runs)}): name the one meant")
-        path = runs[0] if runs else path
-    found = condition_files(path, kind) if path.is_dir() else [path]
+        if runs:
+            path, found = next(iter(runs.items()))
     if not found or not all(f.name.endswith(f".{kind}") for f in found):
         raise HyperfitError(f"{path} is not a NAME.{kind} file or a run dir holding some")
     return {condition_name(f, kind): f for f in found}

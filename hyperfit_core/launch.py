@@ -19,6 +19,7 @@ from __future__ import annotations
 import atexit
 import importlib.util
 import os
+import sys
 
 from hyperfit_core.errors import HyperfitError
 
@@ -39,8 +40,6 @@ def leave_process_group() -> None:
     exit: a process that leaves without it can die of SIGABRT after its work is done (gloo's worker threads still
     hold tensors that, freed during interpreter finalisation, take a GIL that is gone; pytorch#179291), and the
     launcher then reports a finished command as failed. A no-op alone and when the group is gone already."""
-    import sys
-
     if "torch.distributed" not in sys.modules:  # nothing joined a group: no reason to import it at exit
         return
     import torch.distributed as dist
